@@ -1,0 +1,186 @@
+"""Exact arithmetic for decisions at boundaries.
+
+Whether an instance is predicted correctly is the sign of a margin, and the
+theory counts a tie (margin exactly 0) as a failure. Float64 cannot see an
+exact tie, so signs are decided here on rationals:
+
+* Every float input is read as the simplest fraction it represents: the
+  best rational approximation with denominator <= 10**9, if that lies within
+  1e-15 (relative) of the float, otherwise the float's exact binary value.
+  So ``0.1`` is read as 1/10 and a symmetric corruption matrix with
+  ``eta = 0.3`` is exactly doubly stochastic, while a float with no short
+  fraction nearby keeps its exact value.
+* A sum of exponentials sum_i c_i b_i^s is evaluated exactly with
+  :class:`fractions.Fraction` for s <= EXACT_POWER_LIMIT and with mpmath at
+  MP_DIGITS significant digits beyond (where an exact zero of such a sum with
+  distinct rational bases would need astronomically large numerators).
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import mpmath
+
+EXACT_POWER_LIMIT = 2000
+MP_DIGITS = 80
+_DENOMINATOR_LIMIT = 10**9
+_SNAP_RTOL = 1e-15
+
+
+def rational(x) -> Fraction:
+    """The simplest fraction within 1e-15 (relative) of ``x``; exact for Fraction/int input."""
+    if isinstance(x, Fraction):
+        return x
+    if isinstance(x, int):
+        return Fraction(x)
+    x = float(x)
+    exact = Fraction(x)
+    snapped = exact.limit_denominator(_DENOMINATOR_LIMIT)
+    if abs(float(snapped) - x) <= _SNAP_RTOL * abs(x) or snapped == exact:
+        return snapped
+    return exact
+
+
+def rational_matrix(M) -> list[list[Fraction]]:
+    return [[rational(v) for v in row] for row in M]
+
+
+def exp_sum_sign(coefs, bases, s: int) -> int:
+    """Sign (-1, 0, +1) of sum_i coefs[i] * bases[i] ** s, exactly (see module doc)."""
+    if s <= EXACT_POWER_LIMIT:
+        total = sum((cf * b**s for cf, b in zip(coefs, bases) if cf != 0), Fraction(0))
+        return (total > 0) - (total < 0)
+    with mpmath.workdps(MP_DIGITS):
+        terms = [
+            mpmath.mpf(cf.numerator) / cf.denominator * (mpmath.mpf(b.numerator) / b.denominator) ** s
+            for cf, b in zip(coefs, bases)
+            if cf != 0 and b != 0
+        ]
+        total = mpmath.fsum(terms)
+        scale = mpmath.fsum(abs(t) for t in terms)
+        if scale == 0 or abs(total) <= scale * mpmath.mpf(10) ** (-(MP_DIGITS - 10)):
+            return 0
+        return 1 if total > 0 else -1
+
+
+def merge_terms(coefs, bases):
+    """Combine equal bases, drop zero coefficients and zero bases (0^s = 0 for s >= 1).
+
+    Returns two lists (coefs, bases) sorted by base, largest first.
+    """
+    acc: dict[Fraction, Fraction] = {}
+    for cf, b in zip(coefs, bases):
+        if b == 0:
+            continue
+        acc[b] = acc.get(b, Fraction(0)) + cf
+    items = sorted(((b, cf) for b, cf in acc.items() if cf != 0), reverse=True)
+    return [cf for _, cf in items], [b for b, _ in items]
+
+
+def _h(coefs_f, ratios_log, s):
+    """Float value of sum_i c_i (b_i / b_1)^s (scaled so the largest base is 1)."""
+    return sum(cf * math.exp(lr * s) for cf, lr in zip(coefs_f, ratios_log))
+
+
+def positive_rounds(coefs, bases, max_horizon: int = 10**12):
+    """Integers s >= 1 where sum_i coefs[i] * bases[i]^s > 0, as a list of intervals.
+
+    ``coefs`` and ``bases`` are Fractions, bases > 0 or = 0. Each interval is
+    (a, b) with a <= b integers, b = None meaning unbounded. Exact: a sum of
+    at most three exponentials has at most two real sign changes (Descartes'
+    rule for exponential sums) and one critical point, which are located in
+    floating point and then settled on the integers around them with
+    :func:`exp_sum_sign`; beyond a computed horizon the largest base decides.
+    """
+    cs, bs = merge_terms(coefs, bases)
+    if not cs:
+        return []  # identically zero: a tie at every round
+    if len(cs) == 1:
+        return [(1, None)] if cs[0] > 0 else []
+    if len(cs) > 3:
+        raise ValueError(f"positive_rounds handles at most 3 exponential terms, got {len(cs)}")
+    c_f = [float(cf) for cf in cs]
+    ratios_log = [math.log(b / bs[0]) for b in bs]  # 0 for the largest base, < 0 for the rest
+    # Horizon: for s > H, |sum_{i>=2} c_i (b_i/b_1)^s| <= (sum |c_i|) (b_2/b_1)^s < |c_1|.
+    rest = sum(abs(cf) for cf in cs[1:])
+    lead = abs(cs[0])
+    if rest < lead:
+        horizon = 1
+    else:
+        horizon = max(1, math.ceil(math.log(float(lead / rest)) / ratios_log[1]) + 1)
+    if horizon > max_horizon:
+        raise ValueError(f"sign pattern settles only after {horizon} rounds, beyond max_horizon == {max_horizon}")
+    # Critical point of h(s) = sum c_i r_i^s (3 terms): c2 l2 e^{l2 s} + c3 l3 e^{l3 s} = 0.
+    points = [1.0, float(horizon)]
+    if len(cs) == 3:
+        c2, c3 = c_f[1], c_f[2]
+        l2, l3 = ratios_log[1], ratios_log[2]
+        rhs = -(c3 * l3) / (c2 * l2)
+        if rhs > 0:
+            sc = math.log(rhs) / (l2 - l3)
+            if 1.0 < sc < horizon:
+                points.append(sc)
+    points.sort()
+    events = {1, horizon, horizon + 1}
+    for u, v in zip(points[:-1], points[1:]):
+        hu, hv = _h(c_f, ratios_log, u), _h(c_f, ratios_log, v)
+        for p in (u, v):
+            events.update({max(1, math.floor(p) - 1), math.floor(p), math.ceil(p), math.ceil(p) + 1})
+        if hu == 0 or hv == 0 or (hu > 0) != (hv > 0):
+            lo, hi = u, v
+            for _ in range(200):  # bisection to float resolution
+                mid = 0.5 * (lo + hi)
+                if mid in (lo, hi):
+                    break
+                if (_h(c_f, ratios_log, mid) > 0) == (hu > 0):
+                    lo = mid
+                else:
+                    hi = mid
+            events.update({max(1, math.floor(lo) - 1), math.floor(lo), math.ceil(hi), math.ceil(hi) + 1})
+    events = sorted(e for e in events if e >= 1)
+    signs = {e: exp_sum_sign(cs, bs, e) for e in events}
+    eventual = 1 if cs[0] > 0 else -1
+    if signs[events[-1]] != eventual:
+        raise AssertionError("exponential-sum sign past the horizon disagrees with its leading term")
+    # Between consecutive events the sign is constant (every sign change and
+    # the critical point are surrounded by events); check the endpoints agree
+    # where the gap is wider than one.
+    intervals = []
+    start = None
+    for i, e in enumerate(events):
+        pos = signs[e] > 0
+        if i > 0:
+            prev = events[i - 1]
+            if e - prev > 1 and (signs[prev] > 0) != pos:
+                raise AssertionError(f"missed a sign change between rounds {prev} and {e}")
+        if pos and start is None:
+            start = e
+        if not pos and start is not None:
+            intervals.append((start, prev_end))
+            start = None
+        prev_end = e
+    if start is not None:
+        intervals.append((start, None))
+    # merge intervals whose gap was filled by constant-sign stretches
+    return intervals
+
+
+def intersect_intervals(a, b):
+    """Intersection of two sorted lists of integer intervals (None = unbounded above)."""
+    out = []
+    i = j = 0
+    inf = math.inf
+    while i < len(a) and j < len(b):
+        lo = max(a[i][0], b[j][0])
+        ahi = inf if a[i][1] is None else a[i][1]
+        bhi = inf if b[j][1] is None else b[j][1]
+        hi = min(ahi, bhi)
+        if lo <= hi:
+            out.append((lo, None if hi == inf else int(hi)))
+        if ahi < bhi:
+            i += 1
+        else:
+            j += 1
+    return out

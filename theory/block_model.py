@@ -1,0 +1,117 @@
+"""The class-wise correlation (block) model and the label-averaging operator, numerically.
+
+The numeric functions here are generated from :mod:`theory.symbolic` with
+:func:`sympy.lambdify`; the brute-force helpers (explicit N x N matrices) are
+what the tests compare them with.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import sympy as sp
+
+from . import symbolic as S
+from ._exact import rational
+from ._validate import check_block_correlations, check_int, check_positive
+
+__all__ = [
+    "block_eigenvalues",
+    "filters",
+    "filters_exact",
+    "block_gram",
+    "block_projectors",
+    "label_averaging_operator",
+    "spectral_operator",
+]
+
+_spec = S.cached_block_spectrum()
+_args = (S.K, S.n, S.c, S.d)
+_eig_fn = sp.lambdify(_args, _spec["mu"], modules="numpy")
+_filt_fn = sp.lambdify(_args + (S.lam,), _spec["filters"], modules="numpy")
+# Pure-arithmetic version (no numpy calls) so that it also runs on Fractions.
+_filt_exact_fn = sp.lambdify(_args + (S.lam,), _spec["filters"], modules=[{}, "math"])
+
+
+def _check_block(K, n, c, d):
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=1)
+    c, d = check_block_correlations(K, n, c, d)
+    return K, n, c, d
+
+
+def block_eigenvalues(K: int, n: int, c: float, d: float) -> tuple[float, float, float]:
+    """Eigenvalues of the block Gram matrix G = (1-c) I + (c-d) blockdiag(1 1^T) + d 1 1^T.
+
+    Returns (mu_within, mu_class, mu_const) = (1 - c, 1 - c + n (c - d),
+    1 - c + n (c - d) + N d) with multiplicities N - K, K - 1 and 1:
+    within-class contrasts, class contrasts and the constant direction.
+    """
+    K, n, c, d = _check_block(K, n, c, d)
+    return tuple(float(v) for v in _eig_fn(K, n, c, d))
+
+
+def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, float, float]:
+    """Spectral filters (alpha, beta, g) = mu / (mu + K N lambda) of the label-averaging operator.
+
+    One fit multiplies the targets' within-class contrasts by alpha, their
+    class contrasts by beta and their constant part by g; with d < c,
+    alpha < beta, and beta <= g when d >= 0.
+    """
+    K, n, c, d = _check_block(K, n, c, d)
+    lam = check_positive("lam", lam)
+    return tuple(float(v) for v in _filt_fn(K, n, c, d, lam))
+
+
+def filters_exact(K: int, n: int, c, d, lam) -> tuple[Fraction, Fraction, Fraction]:
+    """The same filters as exact fractions (inputs read by :func:`theory._exact.rational`)."""
+    K, n, _, _ = _check_block(K, n, c, d)
+    check_positive("lam", lam)
+    return tuple(_filt_exact_fn(K, n, rational(c), rational(d), rational(lam)))
+
+
+def block_gram(K: int, n: int, c: float, d: float) -> np.ndarray:
+    """Explicit N x N block Gram matrix, instances in class-major order (i in class i // n)."""
+    K, n, c, d = _check_block(K, n, c, d)
+    cls = np.repeat(np.arange(K), n)
+    G = np.where(cls[:, None] == cls[None, :], c, d).astype(np.float64)
+    np.fill_diagonal(G, 1.0)
+    return G
+
+
+def block_projectors(K: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Eigenprojectors (I - B, B - J, J): within-class, class-contrast and constant directions."""
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=1)
+    N = K * n
+    cls = np.repeat(np.arange(K), n)
+    B = (cls[:, None] == cls[None, :]).astype(np.float64) / n
+    J = np.full((N, N), 1.0 / N)
+    return np.eye(N) - B, B - J, J
+
+
+def label_averaging_operator(G, K: int, lam: float) -> np.ndarray:
+    """Brute force A = G (G + K N lambda I)^-1 for an explicit symmetric PSD Gram matrix G (N x N).
+
+    Computed as a linear solve, (G + K N lambda I)^-1 G, which equals
+    G (G + K N lambda I)^-1 because the two factors commute.
+    """
+    G = np.asarray(G, dtype=np.float64)
+    if G.ndim != 2 or G.shape[0] != G.shape[1]:
+        raise ValueError(f"G has shape {G.shape}, must be square N x N")
+    if not np.allclose(G, G.T, rtol=0, atol=1e-12 * max(1.0, np.abs(G).max())):
+        raise ValueError("G is not symmetric, must be a Gram matrix (symmetric positive semidefinite)")
+    K = check_int("K", K, minimum=2)
+    lam = check_positive("lam", lam)
+    N = G.shape[0]
+    M = G + K * N * lam * np.eye(N)
+    return np.linalg.solve(M, G)
+
+
+def spectral_operator(K: int, n: int, c: float, d: float, lam: float, fits: int = 1) -> np.ndarray:
+    """A^fits from the closed form: alpha^s (I - B) + beta^s (B - J) + g^s J (explicit N x N)."""
+    fits = check_int("fits", fits, minimum=0)
+    alpha, beta, g = filters(K, n, c, d, lam)
+    Pw, Pc, P0 = block_projectors(K, n)
+    return alpha**fits * Pw + beta**fits * Pc + g**fits * P0
