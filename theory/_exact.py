@@ -47,12 +47,17 @@ def rational_matrix(M) -> list[list[Fraction]]:
     return [[rational(v) for v in row] for row in M]
 
 
-def exp_sum_sign(coefs, bases, s: int) -> int:
-    """Sign (-1, 0, +1) of sum_i coefs[i] * bases[i] ** s, exactly (see module doc)."""
+def exp_sum_sign(coefs, bases, s: int, digits: int = MP_DIGITS) -> int:
+    """Sign (-1, 0, +1) of sum_i coefs[i] * bases[i] ** s, exactly (see module doc).
+
+    Beyond EXACT_POWER_LIMIT the sum is evaluated with mpmath at ``digits``
+    significant digits; a result below 10^-(digits - 10) of the terms' scale
+    is reported as 0 (callers raise ``digits`` when bases are nearly equal).
+    """
     if s <= EXACT_POWER_LIMIT:
         total = sum((cf * b**s for cf, b in zip(coefs, bases) if cf != 0), Fraction(0))
         return (total > 0) - (total < 0)
-    with mpmath.workdps(MP_DIGITS):
+    with mpmath.workdps(digits):
         terms = [
             mpmath.mpf(cf.numerator) / cf.denominator * (mpmath.mpf(b.numerator) / b.denominator) ** s
             for cf, b in zip(coefs, bases)
@@ -60,7 +65,7 @@ def exp_sum_sign(coefs, bases, s: int) -> int:
         ]
         total = mpmath.fsum(terms)
         scale = mpmath.fsum(abs(t) for t in terms)
-        if scale == 0 or abs(total) <= scale * mpmath.mpf(10) ** (-(MP_DIGITS - 10)):
+        if scale == 0 or abs(total) <= scale * mpmath.mpf(10) ** (-(digits - 10)):
             return 0
         return 1 if total > 0 else -1
 
@@ -79,20 +84,19 @@ def merge_terms(coefs, bases):
     return [cf for _, cf in items], [b for b, _ in items]
 
 
-def _h(coefs_f, ratios_log, s):
-    """Float value of sum_i c_i (b_i / b_1)^s (scaled so the largest base is 1)."""
-    return sum(cf * math.exp(lr * s) for cf, lr in zip(coefs_f, ratios_log))
-
-
-def positive_rounds(coefs, bases, max_horizon: int = 10**12):
+def positive_rounds(coefs, bases, max_horizon: int | None = None):
     """Integers s >= 1 where sum_i coefs[i] * bases[i]^s > 0, as a list of intervals.
 
     ``coefs`` and ``bases`` are Fractions, bases > 0 or = 0. Each interval is
     (a, b) with a <= b integers, b = None meaning unbounded. Exact: a sum of
     at most three exponentials has at most two real sign changes (Descartes'
-    rule for exponential sums) and one critical point, which are located in
-    floating point and then settled on the integers around them with
-    :func:`exp_sum_sign`; beyond a computed horizon the largest base decides.
+    rule for exponential sums) and one critical point, which are located by
+    bisection (in mpmath, with enough digits to separate nearly equal bases)
+    and then settled on the integers around them with :func:`exp_sum_sign`;
+    beyond a computed horizon the largest base decides (it can be astronomically
+    far when two filters nearly coincide, e.g. d ~ 1e-200; the arithmetic then
+    carries enough digits). Raises ValueError if the pattern settles only
+    after more than ``max_horizon`` rounds (default: no limit).
     """
     cs, bs = merge_terms(coefs, bases)
     if not cs:
@@ -101,69 +105,79 @@ def positive_rounds(coefs, bases, max_horizon: int = 10**12):
         return [(1, None)] if cs[0] > 0 else []
     if len(cs) > 3:
         raise ValueError(f"positive_rounds handles at most 3 exponential terms, got {len(cs)}")
-    c_f = [float(cf) for cf in cs]
-    ratios_log = [math.log(b / bs[0]) for b in bs]  # 0 for the largest base, < 0 for the rest
+    # Digits needed to tell the bases apart: 1 - b_2/b_1 may be tiny.
+    gap = 1 - bs[1] / bs[0]
+    digits = 30 + max(0, -math.floor(math.log10(gap.numerator) - math.log10(gap.denominator)))
+    mp = lambda q: mpmath.mpf(q.numerator) / q.denominator  # noqa: E731
     # Horizon: for s > H, |sum_{i>=2} c_i (b_i/b_1)^s| <= (sum |c_i|) (b_2/b_1)^s < |c_1|.
-    rest = sum(abs(cf) for cf in cs[1:])
-    lead = abs(cs[0])
-    if rest < lead:
-        horizon = 1
-    else:
-        horizon = max(1, math.ceil(math.log(float(lead / rest)) / ratios_log[1]) + 1)
-    if horizon > max_horizon:
-        raise ValueError(f"sign pattern settles only after {horizon} rounds, beyond max_horizon == {max_horizon}")
-    # Critical point of h(s) = sum c_i r_i^s (3 terms): c2 l2 e^{l2 s} + c3 l3 e^{l3 s} = 0.
-    points = [1.0, float(horizon)]
-    if len(cs) == 3:
-        c2, c3 = c_f[1], c_f[2]
-        l2, l3 = ratios_log[1], ratios_log[2]
-        rhs = -(c3 * l3) / (c2 * l2)
-        if rhs > 0:
-            sc = math.log(rhs) / (l2 - l3)
-            if 1.0 < sc < horizon:
-                points.append(sc)
-    points.sort()
-    events = {1, horizon, horizon + 1}
-    for u, v in zip(points[:-1], points[1:]):
-        hu, hv = _h(c_f, ratios_log, u), _h(c_f, ratios_log, v)
-        for p in (u, v):
-            events.update({max(1, math.floor(p) - 1), math.floor(p), math.ceil(p), math.ceil(p) + 1})
-        if hu == 0 or hv == 0 or (hu > 0) != (hv > 0):
-            lo, hi = u, v
-            for _ in range(200):  # bisection to float resolution
-                mid = 0.5 * (lo + hi)
-                if mid in (lo, hi):
-                    break
-                if (_h(c_f, ratios_log, mid) > 0) == (hu > 0):
-                    lo = mid
-                else:
-                    hi = mid
-            events.update({max(1, math.floor(lo) - 1), math.floor(lo), math.ceil(hi), math.ceil(hi) + 1})
+    with mpmath.workdps(digits):
+        l2 = mpmath.log(mp(bs[1]) / mp(bs[0]))
+        rest = mpmath.fsum(abs(mp(cf)) for cf in cs[1:])
+        lead = abs(mp(cs[0]))
+        horizon = 1 if rest < lead else max(1, int(mpmath.ceil(mpmath.log(lead / rest) / l2)) + 1)
+    if max_horizon is not None and horizon > max_horizon:
+        raise ValueError(
+            f"the sign pattern settles only after {horizon} rounds (bases {float(bs[1] / bs[0])!r} apart "
+            f"in ratio), beyond max_horizon == {max_horizon}"
+        )
+    # Locating a root near s ~ H to within a quarter round needs the log-ratios
+    # to log10(H) more digits than it takes to tell the bases apart.
+    digits += len(str(horizon)) + 10
+    with mpmath.workdps(digits):
+        c_m = [mp(cf) for cf in cs]
+        logs = [mpmath.log(mp(b) / mp(bs[0])) for b in bs]  # 0 for the largest base, < 0 for the rest
+
+        def h(x):
+            return mpmath.fsum(cf * mpmath.exp(lg * x) for cf, lg in zip(c_m, logs))
+
+        points = [mpmath.mpf(1), mpmath.mpf(horizon)]
+        if len(cs) == 3:
+            # critical point of h: c2 l2 e^{l2 s} + c3 l3 e^{l3 s} = 0
+            rhs = -(c_m[2] * logs[2]) / (c_m[1] * logs[1])
+            if rhs > 0:
+                sc = mpmath.log(rhs) / (logs[1] - logs[2])
+                if 1 < sc < horizon:
+                    points.append(sc)
+        points.sort()
+        events = {1, horizon, horizon + 1}
+        for p in points:
+            f = int(mpmath.floor(p))
+            events.update({max(1, f - 1), f, f + 1, f + 2})
+        for u, v in zip(points[:-1], points[1:]):
+            hu, hv = h(u), h(v)
+            if hu == 0 or hv == 0 or (hu > 0) != (hv > 0):
+                lo, hi = u, v
+                while hi - lo > 0.25:  # integers around the root suffice
+                    mid = (lo + hi) / 2
+                    if (h(mid) > 0) == (hu > 0):
+                        lo = mid
+                    else:
+                        hi = mid
+                f = int(mpmath.floor(lo))
+                events.update({max(1, f - 1), f, f + 1, f + 2})
     events = sorted(e for e in events if e >= 1)
-    signs = {e: exp_sum_sign(cs, bs, e) for e in events}
+    signs = {e: exp_sum_sign(cs, bs, e, digits=digits + 20) for e in events}
     eventual = 1 if cs[0] > 0 else -1
     if signs[events[-1]] != eventual:
         raise AssertionError("exponential-sum sign past the horizon disagrees with its leading term")
     # Between consecutive events the sign is constant (every sign change and
-    # the critical point are surrounded by events); check the endpoints agree
-    # where the gap is wider than one.
+    # the critical point are surrounded by events); check the ends agree
+    # wherever the gap is wider than one.
     intervals = []
     start = None
-    for i, e in enumerate(events):
+    prev = None
+    for e in events:
         pos = signs[e] > 0
-        if i > 0:
-            prev = events[i - 1]
-            if e - prev > 1 and (signs[prev] > 0) != pos:
-                raise AssertionError(f"missed a sign change between rounds {prev} and {e}")
+        if prev is not None and e - prev > 1 and (signs[prev] > 0) != pos:
+            raise AssertionError(f"missed a sign change between rounds {prev} and {e}")
         if pos and start is None:
             start = e
         if not pos and start is not None:
-            intervals.append((start, prev_end))
+            intervals.append((start, prev))
             start = None
-        prev_end = e
+        prev = e
     if start is not None:
         intervals.append((start, None))
-    # merge intervals whose gap was filled by constant-sign stretches
     return intervals
 
 

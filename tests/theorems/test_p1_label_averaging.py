@@ -1,0 +1,137 @@
+"""P1 Label averaging: the fixed point, the linearised operator, the block spectrum and the closed form.
+
+Symbolic steps are checked in sympy (residuals simplify to exactly zero);
+numeric ones against explicit N x N matrices.
+"""
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import example, given
+from hypothesis import strategies as st
+
+import theory
+from theory import symbolic as S
+
+from .strategies import block_params, brute_outputs, explicit_block_gram, explicit_operator, label_counts, labels_from_counts
+
+# Float64 round-off of explicit N x N products with N <= 30 and entries O(1):
+# a few ulps per operation times ~N^2 operations, ~1e-13; a matrix power up to
+# the 31st adds at most a factor of 31. 1e-10 leaves room without hiding an
+# error in the formula (which would show at the size of the filters, >= 1e-4).
+ROUND_OFF = 1e-10
+
+
+def _all_zero(x):
+    if isinstance(x, sp.MatrixBase):
+        return x.is_zero_matrix
+    if isinstance(x, (list, tuple)):
+        return all(_all_zero(v) for v in x)
+    return sp.simplify(x) == 0
+
+
+@pytest.mark.parametrize("K,N,D", [(2, 2, 2), (3, 2, 2), (3, 3, 1)])
+def test_fixed_point_from_gradient_symbolic(K, N, D):
+    """(a) grad = (P - T) Phi^T / N + lambda W, so W* = (T - P) Phi^T/(N lambda) and P = softmax((T-P) G/(N lambda))."""
+    res = S.verify_fixed_point(K, N, D)
+    assert _all_zero(res["gradient"])
+    assert _all_zero(res["stationary_logits"])
+    assert _all_zero(res["claimed_at_W_star"])
+
+
+@pytest.mark.parametrize("K", [2, 3, 4])
+def test_linearisation_and_operator_symbolic(K):
+    """(b) softmax(eps z) = U + eps (z - mean z)/K + O(eps^2); P = U + (T-U) A solves the linearised fixed point; rounds."""
+    res = S.verify_linearisation(K, 2)
+    assert _all_zero(res["softmax_first_order"])
+    assert _all_zero(res["operator"])
+    assert _all_zero(res["rounds"])
+
+
+def test_block_spectrum_symbolic_K_n_symbols():
+    """(c) With K, n, c, d, lambda symbols: eigen-equations, projector algebra, spectral A and its powers."""
+    res = S.verify_block_spectrum_algebra()
+    for name, triple in res.items():
+        assert all(sp.simplify(v) == 0 for v in triple), name
+
+
+@pytest.mark.parametrize("K", [2, 3, 4, 5])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_block_spectrum_explicit_small(K, n):
+    """(c) Explicit sympy matrices, c and d symbolic, every K <= 5 and n <= 4."""
+    res = S.verify_block_spectrum_explicit(K, n)
+    bad = [name for name, M in res.items() if not M.is_zero_matrix]
+    assert not bad
+
+
+@given(block_params(max_K=8, max_n=12, min_n=5))
+@example((4, 500 // 50, 0.4, 0.1, 1e-5))
+def test_block_spectrum_numeric_beyond(params):
+    """(c) numerically beyond the symbolic range: eigh of the explicit Gram matrix has the three eigenvalues with multiplicities."""
+    K, n, c, d, lam = params
+    G = theory.block_gram(K, n, c, d)
+    # block_gram against its definition
+    assert np.array_equal(G, explicit_block_gram(K, n, c, d))
+    ev = np.sort(np.linalg.eigvalsh(G))
+    mu_w, mu_c, mu_0 = theory.block_eigenvalues(K, n, c, d)
+    expected = np.sort(np.r_[np.full(K * n - K, mu_w), np.full(K - 1, mu_c), mu_0])
+    # eigvalsh is backward stable: error <= ~N eps ||G||, ||G|| <= N here.
+    assert np.max(np.abs(ev - expected)) <= 1e-12 * (K * n) ** 2
+    Pw, Pc, P0 = theory.block_projectors(K, n)
+    for P, mu in ((Pw, mu_w), (Pc, mu_c), (P0, mu_0)):
+        assert np.max(np.abs(G @ P - mu * P)) <= ROUND_OFF
+        assert np.max(np.abs(P @ P - P)) <= ROUND_OFF
+    assert np.max(np.abs(Pw + Pc + P0 - np.eye(K * n))) <= ROUND_OFF
+
+
+@given(block_params(max_K=5, max_n=6), st.integers(0, 12))
+def test_spectral_form_equals_matrix_power(params, fits):
+    """A^s = alpha^s (I-B) + beta^s (B-J) + g^s J equals the explicit matrix power of G (G + K N lambda I)^-1."""
+    K, n, c, d, lam = params
+    G = explicit_block_gram(K, n, c, d)
+    A = explicit_operator(G, K, lam)
+    assert np.max(np.abs(theory.label_averaging_operator(G, K, lam) - A)) <= ROUND_OFF
+    assert np.max(np.abs(theory.spectral_operator(K, n, c, d, lam, fits) - np.linalg.matrix_power(A, fits))) <= ROUND_OFF
+
+
+@given(block_params(max_K=5, max_n=6), st.data(), st.integers(0, 30))
+@example((3, 4, 0.5, 0.2, 0.01), None, 0)
+def test_closed_form_outputs_equal_explicit_rounds(params, data, t):
+    """(d) U + alpha^s (y_i - ybar_k) + beta^s (ybar_k - ybar) + g^s (ybar - U) = U + (Y - U) A^(t+1) for every instance."""
+    K, n, c, d, lam = params
+    counts = data.draw(label_counts(K, n)) if data is not None else np.array([[2, 1, 1], [0, 4, 0], [1, 1, 2]])
+    z = labels_from_counts(counts)
+    P_brute = brute_outputs(K, n, c, d, lam, z, t)
+    P_theory = theory.instance_outputs(K, n, c, d, lam, z, t)
+    assert P_theory.shape == (K, K * n)
+    assert np.max(np.abs(P_theory - P_brute)) <= ROUND_OFF
+
+
+@given(block_params(max_K=5, max_n=6), st.data(), st.integers(0, 20))
+def test_multi_round_recursion(params, data, t):
+    """Round t's outputs, used as targets of one more fit, give round t+1's outputs (P_{t+1} - U = (P_t - U) A)."""
+    K, n, c, d, lam = params
+    counts = data.draw(label_counts(K, n))
+    C = counts / n
+    here = theory.type_outputs(K, n, c, d, lam, C, t)
+    nxt = theory.type_outputs(K, n, c, d, lam, C, t + 1)
+    via_targets = theory.outputs_for_targets(K, n, c, d, lam, C, here, 1)
+    assert np.max(np.abs(via_targets - nxt)) <= ROUND_OFF
+
+
+@given(block_params(max_K=6, max_n=6))
+def test_filters_order(params):
+    """alpha < beta (c > d); beta <= g iff d >= 0; all in [0, 1)."""
+    K, n, c, d, lam = params
+    a, b, g = theory.filters(K, n, c, d, lam)
+    assert 0 < a < b < 1
+    assert 0 <= g < 1
+    assert (b <= g) == (d >= 0) or abs(b - g) <= 1e-15
+
+
+def test_filters_exact_match_float():
+    K, n, c, d, lam = 4, 500, 0.4, 0.1, 1e-5
+    exact = theory.filters_exact(K, n, c, d, lam)
+    assert np.allclose([float(v) for v in exact], theory.filters(K, n, c, d, lam), rtol=1e-15, atol=0)
+    # 0.4 and 1e-5 are read as 2/5 and 1/100000: alpha = 0.6 / (0.6 + 4 * 2000 * 1e-5) = 15/17 exactly
+    assert exact[0] == sp.Rational(15, 17)
