@@ -1,0 +1,149 @@
+"""P4 The one-round PLL student: teacher's top two, the student's verdicts, the two-class superclass tie."""
+
+import numpy as np
+import pytest
+from hypothesis import example, given, note
+from hypothesis import strategies as st
+
+import theory
+
+from .strategies import block_params, explicit_block_gram, explicit_operator, label_counts, labels_from_counts
+
+# Brute-force ties: two teacher outputs (deviations from U) closer than REL_TIE
+# times the instance's deviation scale are tied. Exact ties appear in float64 at
+# ~1e-15 of that scale; genuine gaps of the drawn problems are >= ~1e-6.
+REL_TIE = 1e-9
+
+
+def _pll_targets_float(D_col, rule):
+    """PLL target from float deviations with the documented tie rules (brute-force twin of theory.pll_targets)."""
+    K = D_col.size
+    scale = np.abs(D_col).max()
+    tol = REL_TIE * scale
+    order = sorted(range(K), key=lambda j: (-D_col[j], j))
+    t = np.zeros(K)
+    if rule == "lowest":
+        t[order[0]] = t[order[1]] = 0.5
+        return t
+    first = [j for j in range(K) if D_col[order[0]] - D_col[j] <= tol]
+    if len(first) >= 2:
+        t[first] = 1.0 / len(first)
+        return t
+    second_val = D_col[order[1]]
+    second = [j for j in range(K) if j != order[0] and abs(D_col[j] - second_val) <= tol]
+    t[order[0]] = 0.5
+    t[second] = 0.5 / len(second)
+    return t
+
+
+def _brute_pll(K, n, c, d, lam, counts, rule):
+    z = labels_from_counts(counts)
+    y = np.repeat(np.arange(K), n)
+    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
+    D_teacher = (np.eye(K)[:, z] - 1.0 / K) @ A
+    T = np.stack([_pll_targets_float(D_teacher[:, i], rule) for i in range(K * n)], axis=1)
+    D_student = (T - 1.0 / K) @ A
+    N = K * n
+    scale = np.maximum(np.abs(D_student).max(axis=0), 1e-300)  # all-zero deviations: margin 0 (a tie)
+    other = D_student.copy()
+    other[y, np.arange(N)] = -np.inf
+    margin = (D_student[y, np.arange(N)] - other.max(axis=0)) / scale
+    return y, z, T, margin
+
+
+@pytest.mark.parametrize("rule", ["share", "lowest"])
+@given(params=block_params(max_K=4, max_n=6), data=st.data())
+@example(params=(4, 4, 0.4, 0.1, 1e-3), data=None)
+def test_pll_matches_brute_force(rule, params, data):
+    """Targets and student verdicts of the exact analysis equal the explicit teacher/student computation."""
+    K, n, c, d, lam = params
+    counts = data.draw(label_counts(K, n)) if data is not None else np.array([[2, 2, 0, 0], [2, 2, 0, 0], [0, 0, 3, 1], [0, 0, 1, 3]])
+    C = counts / n
+    rep = theory.pll_analysis(K, n, c, d, lam, C, ties=rule)
+    y, z, T, margin = _brute_pll(K, n, c, d, lam, counts, rule)
+    for i in range(K * n):
+        k, l = y[i], z[i]
+        if not np.allclose(T[:, i], rep.targets[k, l], atol=1e-12):
+            note(f"instance {i} type {(k, l)}: brute {T[:, i]}, theory {rep.targets[k, l]}")
+            raise AssertionError("PLL targets differ (a teacher tie decided differently?)")
+        ok = margin[i] > REL_TIE
+        if ok != rep.student_correct[k, l]:
+            assert abs(margin[i]) <= 1e-6, f"type {(k, l)}: theory {rep.student_correct[k, l]}, brute margin {margin[i]}"
+
+
+@given(block_params(max_K=5, max_n=6), st.data())
+def test_teacher_top_two_contains_true_class(params, data):
+    """Balanced labels: C_kk > C_kj in every class with noise is sufficient for the top two to contain every true class.
+
+    (Not necessary: a class whose only rival label is never outranked by a third class keeps its true class
+    in the top two; with K = 2 the top two are everything. The brute-force test covers the exact sets.)
+    """
+    K, n, c, d, lam = params
+    counts = data.draw(label_counts(K, n, balanced=True))
+    C = counts / n
+    rep = theory.pll_analysis(K, n, c, d, lam, C)
+    if theory.balanced_condition(C) or K == 2:
+        assert np.all(rep.teacher_contains_true[rep.present])
+
+
+@given(block_params(max_K=5, max_n=6), st.data())
+def test_student_condition_half(params, data):
+    """If the teacher's top two contain every true class and the PLL targets are balanced over classes,
+    the student is perfect iff every class-mean PLL target gives each wrong label strictly less than 1/2."""
+    K, n, c, d, lam = params
+    counts = data.draw(label_counts(K, n, balanced=True))
+    C = counts / n
+    rep = theory.pll_analysis(K, n, c, d, lam, C)
+    overall = rep.class_mean_targets.mean(axis=0)
+    if np.all(rep.teacher_contains_true[rep.present]) and np.allclose(overall, 1.0 / K, atol=1e-15):
+        assert rep.student_all_correct == rep.condition
+
+
+@given(K=st.sampled_from([2, 4, 6, 8]), eta=st.integers(1, 49).map(lambda v: v / 100), params=block_params(max_K=2, max_n=6, min_d=0.0))
+def test_two_class_superclass_ties(K, eta, params):
+    """Superclasses of two: every instance of a pair gets the same two labels, the student's two outputs tie, all fail."""
+    _, n, c, d, lam = params
+    C = theory.superclass(K, eta, 2)
+    rep = theory.pll_analysis(K, n, c, d, lam, C)
+    assert set(rep.tied_pairs) == {(k, k ^ 1) for k in range(K)}
+    assert not rep.condition
+    assert rep.student_train_accuracy == 0.0
+
+
+@pytest.mark.parametrize("K", [2, 4])
+@pytest.mark.parametrize("noisy", [1, 3, 4])
+def test_two_class_superclass_tie_brute_force(K, noisy):
+    """Explicit matrices (n = 10): the student's outputs for the two classes of a pair coincide to round-off."""
+    n = 10
+    C = theory.superclass(K, noisy / n, 2)
+    counts = np.rint(C * n).astype(int)
+    z = labels_from_counts(counts)
+    A = explicit_operator(explicit_block_gram(K, n, 0.4, 0.1), K, 1e-3)
+    teacher = (np.eye(K)[:, z] - 1.0 / K) @ A
+    T = np.stack([_pll_targets_float(teacher[:, i], "share") for i in range(K * n)], axis=1)
+    student = (T - 1.0 / K) @ A + 1.0 / K
+    for k in range(0, K, 2):
+        rows = student[[k, k + 1]]
+        # outputs O(1/K); their difference is exact cancellation up to ~1e-15
+        assert np.max(np.abs(rows[0] - rows[1])) <= 1e-12
+    rep = theory.pll_analysis(K, n, 0.4, 0.1, 1e-3, C)
+    assert rep.student_train_accuracy == 0.0
+
+
+def test_larger_superclasses_do_not_tie():
+    """Superclasses of three (K=6): below the noise threshold 2/3 the PLL student is perfect."""
+    for eta in (0.1, 0.3, 0.5, 0.6):
+        rep = theory.pll_analysis(6, 60, 0.4, 0.1, 1e-4, theory.superclass(6, eta, 3))
+        assert rep.student_all_correct, eta
+
+
+def test_tie_rule_matters_without_noise():
+    """No noise, symmetric K=4: the wrong classes tie for second place. "share" spreads the second half and the
+    student is perfect; "lowest" gives every class-k instance the pair {k, lowest other}, so class 0 takes half of
+    classes 1-3's targets and class 1 half of class 0's: the class-mean target gives exactly 1/2 to a wrong label."""
+    C = theory.symmetric(4, 0.0)
+    share = theory.pll_analysis(4, 50, 0.4, 0.1, 1e-4, C, ties="share")
+    lowest = theory.pll_analysis(4, 50, 0.4, 0.1, 1e-4, C, ties="lowest")
+    assert share.student_all_correct and share.condition
+    assert not lowest.condition
+    assert (1, 0) in lowest.tied_pairs and (0, 1) in lowest.tied_pairs
