@@ -23,7 +23,7 @@ from fractions import Fraction
 
 import mpmath
 
-EXACT_POWER_LIMIT = 2000
+EXACT_POWER_LIMIT = 300
 MP_DIGITS = 80
 _DENOMINATOR_LIMIT = 10**9
 _SNAP_RTOL = 1e-15
@@ -54,6 +54,17 @@ def exp_sum_sign(coefs, bases, s: int, digits: int = MP_DIGITS) -> int:
     significant digits; a result below 10^-(digits - 10) of the terms' scale
     is reported as 0 (callers raise ``digits`` when bases are nearly equal).
     """
+    # Fast path: float64 with a rigorous-enough error bound. Each term carries a
+    # relative error below (s + 4) * 2^-52 (rounding of the base, s-fold in the
+    # power, plus conversions), so a float sum beyond that bound has the sign shown.
+    try:
+        fl = [float(cf) * float(b) ** s for cf, b in zip(coefs, bases) if cf != 0]
+        total_f = math.fsum(fl)
+        bound = (s + 8) * 2.3e-16 * math.fsum(abs(v) for v in fl)
+        if abs(total_f) > bound and bound > 0 and math.isfinite(total_f) and min((abs(v) for v in fl if v), default=1) > 1e-290:
+            return 1 if total_f > 0 else -1
+    except OverflowError:
+        pass
     if s <= EXACT_POWER_LIMIT:
         total = sum((cf * b**s for cf, b in zip(coefs, bases) if cf != 0), Fraction(0))
         return (total > 0) - (total < 0)
@@ -123,25 +134,35 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
     # Locating a root near s ~ H to within a quarter round needs the log-ratios
     # to log10(H) more digits than it takes to tell the bases apart.
     digits += len(str(horizon)) + 10
+    # float64 suffices to bracket the roots to a quarter round when the bases
+    # are at least 1e-8 apart (log-ratios then carry ~8 correct digits) and the
+    # horizon is at most 1e6; otherwise mpmath with ``digits`` digits.
+    use_float = gap >= Fraction(1, 10**8) and horizon <= 10**6
     with mpmath.workdps(digits):
-        c_m = [mp(cf) for cf in cs]
-        logs = [mpmath.log(mp(b) / mp(bs[0])) for b in bs]  # 0 for the largest base, < 0 for the rest
+        if use_float:
+            num, exp, log, floor = float, math.exp, math.log, math.floor
+            c_m = [float(cf) for cf in cs]
+            logs = [math.log(b / bs[0]) for b in bs]
+        else:
+            num, exp, log, floor = mp, mpmath.exp, mpmath.log, mpmath.floor
+            c_m = [mp(cf) for cf in cs]
+            logs = [mpmath.log(mp(b) / mp(bs[0])) for b in bs]  # 0 for the largest base, < 0 for the rest
 
         def h(x):
-            return mpmath.fsum(cf * mpmath.exp(lg * x) for cf, lg in zip(c_m, logs))
+            return sum(cf * exp(lg * x) for cf, lg in zip(c_m, logs))
 
-        points = [mpmath.mpf(1), mpmath.mpf(horizon)]
+        points = [num(1), num(horizon)]
         if len(cs) == 3:
             # critical point of h: c2 l2 e^{l2 s} + c3 l3 e^{l3 s} = 0
             rhs = -(c_m[2] * logs[2]) / (c_m[1] * logs[1])
             if rhs > 0:
-                sc = mpmath.log(rhs) / (logs[1] - logs[2])
+                sc = log(rhs) / (logs[1] - logs[2])
                 if 1 < sc < horizon:
                     points.append(sc)
         points.sort()
         events = {1, horizon, horizon + 1}
         for p in points:
-            f = int(mpmath.floor(p))
+            f = int(floor(p))
             events.update({max(1, f - 1), f, f + 1, f + 2})
         for u, v in zip(points[:-1], points[1:]):
             hu, hv = h(u), h(v)
@@ -153,7 +174,7 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
                         lo = mid
                     else:
                         hi = mid
-                f = int(mpmath.floor(lo))
+                f = int(floor(lo))
                 events.update({max(1, f - 1), f, f + 1, f + 2})
     events = sorted(e for e in events if e >= 1)
     signs = {e: exp_sum_sign(cs, bs, e, digits=digits + 20) for e in events}

@@ -109,12 +109,12 @@ def check_corruption_matrix(C, K: int | None = None, name: str = "C") -> np.ndar
         raise ValueError(f"{name} has non-finite entries, must be finite")
     if np.any(C < 0):
         i, j = np.argwhere(C < 0)[0]
-        raise ValueError(f"{name}[{i}, {j}] == {C[i, j]}, must be >= 0 (entries are label shares)")
+        raise ValueError(f"{name}[{i}, {j}] == {float(C[i, j])!r}, must be >= 0 (entries are label shares)")
     sums = C.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
     if bad.size:
         i = bad[0]
-        raise ValueError(f"row {i} of {name} sums to {sums[i]!r}, must sum to 1 (within {ROW_SUM_TOL})")
+        raise ValueError(f"row {i} of {name} sums to {float(sums[i])!r}, must sum to 1 (within {ROW_SUM_TOL})")
     return C
 
 

@@ -113,7 +113,7 @@ def exact_label_counts(C, n: int) -> np.ndarray:
     if np.any(off > 1e-9):
         k, j = np.argwhere(off > 1e-9)[0]
         raise ValueError(
-            f"C[{k}, {j}] * n == {raw[k, j]!r} is not a whole number of instances "
+            f"C[{k}, {j}] * n == {float(raw[k, j]):.6g} is not a whole number of instances "
             f"(n == {n}); choose n or eta so that every C[k, j] * n is an integer"
         )
     counts = counts.astype(np.int64)

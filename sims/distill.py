@@ -1,0 +1,737 @@
+"""Multi-round self-distillation (SD) and the PLL student, by brute force.
+
+Library
+-------
+* :class:`LinearModel` -- the linearised softmax fit on an explicit Gram matrix:
+  ``P - U = (T - U) A`` with ``A = G (G + K N lam I)^-1``, solved by a Cholesky
+  factorisation of ``G + K N lam I`` (no closed form from :mod:`theory`: this is
+  the brute-force twin of ``theory.type_outputs``).
+* :func:`linear_sd`, :func:`linear_pll` -- rounds 0..R and the PLL student at the
+  linear level; :func:`exact_sd`, :func:`exact_pll` -- the same with the exact
+  softmax solvers of :mod:`sims.solver`.
+* :class:`Scenario`, :func:`build_problem`, :func:`run_scenario` -- one scenario
+  end to end, returning ``{"params", "theory", "records"}``.
+
+Command line: ``python -m sims.distill --help``.
+
+Definitions
+-----------
+Round 0 (the teacher) is fitted on the one-hot given labels; round t on the
+outputs of round t-1 on the training instances. The PLL student is one fit on
+the teacher's (round 0's) top-two targets, 1/2 each (tie rule
+:func:`sims.metrics.pll_targets`), with cross-entropy (as in the theory) or
+generalised cross-entropy (q = 0.7, started from the teacher's weights, as in the
+paper's experiments); it is reported as round 1 of method "pll".
+
+Exact engines: block model -- ``solver.fit_block`` (type-reduced, exact for the
+N x N block Gram); gmm, perturbed, digits -- ``solver.fit_features`` (primal, on
+the explicit features; for perturbed the row-normalised mixture features whose
+Gram is the perturbed Gram matrix).
+
+The ``theory`` part of the output is the block-model theory (``theory.min_rounds``,
+``theory.filters``) for the nominal K, n, c, d, lam and the sample's empirical
+corruption matrix: exact for ``block``, the idealisation that ``gmm`` and
+``perturbed`` approximate, null for ``digits``.
+
+Measures per (method, level, round):
+
+* ``train_accuracy`` / ``clean_accuracy`` / ``noisy_accuracy``: outputs on the
+  training instances against the true labels (all / given label correct / given
+  label wrong; null for an empty subset), tie convention of :mod:`sims.metrics`;
+* ``fresh_accuracy``: block model -- the balanced population accuracy, i.e. the
+  share of classes k whose fresh-sample logits are correct; in the exact block
+  model every fresh class-k sample has the Gram row ``g_x`` = c on class-k
+  training instances and d elsewhere, so its logits are ``R g_x / (N lam)`` with
+  ``R = T - P`` (exact level: ``BlockFit.fresh_logits``; linear level: the same
+  formula with the linearised residual). gmm: fresh samples from the mixture;
+  digits: the held-out test set; perturbed: null (no distribution);
+* ``residual``: exact level -- the solver's fixed-point residual; linear level --
+  ``max |(P - U)(G + K N lam I) - (T - U) G| / max(1, max |(T - U) G|)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy.linalg import cho_factor, cho_solve
+
+from theory._validate import check_block_correlations, check_fraction, check_int, check_positive
+
+from . import features as feat
+from . import metrics
+from . import noise as noise_mod
+
+__all__ = [
+    "FEATURE_KINDS",
+    "LEVELS",
+    "PLL_LOSSES",
+    "LinearModel",
+    "LinearFit",
+    "linear_sd",
+    "linear_pll",
+    "exact_sd",
+    "exact_pll",
+    "theory_function",
+    "Scenario",
+    "Problem",
+    "build_problem",
+    "run_scenario",
+    "main",
+]
+
+FEATURE_KINDS = ("block", "gmm", "perturbed", "digits")
+LEVELS = ("linear", "exact", "both")
+PLL_LOSSES = ("ce", "gce")
+DEFAULT_GMM_DIM = 1000
+GCE_Q = 0.7
+
+
+# ============================================================================ linear level
+
+
+@dataclass
+class LinearFit:
+    """One linearised fit: outputs P (K, N), residual R = T - P, linear-solve residual."""
+
+    targets: np.ndarray
+    outputs: np.ndarray
+    residual: float
+    lam: float
+
+    @property
+    def R(self) -> np.ndarray:
+        return self.targets - self.outputs
+
+    def logits(self, cross_gram) -> np.ndarray:
+        """Logits ``R g_x / (N lam)`` of new points; ``cross_gram`` is (N, M) = <phi_i, phi(x_m)>."""
+        N = self.outputs.shape[1]
+        return self.R @ np.asarray(cross_gram) / (N * self.lam)
+
+
+class LinearModel:
+    """Linearised softmax ridge fit on an explicit Gram matrix ``G`` (N, N).
+
+    ``fit(T)`` returns ``P`` with ``(P - U)(G + K N lam I) = (T - U) G`` (U = 1/K),
+    i.e. ``P - U = (T - U) A``, ``A = G (G + K N lam I)^-1``; G is symmetric so
+    ``A`` is too and ``(T - U) A = [(G + K N lam I)^-1 G (T - U)^T]^T``.
+    """
+
+    def __init__(self, G, K: int, lam: float, explicit: bool = False):
+        G = np.asarray(G, dtype=np.float64)
+        if G.ndim != 2 or G.shape[0] != G.shape[1]:
+            raise ValueError(f"G has shape {G.shape}, must be square (N, N)")
+        self.G = G
+        self.K = check_int("K", K, minimum=2)
+        self.lam = check_positive("lam", lam)
+        self.N = G.shape[0]
+        self.kappa = self.K * self.N * self.lam
+        self._cho = cho_factor(G + self.kappa * np.eye(self.N), lower=True)
+        # explicit=True forms A = (G + K N lam I)^-1 G once (N^3) so that each fit is one
+        # matrix product; worth it when many fits share G (sweeps).
+        # A is symmetric in exact arithmetic; symmetrising removes the solve's round-off asymmetry
+        # and lets each product be written A @ X^T (OpenBLAS is several times faster with the
+        # large operand on the left than for a K-row matrix times A).
+        self._A = None
+        if explicit:
+            A = cho_solve(self._cho, G)
+            self._A = np.ascontiguousarray(0.5 * (A + A.T))
+
+    def fit(self, T) -> LinearFit:
+        T = np.asarray(T, dtype=np.float64)
+        U = 1.0 / self.K
+        if self._A is not None:
+            TU = T - U
+            PU = (self._A @ TU.T).T  # (T - U) A with A symmetric
+            both = (self.G @ np.vstack([PU, TU]).T).T  # one pass over G for the residual
+            m = PU.shape[0]  # K rows, or several K-row problems stacked (sweeps)
+            lhs, GTU_T = both[:m] + self.kappa * PU, both[m:]
+            res = float(np.max(np.abs(lhs - GTU_T)) / max(1.0, float(np.max(np.abs(GTU_T)))))
+            return LinearFit(targets=T, outputs=PU + U, residual=res, lam=self.lam)
+        GTU = self.G @ (T - U).T  # (N, K) = G (T - U)^T
+        PU = cho_solve(self._cho, GTU).T  # (K, N)
+        lhs = (self.G @ PU.T).T + self.kappa * PU
+        res = float(np.max(np.abs(lhs - GTU.T)) / max(1.0, float(np.max(np.abs(GTU)))))
+        return LinearFit(targets=T, outputs=PU + U, residual=res, lam=self.lam)
+
+
+def one_hot(z, K: int) -> np.ndarray:
+    """(K, N) one-hot targets of labels z."""
+    z = np.asarray(z, dtype=np.int64)
+    Y = np.zeros((K, z.size))
+    Y[z, np.arange(z.size)] = 1.0
+    return Y
+
+
+def linear_sd(model: LinearModel, Y, rounds: int) -> list[LinearFit]:
+    """Rounds 0..rounds of linearised SD: round 0 on Y, round t on round t-1's outputs."""
+    fits = []
+    T = np.asarray(Y, dtype=np.float64)
+    for _ in range(rounds + 1):
+        fit = model.fit(T)
+        fits.append(fit)
+        T = fit.outputs
+    return fits
+
+
+def linear_pll(model: LinearModel, teacher: LinearFit, ties: str = "share") -> LinearFit:
+    """Linearised PLL student (cross-entropy on the teacher's top-two targets)."""
+    return model.fit(metrics.pll_targets(teacher.outputs, ties))
+
+
+# ============================================================================ exact level
+
+
+def _solver():
+    from . import solver  # imported lazily: written separately, may be absent while developing
+
+    return solver
+
+
+@dataclass
+class ExactFit:
+    """Exact fit expanded to instances: outputs (K, N), fresh logits (K, M) or None, residual."""
+
+    targets: np.ndarray
+    outputs: np.ndarray
+    fresh_logits: np.ndarray | None
+    residual: float
+    raw: object = field(repr=False, default=None)  # the solver's fit object
+
+
+class _BlockExact:
+    """Exact block-model fits via ``solver.fit_block`` (type-reduced: (true class, given label))."""
+
+    def __init__(self, K, n, c, d, lam, y, z):
+        self.K, self.n, self.c, self.d, self.lam = K, n, c, d, lam
+        self.y, self.z = np.asarray(y), np.asarray(z)
+        self.counts = noise_mod.label_counts(y, z, K)
+
+    def fit(self, type_targets, loss="ce", init_logits=None) -> ExactFit:
+        """``type_targets`` (K, K, K): [k, l] = target vector of instances (class k, label l)."""
+        fit = _solver().fit_block(
+            self.K, self.n, self.c, self.d, self.lam, self.counts, type_targets,
+            loss=loss, q=GCE_Q, init_logits=init_logits,
+        )
+        outputs = np.asarray(fit.outputs)[self.y, self.z].T  # (K, N)
+        targets = np.asarray(type_targets)[self.y, self.z].T
+        return ExactFit(targets, outputs, np.asarray(fit.fresh_logits).T, float(fit.residual), fit)
+
+    def one_hot_types(self):
+        T = np.zeros((self.K, self.K, self.K))
+        for l in range(self.K):
+            T[:, l, l] = 1.0
+        return T
+
+    def next_targets(self, fit: ExactFit):
+        return np.asarray(fit.raw.outputs)
+
+    def pll_targets(self, fit: ExactFit, ties: str):
+        K = self.K
+        out = np.asarray(fit.raw.outputs)  # (K, K, K); NaN for types absent from the sample
+        out = np.where(np.isnan(out), 1.0 / K, out)  # placeholders: absent types carry no weight
+        T = metrics.pll_targets(out.reshape(K * K, K).T, ties).T.reshape(K, K, K)
+        return T
+
+    def init_from(self, fit: ExactFit):
+        """Teacher state for a warm start (GCE student): the teacher's logits per type."""
+        raw = fit.raw
+        for name in ("logits", "type_logits"):
+            if hasattr(raw, name):
+                val = getattr(raw, name)
+                return val() if callable(val) else val
+        return None
+
+
+class _FeatureExact:
+    """Exact fits on explicit features via ``solver.fit_features`` (primal)."""
+
+    def __init__(self, X, lam, X_fresh=None):
+        self.X, self.lam, self.X_fresh = X, lam, X_fresh
+
+    def fit(self, T, loss="ce", W0=None) -> ExactFit:
+        fit = _solver().fit_features(self.X, T, self.lam, loss=loss, q=GCE_Q, W0=W0)
+        fresh = fit.logits(self.X_fresh) if self.X_fresh is not None else None
+        return ExactFit(np.asarray(T), np.asarray(fit.outputs), fresh, float(fit.residual), fit)
+
+
+def exact_sd(engine, first_targets, rounds: int, progress=None) -> list[ExactFit]:
+    """Rounds 0..rounds with an exact engine (block: type targets; features: (K, N) targets)."""
+    fits = []
+    T = first_targets
+    for _ in range(rounds + 1):
+        if isinstance(engine, _FeatureExact) and fits:
+            # warm start from the previous round's weights: the targets move little between rounds
+            fit = engine.fit(T, W0=fits[-1].raw.W)
+        else:
+            fit = engine.fit(T)
+        fits.append(fit)
+        T = engine.next_targets(fit) if isinstance(engine, _BlockExact) else fit.outputs
+        if progress:
+            progress()
+    return fits
+
+
+def exact_pll(engine, teacher: ExactFit, loss: str = "ce", ties: str = "share") -> ExactFit:
+    """PLL student: CE on the 1/2-1/2 targets, or GCE (q = 0.7) started from the teacher."""
+    if isinstance(engine, _BlockExact):
+        T = engine.pll_targets(teacher, ties)
+        init = engine.init_from(teacher) if loss == "gce" else None
+        return engine.fit(T, loss=loss, init_logits=init)
+    T = metrics.pll_targets(teacher.outputs, ties)
+    W0 = teacher.raw.W if loss == "gce" else None
+    return engine.fit(T, loss=loss, W0=W0)
+
+
+# ============================================================================ scenario
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """Every setting of one run (defaults: the paper's numerical-solver setting)."""
+
+    K: int = 4
+    n: int = 500
+    c: float = 0.4
+    d: float = 0.1
+    lam: float = 1e-5
+    noise: str = "symmetric"
+    eta: float = 0.5
+    superclass_size: int = 2
+    exact_counts: bool = False
+    features: str = "block"
+    dim: int | None = None
+    rounds: int = 10
+    pll: bool = False
+    pll_loss: str = "ce"
+    ties: str = "share"
+    level: str = "both"
+    fresh_per_class: int = 1000
+    seed: int = 0
+
+    def validate(self) -> "Scenario":
+        """Check every setting; ValueError naming the setting (CLI option names in brackets)."""
+        if self.features not in FEATURE_KINDS:
+            raise ValueError(f"features == {self.features!r}, must be one of {', '.join(FEATURE_KINDS)}")
+        if self.noise not in noise_mod.NOISE_MODELS:
+            raise ValueError(f"noise == {self.noise!r}, must be one of {', '.join(noise_mod.NOISE_MODELS)}")
+        if self.level not in LEVELS:
+            raise ValueError(f"level == {self.level!r}, must be one of {', '.join(LEVELS)}")
+        if self.pll_loss not in PLL_LOSSES:
+            raise ValueError(f"pll_loss == {self.pll_loss!r}, must be one of {', '.join(PLL_LOSSES)}")
+        if self.ties not in metrics.TIE_RULES:
+            raise ValueError(f"ties == {self.ties!r}, must be one of {', '.join(metrics.TIE_RULES)}")
+        check_positive("lam (--lam)", self.lam)
+        check_fraction("eta (--eta)", self.eta)
+        check_int("rounds (--rounds)", self.rounds, minimum=0)
+        check_int("seed (--seed)", self.seed, minimum=0)
+        check_int("fresh_per_class (--fresh-per-class)", self.fresh_per_class, minimum=1)
+        if self.features != "digits":
+            K = check_int("K (--classes)", self.K, minimum=2)
+            n = check_int("n (--per-class)", self.n, minimum=1)
+            _check_cd(K, n, self.c, self.d, need_nonneg_d=self.features in ("gmm", "perturbed"))
+            if self.noise == "superclass":
+                size = check_int("superclass_size (--superclass-size)", self.superclass_size, minimum=2)
+                if size > K or K % size:
+                    raise ValueError(f"superclass_size (--superclass-size) == {size}, must divide K (--classes) == {K}")
+        if self.dim is not None:
+            check_int("D (--dim)", self.dim, minimum=1)
+        return self
+
+
+def _check_cd(K, n, c, d, need_nonneg_d):
+    try:
+        c, d = check_block_correlations(K, n, c, d)
+    except ValueError as err:
+        msg = str(err).replace("c ==", "c (--within) ==").replace("d ==", "d (--between) ==")
+        raise ValueError(msg) from None
+    if need_nonneg_d and d < 0:
+        raise ValueError(f"d (--between) == {d}, must be >= 0 for Gaussian-mixture features (d is a squared length)")
+    return c, d
+
+
+@dataclass
+class Problem:
+    """Training data of one scenario (instances class-major where the model allows)."""
+
+    features: str
+    K: int
+    n: int
+    y: np.ndarray  # true labels (N,)
+    z: np.ndarray  # given labels (N,)
+    C: np.ndarray  # population corruption matrix
+    counts: np.ndarray  # (K, K) label counts of the sample
+    groups: list | None  # superclasses (superclass noise)
+    G: np.ndarray  # (N, N) training Gram matrix
+    X: np.ndarray | None  # (N, D') features (None for the block model)
+    fresh_cross: np.ndarray | None  # (N, M) Gram between training and fresh points
+    y_fresh: np.ndarray | None
+    X_fresh: np.ndarray | None
+    c: float | None
+    d: float | None
+    dim: int | None
+    notes: list = field(default_factory=list)
+
+
+def build_problem(s: Scenario, rng: np.random.Generator) -> Problem:
+    """Features, labels and fresh points of a scenario; draws from ``rng`` in this order:
+    training features, given labels, fresh samples."""
+    s.validate()
+    notes = []
+    X = X_fresh = y_fresh = fresh_cross = None
+    dim = None
+    c, d = s.c, s.d
+    if s.features == "digits":
+        data = feat.load_digits_data()
+        K, n = data.K, data.n
+        X, y = data.X_train, data.y_train
+        G = X @ X.T
+        G = 0.5 * (G + G.T)
+        X_fresh, y_fresh = data.X_test, data.y_test
+        fresh_cross = X @ X_fresh.T
+        c = d = None
+        groups = data.groups if s.noise == "superclass" else None
+        if s.noise == "superclass":
+            notes.append(f"digits superclasses from complete linkage (cut {data.cut:.4g}): {data.groups}")
+        if s.dim is not None:
+            notes.append("--dim ignored for digits (64 pixel features)")
+    else:
+        K, n = s.K, s.n
+        y = np.repeat(np.arange(K), n)
+        groups = None
+        if s.noise == "superclass":
+            groups = [list(range(a, a + s.superclass_size)) for a in range(0, K, s.superclass_size)]
+        if s.features == "block":
+            G = feat.block_gram(K, n, c, d)
+            same = y[:, None] == np.arange(K)[None, :]
+            fresh_cross = np.where(same, c, d)  # (N, K): column k = Gram row of a fresh class-k sample
+            y_fresh = np.arange(K)
+            if s.dim is not None:
+                notes.append("--dim ignored for the exact block model")
+        elif s.features == "gmm":
+            dim = s.dim if s.dim is not None else DEFAULT_GMM_DIM
+            X, _ = feat.sample_gmm(K, n, c, d, dim, rng)
+            G = X @ X.T
+            G = 0.5 * (G + G.T)
+        else:  # perturbed
+            dim = s.dim if s.dim is not None else feat.perturbed_dim(K, n, c, d)
+            X = feat.perturbed_features(K, n, c, d, rng, dim)
+            G = X @ X.T
+            G = 0.5 * (G + G.T)
+            np.fill_diagonal(G, 1.0)
+    C = noise_mod.noise_matrix(s.noise, K, s.eta, s.superclass_size, groups=groups)
+    try:
+        z = noise_mod.corrupt_labels(y, C, rng, exact=s.exact_counts)
+    except ValueError as err:
+        raise ValueError(f"--exact-counts: {err}") from None
+    if s.features == "gmm":
+        X_fresh, y_fresh = feat.sample_gmm(K, s.fresh_per_class, c, d, dim, rng)
+        fresh_cross = X @ X_fresh.T
+    counts = noise_mod.label_counts(y, z, K)
+    return Problem(s.features, K, n, y, z, C, counts, groups, G, X, fresh_cross, y_fresh, X_fresh, c, d, dim, notes)
+
+
+def _record(method, level, t, outputs, prob: Problem, fresh_logits, residual) -> dict:
+    acc = metrics.split_accuracy(outputs, prob.y, prob.z)
+    fresh = None
+    if fresh_logits is not None and prob.y_fresh is not None:
+        fresh = metrics.accuracy(fresh_logits, prob.y_fresh)
+    return {
+        "method": method,
+        "level": level,
+        "round": int(t),
+        "train_accuracy": acc["all"],
+        "clean_accuracy": acc["clean"],
+        "noisy_accuracy": acc["noisy"],
+        "fresh_accuracy": fresh,
+        "residual": float(residual),
+    }
+
+
+def theory_function(name: str):
+    """``theory.<name>``, or the same name from theory's submodules while ``theory/__init__`` is incomplete."""
+    import importlib
+
+    import theory
+
+    if hasattr(theory, name):
+        return getattr(theory, name)
+    for mod in ("conditions", "predictions", "block_model", "pll"):
+        try:
+            m = importlib.import_module(f"theory.{mod}")
+        except ImportError:
+            continue
+        if hasattr(m, name):
+            return getattr(m, name)
+    return None
+
+
+def _theory_summary(s: Scenario, prob: Problem) -> dict:
+    """Block-model theory for the sample's empirical corruption matrix (null for digits)."""
+    out = {"min_rounds": None, "filters": None, "empirical_corruption": None}
+    if prob.c is None:
+        out["note"] = "block-model theory not applicable to digits features"
+        return out
+    C_emp = prob.counts / prob.counts.sum(axis=1, keepdims=True)
+    out["empirical_corruption"] = C_emp.tolist()
+    if prob.features != "block":
+        out["note"] = f"block-model theory with the nominal c, d; the {prob.features} features only approximate it"
+    filters = theory_function("filters")
+    if filters is not None:
+        out["filters"] = [float(v) for v in filters(prob.K, prob.n, prob.c, prob.d, s.lam)]
+    min_rounds = theory_function("min_rounds")
+    if min_rounds is not None:
+        mr = min_rounds(prob.K, prob.n, prob.c, prob.d, s.lam, C_emp)
+        out["min_rounds"] = None if mr is None else int(mr)
+    else:
+        out["note"] = "theory.min_rounds not available"
+    return out
+
+
+def run_scenario(s: Scenario, progress: bool = False) -> dict:
+    """Run one scenario; returns ``{"params", "theory", "records"}`` (JSON-serialisable)."""
+    s.validate()
+    rng = np.random.default_rng(s.seed)
+    prob = build_problem(s, rng)
+    levels = ("linear", "exact") if s.level == "both" else (s.level,)
+    notes = list(prob.notes)
+    records = []
+
+    n_fits = len(levels) * (s.rounds + 1 + (1 if s.pll else 0))
+    bar = _progress_bar(n_fits, progress)
+
+    if "linear" in levels:
+        model = LinearModel(prob.G, prob.K, s.lam)
+        Y = one_hot(prob.z, prob.K)
+        fits = []
+        T = Y
+        for t in range(s.rounds + 1):
+            fit = model.fit(T)
+            fits.append(fit)
+            T = fit.outputs
+            fl = fit.logits(prob.fresh_cross) if prob.fresh_cross is not None else None
+            records.append(_record("sd", "linear", t, fit.outputs, prob, fl, fit.residual))
+            bar()
+        if s.pll:
+            if s.pll_loss == "ce":
+                fit = linear_pll(model, fits[0], s.ties)
+                fl = fit.logits(prob.fresh_cross) if prob.fresh_cross is not None else None
+                records.append(_record("pll", "linear", 1, fit.outputs, prob, fl, fit.residual))
+            else:
+                notes.append("no linear-level PLL record with --pll-loss gce (the linearisation is for cross-entropy)")
+            bar()
+
+    if "exact" in levels:
+        if prob.features == "block":
+            engine = _BlockExact(prob.K, prob.n, prob.c, prob.d, s.lam, prob.y, prob.z)
+            first = engine.one_hot_types()
+        else:
+            engine = _FeatureExact(prob.X, s.lam, prob.X_fresh)
+            first = one_hot(prob.z, prob.K)
+        fits = exact_sd(engine, first, s.rounds, progress=bar)
+        for t, fit in enumerate(fits):
+            records.append(_record("sd", "exact", t, fit.outputs, prob, fit.fresh_logits, fit.residual))
+        if s.pll:
+            fit = exact_pll(engine, fits[0], s.pll_loss, s.ties)
+            records.append(_record("pll", "exact", 1, fit.outputs, prob, fit.fresh_logits, fit.residual))
+            bar()
+    bar.close()
+
+    params = asdict(s)
+    params.update(
+        K=prob.K,
+        n=prob.n,
+        N=int(prob.y.size),
+        c=prob.c,
+        d=prob.d,
+        dim=prob.dim,
+        q=GCE_Q if s.pll and s.pll_loss == "gce" else None,
+        superclass_groups=prob.groups,
+        corruption_matrix=prob.C.tolist(),
+        label_counts=prob.counts.tolist(),
+        n_fresh=None if prob.y_fresh is None else int(prob.y_fresh.size),
+        notes=notes,
+    )
+    if prob.features != "gmm":
+        params["fresh_per_class"] = None
+    return {"params": params, "theory": _theory_summary(s, prob), "records": records}
+
+
+class _Bar:
+    def __init__(self, total, enabled):
+        self._bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+
+                self._bar = tqdm(total=total, desc="fits", file=sys.stderr, leave=False, disable=None)
+            except ImportError:  # pragma: no cover
+                self._bar = None
+
+    def __call__(self):
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(total, enabled):
+    return _Bar(total, enabled)
+
+
+# ============================================================================ command line
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Show defaults except where the help text explains them (None) or for flags."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Argument errors as one line on stderr (no usage block), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="python -m sims.distill",
+        description=(
+            "Run one self-distillation scenario: multi-round SD (rounds 0..R, teacher = round 0 on the "
+            "given labels) and optionally the PLL student, at the linearised level (brute-force linear "
+            "algebra on the explicit Gram matrix) and/or the exact softmax level. Prints a per-round "
+            "table, or one JSON object with --json."
+        ),
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument("--classes", type=int, default=None, metavar="K",
+                   help="number of classes K (default 4; ignored for digits, which has K = 10)")
+    p.add_argument("--per-class", type=int, default=None, metavar="n",
+                   help="training instances per class n (default 500; ignored for digits, which has n = 120)")
+    p.add_argument("--within", type=float, default=0.4, metavar="c",
+                   help="within-class feature correlation c (block/gmm/perturbed), d < c < 1")
+    p.add_argument("--between", type=float, default=0.1, metavar="d",
+                   help="between-class feature correlation d, d < c (and d >= 0 for gmm/perturbed)")
+    p.add_argument("--lam", type=float, default=1e-5, help="ridge penalty lambda > 0")
+    p.add_argument("--noise", choices=noise_mod.NOISE_MODELS, default="symmetric",
+                   help="label corruption model")
+    p.add_argument("--eta", type=float, default=0.5, help="noise rate eta in [0, 1]")
+    p.add_argument("--superclass-size", type=int, default=2, metavar="SIZE",
+                   help="classes per superclass (superclass noise; must divide K; digits uses clustered superclasses)")
+    p.add_argument("--exact-counts", action="store_true",
+                   help="class k gets exactly C[k, j] * n labels j (error unless whole numbers); "
+                        "default: each label drawn independently from row C[k]")
+    p.add_argument("--features", choices=FEATURE_KINDS, default="block",
+                   help="block: exact block-model Gram; gmm: Gaussian mixture realising it; perturbed: "
+                        "row-normalised mixture Gram with the paper's fluctuation size; digits: scikit-learn digits")
+    p.add_argument("--dim", type=int, default=None, metavar="D",
+                   help=f"noise dimension D >= 1 of the mixture (default: {DEFAULT_GMM_DIM} for gmm; for perturbed "
+                        "the D matching the paper's off-diagonal std 0.1/sqrt(12), 452 for the defaults)")
+    p.add_argument("--rounds", type=int, default=10, metavar="R", help="last SD round R (teacher = round 0)")
+    p.add_argument("--pll", action="store_true", help="also fit the PLL student on the teacher's top-two targets")
+    p.add_argument("--pll-loss", choices=PLL_LOSSES, default="ce",
+                   help="PLL student's loss: ce (the theory) or gce (generalised CE, q = 0.7, warm-started "
+                        "from the teacher, as in the paper's experiments; exact level only)")
+    p.add_argument("--ties", choices=metrics.TIE_RULES, default="share",
+                   help="PLL tie rule: share (split among tied classes) or lowest (lowest class index)")
+    p.add_argument("--level", choices=LEVELS, default="both",
+                   help="linear: linearised softmax by brute-force linear algebra; exact: exact softmax solvers")
+    p.add_argument("--fresh-per-class", type=int, default=1000, metavar="M",
+                   help="fresh mixture samples per class for the gmm fresh accuracy")
+    p.add_argument("--seed", type=int, default=0, help="the one random seed (features, labels, fresh samples)")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object {params, theory, records} instead of the table")
+    return p
+
+
+def _fmt(v, pct=True):
+    if v is None:
+        return "    -  "
+    return f"{100 * v:7.2f}" if pct else f"{v:9.2e}"
+
+
+def format_table(result: dict) -> str:
+    p, th = result["params"], result["theory"]
+    lines = [
+        f"features={p['features']} K={p['K']} n={p['n']} c={p['c']} d={p['d']} lam={p['lam']:g} "
+        f"noise={p['noise']} eta={p['eta']} exact_counts={p['exact_counts']} dim={p['dim']} seed={p['seed']}",
+        f"theory: min_rounds={th.get('min_rounds')}"
+        + (f" filters(alpha, beta, g)={[round(v, 6) for v in th['filters']]}" if th.get("filters") else ""),
+        "accuracies in %; train/clean/noisy = training instances vs true labels; fresh = population/held-out",
+        f"{'method':6} {'level':6} {'round':>5} {'train':>7} {'clean':>7} {'noisy':>7} {'fresh':>7} {'residual':>9}",
+    ]
+    for r in result["records"]:
+        lines.append(
+            f"{r['method']:6} {r['level']:6} {r['round']:5d} {_fmt(r['train_accuracy'])} {_fmt(r['clean_accuracy'])} "
+            f"{_fmt(r['noisy_accuracy'])} {_fmt(r['fresh_accuracy'])} {_fmt(r['residual'], pct=False)}"
+        )
+    for note in p.get("notes", []):
+        lines.append(f"note: {note}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    prog = parser.prog
+    notes = []
+    if args.features == "digits":
+        if args.classes is not None or args.per_class is not None:
+            notes.append("--classes/--per-class ignored for digits: K = 10 and n = 120 come from the data")
+    s = Scenario(
+        K=4 if args.classes is None else args.classes,
+        n=500 if args.per_class is None else args.per_class,
+        c=args.within,
+        d=args.between,
+        lam=args.lam,
+        noise=args.noise,
+        eta=args.eta,
+        superclass_size=args.superclass_size,
+        exact_counts=args.exact_counts,
+        features=args.features,
+        dim=args.dim,
+        rounds=args.rounds,
+        pll=args.pll,
+        pll_loss=args.pll_loss,
+        ties=args.ties,
+        level=args.level,
+        fresh_per_class=args.fresh_per_class,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    try:
+        result = run_scenario(s, progress=not args.json)
+    except ValueError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # sims.solver.NotConvergedError and friends
+        detail = ""
+        if hasattr(err, "residual"):
+            detail = f" (residual {err.residual:.3g} after {getattr(err, 'iterations', '?')} iterations)"
+        print(f"{prog}: error: solver failed: {err}{detail}", file=sys.stderr)
+        return 3
+    result["params"]["notes"] = notes + result["params"]["notes"]
+    elapsed = time.perf_counter() - start
+    if args.json:
+        for note in notes:
+            print(f"note: {note}", file=sys.stderr)
+        print(json.dumps(result, allow_nan=False))
+    else:
+        print(format_table(result), flush=True)
+        print(f"({elapsed:.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
