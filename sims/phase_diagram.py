@@ -137,6 +137,12 @@ class Sweep:
     def gmm_etas(self) -> tuple:
         return tuple(self.etas[:: self.gmm_etas_every])
 
+    def lam_for(self, n: int) -> float:
+        """lambda at n instances per class: lam * self.n / n, so that K N lambda (hence the filters
+        alpha, beta, g up to the n (c - d) terms) matches the block levels'. The gmm level runs at a
+        smaller n; without this its theory boundary would sit at several times more rounds."""
+        return self.lam * self.n / n
+
 
 QUICK = dict(
     K=4,
@@ -156,14 +162,15 @@ QUICK = dict(
 
 @dataclass(frozen=True)
 class Cell:
-    """One (noise, eta, level) of the grid; it runs every seed (the linear level batches them)."""
+    """A unit of work: one (noise, eta, level) with every seed; for the linear level eta is None and the
+    cell covers every eta (all seeds and etas are stacked into one matrix product per round)."""
 
     noise: str
-    eta: float
+    eta: float | None
     level: str
 
     def name(self) -> str:
-        return f"{self.noise}-{self.eta:.4f}-{self.level}"
+        return f"{self.noise}-{'all' if self.eta is None else f'{self.eta:.4f}'}-{self.level}"
 
 
 def _seed_rng(sweep: Sweep, noise: str, eta: float, seed: int) -> np.random.Generator:
@@ -191,12 +198,13 @@ _THEORY_CACHE: dict = {}
 
 def _theory(sweep: Sweep, K, n, counts, rounds):
     """predicted_perfect per round and for the PLL student (exact, on the sample's label shares)."""
-    key = (K, n, sweep.c, sweep.d, sweep.lam, rounds, counts.tobytes())
+    lam = sweep.lam_for(n)
+    key = (K, n, sweep.c, sweep.d, lam, rounds, counts.tobytes())
     if key not in _THEORY_CACHE:
         C_emp = counts / counts.sum(axis=1, keepdims=True)
-        report = theory.rounds_report(K, n, sweep.c, sweep.d, sweep.lam, C_emp)
+        report = theory.rounds_report(K, n, sweep.c, sweep.d, lam, C_emp)
         per_round = [any(a <= t and (b is None or t <= b) for a, b in report.perfect_rounds) for t in range(rounds + 1)]
-        pll = theory.pll_analysis(K, n, sweep.c, sweep.d, sweep.lam, C_emp).student_all_correct
+        pll = theory.pll_analysis(K, n, sweep.c, sweep.d, lam, C_emp).student_all_correct
         _THEORY_CACHE[key] = (per_round, bool(pll))
     return _THEORY_CACHE[key]
 
@@ -214,10 +222,10 @@ def _linear_model(K, n, c, d, lam):
     return _LINEAR_CACHE[key]
 
 
-def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n):
+def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n, eta=None):
     return {
         "noise": cell.noise,
-        "eta": cell.eta,
+        "eta": cell.eta if eta is None else eta,
         "method": method,
         "level": cell.level,
         "round": int(t),
@@ -234,37 +242,41 @@ def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n):
     }
 
 
-def _run_linear(sweep: Sweep, cell: Cell, K, n, draws) -> list[dict]:
-    """Linear level, all seeds at once: the seeds' targets are stacked into one (seeds K) x N array."""
+def _run_linear(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
+    """Linear level of one noise model: every (eta, seed) problem stacked into one (problems K) x N array,
+    so that each round is a single product with the explicit operator (compute-bound instead of
+    memory-bound)."""
     from .distill import one_hot
 
     model = _linear_model(K, n, sweep.c, sweep.d, sweep.lam)
-    y = draws[0][0]
+    problems = []
+    for eta in sweep.etas:
+        for s in range(sweep.seeds):
+            rng = _seed_rng(sweep, cell.noise, eta, s)
+            problems.append((float(eta), s, *_labels(sweep, K, n, cell.noise, eta, rng)))
+    y = problems[0][2]
     fresh_cross = np.where(y[:, None] == np.arange(K)[None, :], sweep.c, sweep.d)
-    S = len(draws)
-    T = np.vstack([one_hot(z, K) for _, z, _ in draws])
+    T = np.vstack([one_hot(z, K) for _, _, _, z, _ in problems])
     per_round = []
-    teacher = None
     for t in range(sweep.rounds + 1):
         fit = model.fit(T)
         per_round.append(fit)
-        if t == 0:
-            teacher = fit
         T = fit.outputs
-    # PLL student: top-two targets of each seed's teacher, stacked likewise
-    T_pll = np.vstack([metrics.pll_targets(teacher.outputs[s * K:(s + 1) * K]) for s in range(S)])
+    teacher = per_round[0]
+    T_pll = np.vstack([metrics.pll_targets(teacher.outputs[i * K:(i + 1) * K]) for i in range(len(problems))])
     pll = model.fit(T_pll)
     rows = []
-    for s, (y, z, counts) in enumerate(draws):
+    residuals = [fit.R for fit in per_round]  # T - P, computed once per round
+    for i, (eta, s, y, z, counts) in enumerate(problems):
         predicted, pll_predicted = _theory(sweep, K, n, counts, sweep.rounds)
-        block = slice(s * K, (s + 1) * K)
+        block = slice(i * K, (i + 1) * K)
         for t, fit in enumerate(per_round):
-            P, R = fit.outputs[block], fit.R[block]
-            fresh = metrics.accuracy(R @ fresh_cross, np.arange(K))
-            rows.append(_row(cell, s, "sd", t, metrics.split_accuracy(P, y, z), fresh, predicted[t], fit.residual, K, n))
+            fresh = metrics.accuracy(residuals[t][block] @ fresh_cross, np.arange(K))
+            rows.append(_row(cell, s, "sd", t, metrics.split_accuracy(fit.outputs[block], y, z), fresh,
+                             predicted[t], fit.residual, K, n, eta=eta))
         fresh = metrics.accuracy(pll.R[block] @ fresh_cross, np.arange(K))
         rows.append(_row(cell, s, "pll", 1, metrics.split_accuracy(pll.outputs[block], y, z), fresh, pll_predicted,
-                         pll.residual, K, n))
+                         pll.residual, K, n, eta=eta))
     return rows
 
 
@@ -274,10 +286,10 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
 
     K = sweep.K
     n = sweep.gmm_per_class if cell.level == "gmm" else sweep.n
+    if cell.level == "linear":
+        return _run_linear(sweep, cell, K, n)
     rngs = [_seed_rng(sweep, cell.noise, cell.eta, s) for s in range(sweep.seeds)]
     draws = [_labels(sweep, K, n, cell.noise, cell.eta, rng) for rng in rngs]
-    if cell.level == "linear":
-        return _run_linear(sweep, cell, K, n, draws)
     rows = []
     for s, ((y, z, counts), rng) in enumerate(zip(draws, rngs)):
         predicted, pll_predicted = _theory(sweep, K, n, counts, sweep.rounds)
@@ -288,7 +300,7 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
         else:  # gmm: labels were drawn first, features and fresh samples next
             X, _ = feat.sample_gmm(K, n, sweep.c, sweep.d, sweep.dim, rng)
             X_fresh, y_fresh = feat.sample_gmm(K, 200, sweep.c, sweep.d, sweep.dim, rng)
-            engine = _FeatureExact(X, sweep.lam, X_fresh)
+            engine = _FeatureExact(X, sweep.lam_for(n), X_fresh)
             fits = exact_sd(engine, one_hot(z, K), sweep.rounds)
         pll = exact_pll(engine, fits[0], "ce")
         for t, fit in enumerate(fits):
@@ -303,11 +315,14 @@ def cells_of(sweep: Sweep) -> list[Cell]:
     out = []
     for noise in sweep.noises:
         for level in sweep.levels:
+            if level == "linear":
+                out.append(Cell(noise, None, level))
+                continue
             etas = sweep.gmm_etas() if level == "gmm" else sweep.etas
             for eta in etas:
                 out.append(Cell(noise, float(eta), level))
     # expensive cells first, so that parallel workers finish together
-    cost = {"gmm": 0, "linear": 1, "exact": 2}
+    cost = {"linear": 0, "gmm": 1, "exact": 2}
     return sorted(out, key=lambda c: cost[c.level])
 
 
@@ -441,6 +456,8 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
             "max_residual": float(max(r["residual"] for r in sel)) if sel else None,
         }
     boundary = {noise: predicted_boundary(sweep, noise) for noise in sweep.noises}
+    if "gmm" in sweep.levels:
+        boundary.update({f"{noise}_gmm": predicted_boundary(sweep, noise, n=sweep.gmm_per_class) for noise in sweep.noises})
     return {
         "params": {**asdict(sweep), "gmm_etas": list(sweep.gmm_etas())},
         "levels": per_level,
@@ -452,14 +469,24 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
     }
 
 
+_BOUNDARY_CACHE: dict = {}
+
+
 def predicted_boundary(sweep: Sweep, noise: str, n: int | None = None, etas=None) -> dict:
     """Population theory (balanced labels, C itself): minimum rounds per eta, and the noise threshold."""
     n = sweep.n if n is None else n
-    etas = np.round(np.linspace(0, 0.99, 100), 4) if etas is None else etas
+    etas = tuple(np.round(np.linspace(0, 0.99, 100), 4)) if etas is None else tuple(etas)
+    key = (noise, sweep.K, sweep.superclass_size, n, sweep.c, sweep.d, sweep.lam_for(n), etas)
+    if key not in _BOUNDARY_CACHE:
+        _BOUNDARY_CACHE[key] = _predicted_boundary(sweep, noise, n, etas)
+    return _BOUNDARY_CACHE[key]
+
+
+def _predicted_boundary(sweep: Sweep, noise: str, n: int, etas) -> dict:
     out = []
     for eta in etas:
         C = noise_mod.noise_matrix(noise, sweep.K, float(eta), sweep.superclass_size)
-        out.append(theory.min_rounds(sweep.K, n, sweep.c, sweep.d, sweep.lam, C))
+        out.append(theory.min_rounds(sweep.K, n, sweep.c, sweep.d, sweep.lam_for(n), C))
     return {
         "eta": [float(e) for e in etas],
         "min_rounds": out,
@@ -483,7 +510,8 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
     titles = {
         "linear": f"linearised, explicit block Gram\n(K={sweep.K}, n={sweep.n})",
         "exact": f"exact softmax, block model\n(K={sweep.K}, n={sweep.n})",
-        "gmm": f"exact softmax, Gaussian mixture\n(K={sweep.K}, n={sweep.gmm_per_class}, D={sweep.dim}, {sweep.seeds} seeds)",
+        "gmm": f"exact softmax, Gaussian mixture (K={sweep.K}, n={sweep.gmm_per_class},\n"
+               f"D={sweep.dim}, lambda={sweep.lam_for(sweep.gmm_per_class):.3g} keeps K N lambda, {sweep.seeds} seeds)",
     }
     fig, axes = plt.subplots(len(noises), len(levels) + 1, figsize=(4.2 * (len(levels) + 1), 3.9 * len(noises)),
                              squeeze=False, constrained_layout=True)
@@ -620,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gmm-per-class", type=int, default=d.gmm_per_class, help="n for the gmm level")
     p.add_argument("--gmm-etas-every", type=int, default=d.gmm_etas_every, help="gmm level uses every k-th eta")
     p.add_argument("--exact-counts", action="store_true", help="exact label counts (C_kj n labels j per class) instead of sampled labels")
-    p.add_argument("--jobs", type=int, default=1, help="parallel joblib workers (-1: all cores)")
+    p.add_argument("--jobs", type=int, default=-1, help="parallel joblib workers (-1: all cores)")
     p.add_argument("--dask-scheduler", default=None, help="address of a Dask scheduler: run cells on that cluster through joblib's dask backend")
     p.add_argument("--seed", type=int, default=d.seed, help="the one seed of the sweep")
     p.add_argument("--out", default=None, help="write figure, CSV and JSON here (default: figures/ and results/phase_diagram/)")

@@ -23,7 +23,12 @@ def _pll_targets_float(D_col, rule):
     order = sorted(range(K), key=lambda j: (-D_col[j], j))
     t = np.zeros(K)
     if rule == "lowest":
-        t[order[0]] = t[order[1]] = 0.5
+        # strict top two, a near-tie (within tol) going to the lower index
+        first = min(j for j in range(K) if D_col[order[0]] - D_col[j] <= tol)
+        rest = [j for j in range(K) if j != first]
+        best = max(D_col[j] for j in rest)
+        second = min(j for j in rest if best - D_col[j] <= tol)
+        t[first] = t[second] = 0.5
         return t
     first = [j for j in range(K) if D_col[order[0]] - D_col[j] <= tol]
     if len(first) >= 2:

@@ -1,0 +1,215 @@
+"""Benchmark of the exact solvers in sims.solver against two baselines.
+
+Run: ``python benchmarks/bench_solver.py [--quick]`` from the repository root.
+Everything runs in one process on this machine; speeds are reported as ratios
+against baselines run in the same process. Results go to results/bench_solver.json.
+
+Setting (the paper's numerical solver): K=4, n=500 (N=2000), lam=1e-5, c=0.4,
+d=0.1, one-hot given labels with symmetric noise eta=0.5 (sampled), on a valid
+perturbed Gram matrix (sims.features.perturbed_gram / perturbed_features:
+row-normalised Gaussian-mixture features whose off-diagonal Gram fluctuations
+match the paper's uniform(-0.05, 0.05) entries).
+
+(a) our exact solvers: fit_gram on G and fit_features on the features, timed
+    with one BLAS thread (their default) and with BLAS threads as configured;
+(b) the paper's approach in numpy: Adam (lr 1e-3, betas 0.9/0.999, eps 1e-8)
+    on the mean squared fixed-point residual mean((P - softmax((T-P) G/(N lam)))^2)
+    with P (K x N, started at 1/K) free, gradient derived by hand; stop when the
+    loss < 1e-5 or after 100 000 iterations (--quick: 2 000);
+    (baselines run with --baseline-threads BLAS threads, default 1)
+(c) scikit-learn LogisticRegression (lbfgs, multinomial, fit_intercept=False,
+    C = 1/(N lam), tol=1e-12, max_iter=100 000) on the instances repeated per
+    class with sample weights T_ji (zero weights dropped);
+(d) fit_gram time as N grows (n = 125 ... 2000 per class; --quick: up to 1000);
+(e) fit_block: 60 rounds of multi-round SD at K=4, n=500 (cold starts, and warm
+    starts from the previous round's logits).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+from sims import solver  # noqa: E402
+from sims.features import perturbed_features  # noqa: E402
+
+K, n, c, d, lam, eta = 4, 500, 0.4, 0.1, 1e-5, 0.5
+SEED = 0
+
+
+def setting(n_per_class, rng):
+    N = K * n_per_class
+    X = perturbed_features(K, n_per_class, c, d, rng)
+    G = X @ X.T
+    G = 0.5 * (G + G.T)
+    y = np.repeat(np.arange(K), n_per_class)
+    flip = rng.random(N) < eta
+    z = y.copy()
+    z[flip] = (y[flip] + rng.integers(1, K, flip.sum())) % K  # symmetric noise
+    T = np.eye(K)[:, z]
+    return X, G, T
+
+
+def timed(fn, repeats=1):
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return out, min(times), float(np.median(times))
+
+
+def adam_fixed_point(G, T, lam, max_iter, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, stop=1e-5):
+    """The paper's approach: Adam on mean squared fixed-point residual, P free."""
+    Kc, N = T.shape
+    s = 1.0 / (N * lam)
+    P = np.full((Kc, N), 1.0 / Kc)
+    m = np.zeros_like(P)
+    v = np.zeros_like(P)
+    loss = np.inf
+    it = 0
+    for it in range(1, max_iter + 1):
+        Q = solver._softmax(((T - P) @ G) * s)
+        D = P - Q
+        loss = float(np.mean(D * D))
+        if loss < stop:
+            break
+        # d/dP of mean(D^2): (2/(K N)) (D + s B G), B_i = J_i D_i, J_i = diag(q_i) - q_i q_i^T.
+        B = Q * D - Q * np.sum(Q * D, axis=0, keepdims=True)
+        grad = (2.0 / (Kc * N)) * (D + s * (B @ G))
+        m = b1 * m + (1 - b1) * grad
+        v = b2 * v + (1 - b2) * grad * grad
+        P = P - lr * (m / (1 - b1**it)) / (np.sqrt(v / (1 - b2**it)) + eps)
+    residual = float(np.max(np.abs(P - solver._softmax(((T - P) @ G) * s))))
+    return dict(iterations=it, final_loss=loss, residual=residual)
+
+
+def sklearn_fit(X, T, lam):
+    from sklearn.linear_model import LogisticRegression
+
+    Kc, N = T.shape
+    rows, labels, weights = [], [], []
+    for j in range(Kc):
+        keep = T[j] > 0
+        rows.append(np.flatnonzero(keep))
+        labels.append(np.full(keep.sum(), j))
+        weights.append(T[j, keep])
+    idx = np.concatenate(rows)
+    clf = LogisticRegression(C=1.0 / (N * lam), fit_intercept=False, solver="lbfgs", tol=1e-12, max_iter=100_000)
+    clf.fit(X[idx], np.concatenate(labels), sample_weight=np.concatenate(weights))
+    W = clf.coef_
+    P = solver._softmax(W @ X.T)
+    residual = float(np.max(np.abs(P - solver._softmax(((T - P) @ X) @ X.T / (N * lam)))))
+    return dict(iterations=int(np.max(clf.n_iter_)), residual=residual)
+
+
+def block_rounds(rounds, warm):
+    counts = np.array([np.roll([250, 84, 83, 83], k) for k in range(K)])  # eta = 0.5, exact-ish counts
+    T = np.broadcast_to(np.eye(K)[None], (K, K, K)).copy()
+    prev, its, res = None, [], []
+    for _ in range(rounds):
+        init = prev.logits if (warm and prev is not None) else None
+        fit = solver.fit_block(K, n, c, d, lam, counts, T, init_logits=init)
+        its.append(fit.iterations)
+        res.append(fit.residual)
+        prev, T = fit, fit.outputs
+    return dict(iterations=its, max_residual=float(max(res)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline-threads", type=int, default=1,
+                    help="BLAS threads for the baselines (b), (c); default 1 like the exact solvers")
+    ap.add_argument("--quick", action="store_true", help="cap Adam at 2000 iterations, N scaling up to n=1000")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(SEED)
+    out = dict(setting=dict(K=K, n=n, c=c, d=d, lam=lam, eta=eta, seed=SEED), quick=args.quick,
+               baseline_blas_threads=args.baseline_threads,
+               load_average_at_start=list(__import__("os").getloadavg()),
+               machine=dict(python=platform.python_version(), numpy=np.__version__, cpus=__import__("os").cpu_count(),
+                            blas=[{k: i.get(k) for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]))
+    X, G, T = setting(n, rng)
+    N = K * n
+    rows = []
+
+    # (a) exact solvers
+    a = {}
+    for threads in (1, None):  # 1 is the solvers' default; None = BLAS as configured
+        tag = "blas_threads_1" if threads == 1 else "blas_threads_default"
+        gf, tmin, tmed = timed(lambda: solver.fit_gram(G, T, lam, blas_threads=threads), repeats=3)
+        a[f"fit_gram_{tag}"] = dict(time_min=tmin, time_median=tmed, residual=gf.residual, iterations=gf.iterations, rank=gf.rank)
+        ff, tmin, tmed = timed(lambda: solver.fit_features(X, T, lam, blas_threads=threads), repeats=3)
+        a[f"fit_features_{tag}"] = dict(time_min=tmin, time_median=tmed, residual=ff.residual, iterations=ff.iterations, D=X.shape[1])
+    a["max_output_diff_gram_vs_features"] = float(np.max(np.abs(gf.outputs - ff.outputs)))
+    out["exact"] = a
+    t_exact = a["fit_gram_blas_threads_1"]["time_min"]
+    for key, r in a.items():
+        if isinstance(r, dict):
+            rows.append((f"(a) {key}", r["time_min"], r["residual"], r["iterations"]))
+
+    # (b) Adam on the squared fixed-point residual
+    max_iter = 2_000 if args.quick else 100_000
+    with threadpool_limits(args.baseline_threads):
+        res_b, t_b, _ = timed(lambda: adam_fixed_point(G, T, lam, max_iter))
+    res_b.update(time=t_b, max_iter=max_iter, capped_by_quick=args.quick, speed_ratio_vs_exact=t_b / t_exact)
+    out["adam"] = res_b
+    rows.append(("(b) Adam on fixed-point residual", t_b, res_b["residual"], res_b["iterations"]))
+
+    # (c) scikit-learn
+    with threadpool_limits(args.baseline_threads):
+        res_c, t_c, _ = timed(lambda: sklearn_fit(X, T, lam))
+    res_c.update(time=t_c, speed_ratio_vs_exact=t_c / a["fit_features_blas_threads_1"]["time_min"])
+    out["sklearn"] = res_c
+    rows.append(("(c) sklearn LogisticRegression lbfgs", t_c, res_c["residual"], res_c["iterations"]))
+
+    # (d) N scaling
+    scal = []
+    for nn in (125, 250, 500, 1000) + (() if args.quick else (2000,)):
+        Xs, Gs, Ts = setting(nn, np.random.default_rng(SEED + nn))
+        fit, tmin, _ = timed(lambda: solver.fit_gram(Gs, Ts, lam), repeats=1 if nn >= 1000 else 2)
+        fit2, tmin2, _ = timed(lambda: solver.fit_features(Xs, Ts, lam), repeats=1 if nn >= 1000 else 2)
+        scal.append(dict(n=nn, N=K * nn, D=Xs.shape[1], rank=fit.rank, fit_gram_time=tmin, fit_gram_residual=fit.residual,
+                         fit_features_time=tmin2, fit_features_residual=fit2.residual, iterations=fit.iterations))
+        rows.append((f"(d) fit_gram N={K * nn} (rank {fit.rank})", tmin, fit.residual, fit.iterations))
+        rows.append((f"(d) fit_features N={K * nn} (D {Xs.shape[1]})", tmin2, fit2.residual, fit2.iterations))
+    out["scaling"] = scal
+
+    # (e) block solver, 60 rounds
+    blk = {}
+    for warm in (False, True):
+        block_rounds(3, warm)  # warm-up
+        r, tmin, tmed = timed(lambda: block_rounds(60, warm), repeats=5)
+        r.update(time_min=tmin, time_median=tmed, per_fit=tmin / 60)
+        blk["warm" if warm else "cold"] = r
+        rows.append((f"(e) fit_block 60 rounds ({'warm' if warm else 'cold'})", tmin, r["max_residual"], sum(r["iterations"])))
+    out["block"] = blk
+
+    print(f"{'case':48s} {'time [s]':>10s} {'residual':>11s} {'iters':>7s}")
+    for name, t, res, it in rows:
+        print(f"{name:48s} {t:10.4f} {res:11.3e} {it:7d}")
+    print(f"Adam / exact (fit_gram) time ratio: {res_b['speed_ratio_vs_exact']:.1f}"
+          + (" (Adam capped at 2000 iterations by --quick)" if args.quick else ""))
+    print(f"sklearn / exact (fit_features) time ratio: {res_c['speed_ratio_vs_exact']:.1f}")
+    path = ROOT / "results" / "bench_solver.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(out, indent=2))
+    print(f"load average at start {out['load_average_at_start']}, at end {list(__import__('os').getloadavg())}")
+    out["load_average_at_end"] = list(__import__("os").getloadavg())
+    path.write_text(json.dumps(out, indent=2))
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""Accuracy with the suite's tie convention, clean/noisy split, PLL targets.
+
+Outputs are (K, M) arrays (columns = instances): probabilities or logits; the
+conventions only compare entries within a column.
+
+Tie convention: an instance counts as correct only if its true class's output
+exceeds every other output by more than ``TIE_TOL = 1e-9`` (ties are failures,
+as in the theory).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "TIE_TOL",
+    "TIE_RULES",
+    "margins",
+    "correct",
+    "accuracy",
+    "split_accuracy",
+    "pll_targets",
+    "fresh_accuracy_from_class_logits",
+]
+
+TIE_TOL = 1e-9
+TIE_RULES = ("share", "lowest")
+
+
+def _as_outputs(P, y=None):
+    P = np.asarray(P, dtype=np.float64)
+    if P.ndim != 2 or P.shape[0] < 2:
+        raise ValueError(f"outputs have shape {P.shape}, must be (K, M) with K >= 2")
+    if y is None:
+        return P, None
+    y = np.asarray(y, dtype=np.int64)
+    if y.shape != (P.shape[1],):
+        raise ValueError(f"labels have shape {y.shape}, must be ({P.shape[1]},) to match outputs {P.shape}")
+    if y.size and (y.min() < 0 or y.max() >= P.shape[0]):
+        raise ValueError(f"labels have values in [{y.min()}, {y.max()}], must be in [0, {P.shape[0] - 1}]")
+    return P, y
+
+
+def margins(P, y) -> np.ndarray:
+    """Per instance: output of the true class minus the largest other output."""
+    P, y = _as_outputs(P, y)
+    cols = np.arange(P.shape[1])
+    own = P[y, cols]
+    other = P.copy()
+    other[y, cols] = -np.inf
+    return own - other.max(axis=0)
+
+
+def correct(P, y) -> np.ndarray:
+    """Boolean per instance: true class ahead of every other output by more than TIE_TOL."""
+    return margins(P, y) > TIE_TOL
+
+
+def accuracy(P, y) -> float | None:
+    """Share of correct instances (None for an empty set)."""
+    ok = correct(P, y)
+    return float(ok.mean()) if ok.size else None
+
+
+def split_accuracy(P, y, z) -> dict:
+    """Accuracy against the true labels ``y`` on all, clean (``z == y``) and noisy (``z != y``) instances.
+
+    An empty subset gives None.
+    """
+    ok = correct(P, y)
+    z = np.asarray(z)
+    clean = z == np.asarray(y)
+
+    def share(mask):
+        return float(ok[mask].mean()) if mask.any() else None
+
+    return {"all": share(np.ones_like(clean)), "clean": share(clean), "noisy": share(~clean)}
+
+
+def pll_targets(P, ties: str = "share") -> np.ndarray:
+    """PLL targets (K, M) from teacher outputs: the top two classes with 1/2 each.
+
+    Two outputs within TIE_TOL count as tied. ``ties="share"`` (default): if the
+    largest output is unique it gets 1/2 and the other 1/2 is split equally among
+    the classes tied for second place; if m >= 2 classes tie for first, each of
+    them gets 1/m. ``ties="lowest"``: strict top two, ties broken towards the
+    lowest class index.
+    """
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties == {ties!r}, must be one of {', '.join(TIE_RULES)}")
+    P, _ = _as_outputs(P)
+    K, M = P.shape
+    cols = np.arange(M)
+    top = P.max(axis=0)
+    first = P >= top - TIE_TOL
+    if ties == "share":
+        m = first.sum(axis=0)
+        rest = np.where(first, -np.inf, P)
+        second_top = rest.max(axis=0)
+        second = (rest >= second_top - TIE_TOL) & ~first
+        T = np.where(
+            m >= 2,
+            first / m,
+            0.5 * first + 0.5 * second / np.maximum(second.sum(axis=0), 1),
+        )
+        return T.astype(np.float64)
+    i1 = np.argmax(first, axis=0)  # lowest index among those tied for first
+    rest = P.copy()
+    rest[i1, cols] = -np.inf
+    second = rest >= rest.max(axis=0) - TIE_TOL
+    i2 = np.argmax(second, axis=0)
+    T = np.zeros((K, M))
+    T[i1, cols] = 0.5
+    T[i2, cols] = 0.5
+    return T
+
+
+def fresh_accuracy_from_class_logits(L) -> float:
+    """Balanced fresh-sample accuracy of the exact block model.
+
+    ``L`` is (K, K) with row k = the logits of a fresh class-k sample (in the
+    exact block model every fresh sample of a class has the same logits); the
+    result is the share of classes whose row is correct under the tie convention.
+    """
+    L = np.asarray(L, dtype=np.float64)
+    if L.ndim != 2 or L.shape[0] != L.shape[1]:
+        raise ValueError(f"fresh logits have shape {L.shape}, must be (K, K)")
+    return float(correct(L.T, np.arange(L.shape[0])).mean())

@@ -1,0 +1,222 @@
+"""Feature models (sims.features) and given labels (sims.noise).
+
+Monte Carlo tolerances are stated in units of the standard error next to each
+check; every random draw is seeded, so the tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sims import features as F
+from sims import noise as N
+
+K, n, c, d = 4, 25, 0.4, 0.1
+
+
+def offdiag(M):
+    return M[~np.eye(M.shape[0], dtype=bool)]
+
+
+# ----------------------------------------------------------------------------- block model
+
+
+def test_block_gram_definition_and_spectrum():
+    G = F.block_gram(K, n, c, d)
+    assert np.allclose(np.diag(G), 1.0)
+    y = F.class_major_labels(K, n)
+    assert G[0, 1] == c and G[0, n] == d and y[n] == 1
+    ev = np.linalg.eigvalsh(G)
+    mu = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + K * n * d)
+    expected = np.sort(np.r_[np.full(K * n - K, mu[0]), np.full(K - 1, mu[1]), mu[2]])
+    assert np.allclose(ev, expected, atol=1e-12 * K * n)
+
+
+def test_block_gram_matches_theory():
+    theory_block_gram = pytest.importorskip("theory.block_model").block_gram
+    assert np.array_equal(F.block_gram(K, n, c, d), theory_block_gram(K, n, c, d))
+
+
+# ----------------------------------------------------------------------------- Gaussian mixture
+
+
+def test_gmm_shapes_and_labels():
+    X, y = F.sample_gmm(3, 5, c, d, 7, np.random.default_rng(0))
+    assert X.shape == (15, 3 + 1 + 7)
+    assert np.array_equal(y, np.repeat(np.arange(3), 5))
+    assert np.allclose(X[:, 0], math.sqrt(d))
+    assert np.allclose(X[np.arange(15), y + 1], math.sqrt(c - d))
+
+
+def test_gmm_mean_gram_is_block_model():
+    # Average of X X^T over R independent draws (K=3, n=4, D=20). Entry standard
+    # deviations: (1-c)/sqrt(D) off the diagonal, (1-c) sqrt(2/D) on it; the
+    # mean of R draws is within 5 standard errors of the block model.
+    Kc, nc, D, R = 3, 4, 20, 4000
+    rng = np.random.default_rng(1)
+    acc = np.zeros((Kc * nc, Kc * nc))
+    for _ in range(R):
+        X, _ = F.sample_gmm(Kc, nc, c, d, D, rng)
+        acc += X @ X.T
+    mean = acc / R
+    B = F.block_gram(Kc, nc, c, d)
+    se = np.full(B.shape, (1 - c) / math.sqrt(D) / math.sqrt(R))
+    np.fill_diagonal(se, (1 - c) * math.sqrt(2 / D) / math.sqrt(R))
+    z = np.abs(mean - B) / se
+    assert z.max() < 5.0, z.max()
+
+
+def test_gmm_fluctuation_rate_is_one_over_sqrt_D():
+    # Off-diagonal std of G - E G for D = 25 .. 6400 (N = 100, 4950 entries each):
+    # the log-log slope is -1/2 and the prefactor (1-c). Measured: slope -0.50
+    # (|slope + 0.5| < 0.02 asserted), std sqrt(D)/(1-c) within 3 % of 1.
+    dims = np.array([25, 100, 400, 1600, 6400])
+    rng = np.random.default_rng(2)
+    B = F.block_gram(K, n, c, d)
+    stds = []
+    for D in dims:
+        X, _ = F.sample_gmm(K, n, c, d, int(D), rng)
+        stds.append(offdiag(X @ X.T - B).std())
+    stds = np.array(stds)
+    slope = np.polyfit(np.log(dims), np.log(stds), 1)[0]
+    assert abs(slope + 0.5) < 0.02, slope
+    assert np.allclose(stds * np.sqrt(dims) / (1 - c), 1.0, atol=0.03), stds * np.sqrt(dims) / (1 - c)
+
+
+def test_gmm_rejects_negative_d_and_bad_D():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"d == -0.01, must be >= 0"):
+        F.sample_gmm(K, n, c, -0.01, 10, rng)
+    with pytest.raises(ValueError, match=r"D == 0, must be >= 1"):
+        F.sample_gmm(K, n, c, d, 0, rng)
+    with pytest.raises(ValueError, match=r"d == 0.5, must be < c"):
+        F.sample_gmm(K, n, c, 0.5, 10, rng)
+
+
+# ----------------------------------------------------------------------------- perturbed Gram
+
+
+def test_perturbed_gram_is_valid_and_matches_paper_fluctuation():
+    # N = 1000. Off-diagonal std of G - block model within 3 % of the paper's
+    # 0.1/sqrt(12) = 0.02887 (measured: within 0.5 %); mean shift below 1e-3.
+    Kc, nc = 4, 250
+    G = F.perturbed_gram(Kc, nc, c, d, np.random.default_rng(3))
+    rep = F.gram_report(G)
+    assert rep.symmetric and rep.psd and rep.unit_diagonal and rep.is_gram
+    assert rep.max_asymmetry == 0.0
+    dev = offdiag(G - F.block_gram(Kc, nc, c, d))
+    assert abs(dev.std() / F.PAPER_OFFDIAG_STD - 1) < 0.03, dev.std()
+    assert abs(dev.mean()) < 1e-3
+
+
+def test_perturbed_dim_defaults():
+    # 452.5 with the row-normalisation correction; 432 without it.
+    assert F.perturbed_dim(4, 500, 0.4, 0.1) == 452
+    assert round((1 - 0.4) ** 2 / F.PAPER_OFFDIAG_STD**2) == 432
+
+
+def test_paper_matrix_is_not_a_gram_matrix():
+    # Block model + i.i.d. uniform(-0.05, 0.05), diagonal 1: asymmetric, and the
+    # symmetric part's noise has spectral radius ~ 2 * 0.0204 * sqrt(N) = 1.29
+    # for N = 1000, above the within-class eigenvalue 1 - c = 0.6: not PSD.
+    Kc, nc = 4, 250
+    M = F.paper_perturbed_matrix(Kc, nc, c, d, np.random.default_rng(4))
+    rep = F.gram_report(M)
+    assert rep.unit_diagonal
+    assert not rep.symmetric and rep.max_asymmetry > 0.09
+    assert not rep.psd and rep.min_eigenvalue < -0.3
+    assert not rep.is_gram
+    assert abs(offdiag(M - F.block_gram(Kc, nc, c, d)).std() / F.PAPER_OFFDIAG_STD - 1) < 0.03
+
+
+def test_gram_report_on_block_model():
+    rep = F.gram_report(F.block_gram(K, n, c, d))
+    assert rep.is_gram and abs(rep.min_eigenvalue - (1 - c)) < 1e-12
+
+
+# ----------------------------------------------------------------------------- digits
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return F.load_digits_data()
+
+
+def test_digits_loads_with_fixed_split(digits):
+    assert digits.K == 10 and digits.n == F.DIGITS_TRAIN_PER_CLASS == 120
+    assert digits.X_train.shape == (1200, 64) and digits.X_test.shape == (597, 64)
+    assert np.array_equal(digits.y_train, np.repeat(np.arange(10), 120))  # class-major, balanced
+    assert np.allclose(np.linalg.norm(digits.X_train, axis=1), 1.0)
+    assert np.allclose(np.linalg.norm(digits.X_test, axis=1), 1.0)
+    again = F.load_digits_data()
+    assert np.array_equal(again.X_train, digits.X_train) and np.array_equal(again.y_test, digits.y_test)
+    # the split is the one documented (seed 0): pin a checksum of the test labels
+    assert int(digits.y_test.sum()) == int(np.bincount(digits.y_test) @ np.arange(10))
+    assert np.array_equal(np.bincount(digits.y_test), np.array([178, 182, 177, 183, 181, 182, 181, 179, 174, 180]) - 120)
+
+
+def test_digits_superclasses_partition_classes(digits):
+    flat = sorted(k for g in digits.groups for k in g)
+    assert flat == list(range(10))
+    assert digits.cut == pytest.approx(0.8 * digits.merge_distances.max())
+    # recorded result for the default split
+    assert digits.groups == [[0, 4, 6], [1, 2, 3, 5, 7, 8, 9]]
+
+
+def test_digits_superclass_noise_matrix(digits):
+    C = N.noise_matrix("superclass", 10, 0.3, groups=digits.groups)
+    assert np.allclose(C.sum(axis=1), 1.0)
+    assert C[0, 4] == pytest.approx(0.15) and C[1, 2] == pytest.approx(0.3 / 6) and C[0, 1] == 0
+
+
+# ----------------------------------------------------------------------------- noise
+
+
+def test_exact_counts_are_exact():
+    rng = np.random.default_rng(5)
+    for name, eta, nc in (("symmetric", 0.6, 10), ("asymmetric", 0.4, 10), ("superclass", 0.5, 8)):
+        C = N.noise_matrix(name, 4, eta)
+        y = np.repeat(np.arange(4), nc)
+        z = N.corrupt_labels(y, C, rng, exact=True)
+        assert np.array_equal(N.label_counts(y, z, 4), np.round(C * nc).astype(int))
+
+
+def test_exact_counts_reject_fractions():
+    C = N.noise_matrix("symmetric", 4, 0.5)
+    with pytest.raises(ValueError, match="not a whole number"):
+        N.corrupt_labels(np.repeat(np.arange(4), 500), C, np.random.default_rng(0), exact=True)
+
+
+def test_sampled_frequencies_within_binomial_tolerance():
+    # Each count[k, j] ~ Binomial(n, C[k, j]); all 16 within 4 binomial standard deviations.
+    nc = 20000
+    C = N.noise_matrix("asymmetric", 4, 0.5)
+    y = np.repeat(np.arange(4), nc)
+    z = N.corrupt_labels(y, C, np.random.default_rng(6))
+    counts = N.label_counts(y, z, 4)
+    sd = np.sqrt(nc * C * (1 - C))
+    assert np.all(np.abs(counts - nc * C) <= 4 * sd + 1e-12)
+
+
+def test_labels_deterministic_given_seed():
+    C = N.noise_matrix("symmetric", 4, 0.5)
+    y = np.repeat(np.arange(4), 50)
+    for exact, Cm in ((False, C), (True, N.noise_matrix("symmetric", 4, 0.6))):
+        z1 = N.corrupt_labels(y, Cm, np.random.default_rng(7), exact=exact)
+        z2 = N.corrupt_labels(y, Cm, np.random.default_rng(7), exact=exact)
+        z3 = N.corrupt_labels(y, Cm, np.random.default_rng(8), exact=exact)
+        assert np.array_equal(z1, z2) and not np.array_equal(z1, z3)
+
+
+def test_noise_matrix_errors_and_singletons():
+    with pytest.raises(ValueError, match="noise == 'foo'"):
+        N.noise_matrix("foo", 4, 0.5)
+    with pytest.raises(ValueError, match="superclass_size == 3, must divide K == 4"):
+        N.noise_matrix("superclass", 4, 0.5, superclass_size=3)
+    with pytest.raises(ValueError, match=r"eta == 1.5, must be in \[0, 1\]"):
+        N.noise_matrix("symmetric", 4, 1.5)
+    C = N.superclass_from_groups(3, 0.4, [[0, 2], [1]])
+    assert np.allclose(C, [[0.6, 0, 0.4], [0, 1, 0], [0.4, 0, 0.6]])
