@@ -68,8 +68,8 @@ COLUMNS = (
     "n",
 )
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_FIG_DIR = ROOT / "figures"
-DEFAULT_RESULTS_DIR = ROOT / "results" / "phase_diagram"
+DEFAULT_FIG_DIR = Path("figures")  # relative to the working directory (the repository root in the README)
+DEFAULT_RESULTS_DIR = Path("results") / "phase_diagram"
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,9 @@ class Sweep:
         return self
 
     def key(self) -> str:
-        """Hash of every setting that changes a cell's result (used for the resume cache)."""
-        blob = json.dumps(asdict(self), sort_keys=True)
+        """Hash of every setting and of the code that computes a cell (the resume cache's folder name),
+        so that a cache written by older code is never reused."""
+        blob = json.dumps(asdict(self), sort_keys=True) + _code_fingerprint()
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def gmm_etas(self) -> tuple:
@@ -142,6 +143,18 @@ class Sweep:
         alpha, beta, g up to the n (c - d) terms) matches the block levels'. The gmm level runs at a
         smaller n; without this its theory boundary would sit at several times more rounds."""
         return self.lam * self.n / n
+
+
+def _code_fingerprint() -> str:
+    """Hash of the source of theory/ and of the sims modules a cell runs."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    files = sorted(Path(theory.__file__).resolve().parent.glob("*.py")) + [
+        here / f"{m}.py" for m in ("solver", "distill", "features", "noise", "metrics", "phase_diagram")
+    ]
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()
 
 
 QUICK = dict(

@@ -19,8 +19,11 @@ Results in words (balanced PLL targets, beta > alpha):
 * the teacher's top two contain the true class of every instance iff
   C_kk > C_kj for every j != k in every class with label noise (a noisy
   instance's own label can outrank k, nothing else can);
-* the student then predicts every instance correctly iff, in every class,
-  the class-mean PLL target gives strictly less than 1/2 to each wrong label;
+* if moreover every target gives the true class its full 1/2 (no shared
+  tie), the student predicts every instance correctly iff, in every class,
+  the class-mean PLL target gives strictly less than 1/2 to each wrong label
+  (with a shared tie the true class may get only 1/4 and the student can fail
+  even then: uniform noise with K = 3);
 * with superclasses of two classes every instance of the pair gets the same
   pair of labels, the class-mean target gives exactly 1/2 to the partner
   class and the student's two outputs tie exactly: the condition fails.

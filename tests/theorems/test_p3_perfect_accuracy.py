@@ -55,7 +55,16 @@ def test_exact_rounds_match_brute_force(params, data):
     C = counts / n
     report = theory.rounds_report(K, n, c, d, lam, C)
     brute = _brute_rounds(K, n, c, d, lam, counts)
+    # The explicit power mixes eigen-directions: round-off (~1e-16 of the largest component)
+    # put into a direction with filter f_max grows against one with f_min like (f_max/f_min)^s.
+    # Rounds where that amplification exceeds 1e6 (error beyond 1e-10 of the scale) are not
+    # decided by the brute force and are not compared.
+    alpha, beta, g = theory.filters(K, n, c, d, lam)
+    present = [beta] + ([alpha] if n > 1 else []) + ([g] if g > 0 else [])
+    amplification = max(present) / min(present)
     for t, (ok, tightest) in enumerate(brute):
+        if amplification ** (t + 1) > 1e6:
+            break
         predicted = _in_intervals(t, report.perfect_rounds)
         if predicted != ok:
             note(f"t={t}: theory {predicted}, brute {ok}, tightest margin {tightest:.3g}")
