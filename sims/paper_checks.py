@@ -237,6 +237,15 @@ def check_p3(sweep_result) -> Check:
         table.append((eta, t_theory, t_exact, stays, exact_at_theory))
         nums[f"min_rounds_theory_eta{eta}"] = t_theory
         nums[f"min_rounds_exact_eta{eta}"] = t_exact
+    super_rows = []
+    for eta in (0.1, 0.2, 0.3, 0.4, 0.46):
+        counts = _population_counts("superclass", K, eta, n)
+        t_theory = theory.min_rounds(K, n, c, d, lam, counts / n)
+        _, fits, y, _ = _block_sd(K, n, c, d, lam, counts, (t_theory or 0) + 60)
+        t_exact = _first_perfect([metrics.accuracy(f.outputs, y) for f in fits])
+        super_rows.append((eta, t_theory, t_exact))
+        nums[f"min_rounds_theory_superclass_eta{eta}"] = t_theory
+        nums[f"min_rounds_exact_superclass_eta{eta}"] = t_exact
     thr = theory.noise_threshold("symmetric", K)
     beyond = _population_counts("symmetric", K, 0.84, n)
     t_beyond = theory.min_rounds(K, n, c, d, lam, beyond / n)
@@ -258,6 +267,16 @@ def check_p3(sweep_result) -> Check:
     ]
     for eta, tt, te, st, ea in table:
         lines.append(f"| {eta} | {tt} | {te if te is not None else 'not within 40 extra rounds'} | {'yes' if st else 'no'} | {_pct(ea)} |")
+    lines += [
+        "",
+        "Superclass noise (pairs {0,1}, {2,3}; threshold eta < 0.5), same setting:",
+        "",
+        "| eta | t* linearised theory | t* exact softmax | exact minus theory |",
+        "| --- | --- | --- | --- |",
+    ]
+    for eta, tt, te in super_rows:
+        diff = "n/a" if tt is None or te is None else f"{te - tt:+d}"
+        lines.append(f"| {eta} | {tt} | {te if te is not None else 'not within 60 extra rounds'} | {diff} |")
     lines += [
         "",
         f"- Noise threshold (C_kk > C_kj for all j): eta < {thr:.4g} for symmetric noise with K={K}. At eta=0.84 "

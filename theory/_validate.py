@@ -83,7 +83,9 @@ def check_block_correlations(K: int, n: int, c, d) -> tuple[float, float]:
     if not d < c:
         raise ValueError(f"d == {d}, must be < c == {c} (between-class below within-class correlation)")
     mu_const = 1.0 - c + n * (c - d) + K * n * d
-    if mu_const < 0.0:
+    # Round-off in this sum is a few ulps of its largest term (K n |d| <= K n), so a value
+    # within 1e-12 K n of 0 is the boundary case mu_const = 0 (PSD, singular), not a violation.
+    if mu_const < -1e-12 * K * n:
         d_min = -(1.0 - c + n * c) / (K * n - n)
         raise ValueError(
             f"d == {d}, must be >= {d_min:.6g} for K == {K}, n == {n}, c == {c}: "

@@ -49,7 +49,8 @@ def block_eigenvalues(K: int, n: int, c: float, d: float) -> tuple[float, float,
     within-class contrasts, class contrasts and the constant direction.
     """
     K, n, c, d = _check_block(K, n, c, d)
-    return tuple(float(v) for v in _eig_fn(K, n, c, d))
+    # the constant-direction eigenvalue may be a round-off below 0 at the PSD boundary (validated above)
+    return tuple(max(float(v), 0.0) for v in _eig_fn(K, n, c, d))
 
 
 def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, float, float]:
@@ -61,7 +62,7 @@ def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, floa
     """
     K, n, c, d = _check_block(K, n, c, d)
     lam = check_positive("lam", lam)
-    return tuple(float(v) for v in _filt_fn(K, n, c, d, lam))
+    return tuple(max(float(v), 0.0) for v in _filt_fn(K, n, c, d, lam))
 
 
 def filters_exact(K: int, n: int, c, d, lam) -> tuple[Fraction, Fraction, Fraction]:
