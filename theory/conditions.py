@@ -50,6 +50,7 @@ __all__ = [
 
 (_alpha_s, _beta_s, _Delta_s), _margin_expr, _threshold_expr, _ = S.derive_balanced_threshold()
 _threshold_fn = sp.lambdify((_alpha_s, _beta_s, _Delta_s), _threshold_expr, modules="numpy")
+_noise_thr_fn = {name: sp.lambdify(free, expr, modules="math") for name, (expr, free) in S.derive_noise_thresholds().items()}
 
 
 @dataclass(frozen=True)
@@ -245,18 +246,16 @@ def population_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: in
 def noise_threshold(noise: str, K: int, superclass_size: int = 2) -> float:
     """Largest noise rate eta (exclusive) at which C_kk > C_kj for all j != k.
 
-    symmetric: (K - 1)/K; asymmetric (cyclic): K/(K + 2); superclass of size m:
+    Lambdified from :func:`theory.symbolic.derive_noise_thresholds`: symmetric: (K - 1)/K; asymmetric (cyclic): K/(K + 2); superclass of size m:
     (m - 1)/m. At and above it the corruption condition fails for every
     number of rounds.
     """
     K = check_int("K", K, minimum=2)
-    if noise == "symmetric":
-        return (K - 1) / K
-    if noise == "asymmetric":
-        return K / (K + 2)
+    if noise in ("symmetric", "asymmetric"):
+        return float(_noise_thr_fn[noise](K))
     if noise == "superclass":
         m = check_int("superclass_size", superclass_size, minimum=2, maximum=K)
         if K % m:
             raise ValueError(f"superclass_size == {m}, must divide K == {K}")
-        return (m - 1) / m
+        return float(_noise_thr_fn[noise](m))
     raise ValueError(f"noise == {noise!r}, must be one of {', '.join(NOISE_MODELS)}")

@@ -44,6 +44,7 @@ __all__ = [
     "derive_type_scores",
     "derive_balanced_threshold",
     "derive_fresh_logits",
+    "derive_noise_thresholds",
 ]
 
 # Shared symbols. K and n are positive integers; c, d, lambda real.
@@ -404,6 +405,29 @@ def derive_fresh_logits():
     Rk = n * (1 - beta) * beta ** (s - 1) * (m_j - o_j) + n * (1 - g) * g ** (s - 1) * (o_j - 1 / K)
     Rall = N * (1 - g) * g ** (s - 1) * (o_j - 1 / K)
     return (beta, g, m_j, o_j, c, d, n, K, s), (c - d) * Rk + d * Rall
+
+
+def derive_noise_thresholds():
+    """Noise rate below which C_kk > C_kj for every j != k, for the three named corruption models.
+
+    symmetric: C_kk = 1 - eta, C_kj = eta/(K-1); asymmetric (cyclic): C_kk = 1 - eta,
+    largest off-diagonal C_k,k+1 = 2 eta/K; superclass of size m: C_kk = 1 - eta,
+    C_kj = eta/(m-1) inside the group. Each threshold is the root in eta of
+    C_kk - max_j C_kj, which is decreasing in eta, so the condition holds iff eta < root.
+    Returns {name: (expression, free symbols)} with m as a symbol.
+    """
+    eta = sp.Symbol("eta", nonnegative=True)
+    m = sp.Symbol("m", positive=True, integer=True)
+    gaps = {
+        "symmetric": ((1 - eta) - eta / (K - 1), (K,)),
+        "asymmetric": ((1 - eta) - 2 * eta / K, (K,)),
+        "superclass": ((1 - eta) - eta / (m - 1), (m,)),
+    }
+    out = {}
+    for name, (gap, free) in gaps.items():
+        (root,) = sp.solve(sp.Eq(gap, 0), eta)
+        out[name] = (sp.simplify(root), free)
+    return out
 
 
 @lru_cache(maxsize=None)

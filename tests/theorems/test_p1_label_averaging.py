@@ -135,3 +135,19 @@ def test_filters_exact_match_float():
     assert np.allclose([float(v) for v in exact], theory.filters(K, n, c, d, lam), rtol=1e-15, atol=0)
     # 0.4 and 1e-5 are read as 2/5 and 1/100000: alpha = 0.6 / (0.6 + 4 * 2000 * 1e-5) = 15/17 exactly
     assert exact[0] == sp.Rational(15, 17)
+
+
+@given(st.integers(2, 8), st.integers(1, 5), st.integers(0, 10_000), st.floats(-4, 0))
+def test_spectral_form_for_any_gram_matrix(N, K, seed, log_lam):
+    """(b) For any PSD Gram matrix, A = G (G + K N lambda I)^-1 = sum_m mu_m/(mu_m + K N lambda) v_m v_m^T."""
+    K = max(K, 2)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, int(rng.integers(1, N + 2))))
+    G = X @ X.T
+    lam = 10**log_lam
+    mu, V = np.linalg.eigh(G)
+    mu = np.clip(mu, 0, None)  # eigh may return -1e-16 for a singular G
+    spectral = (V * (mu / (mu + K * N * lam))) @ V.T
+    # eigh and the solve are backward stable: errors ~N eps (||G|| / (K N lambda) + 1)
+    tol = 1e-12 * N * (np.abs(G).max() / (K * N * lam) + 1)
+    assert np.max(np.abs(theory.label_averaging_operator(G, K, lam) - spectral)) <= tol
