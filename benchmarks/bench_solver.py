@@ -141,7 +141,6 @@ def main(argv=None):
                machine=dict(python=platform.python_version(), numpy=np.__version__, cpus=__import__("os").cpu_count(),
                             blas=[{k: i.get(k) for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]))
     X, G, T = setting(n, rng)
-    N = K * n
     rows = []
 
     # (a) exact solvers

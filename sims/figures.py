@@ -62,9 +62,9 @@ __all__ = [
     "main",
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_OUT = ROOT / "figures"
-DEFAULT_RESULTS = ROOT / "results"
+# Relative to the working directory (the repository root in the README), as for sims.phase_diagram.
+DEFAULT_OUT = Path("figures")
+DEFAULT_RESULTS = Path("results")
 
 # The paper's numerical-solver setting.
 PAPER = dict(K=4, n=500, c=0.4, d=0.1, lam=1e-5)
@@ -955,7 +955,7 @@ def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, 
     the linearised, exact and mixture levels, the theory's boundary and the PLL column).
 
     Runs ``sims.phase_diagram.main`` (``--quick`` in quick mode, ``--seed``, ``--jobs``) from the
-    repository root. With the default output folder it writes figures/phase_diagram[_quick].{png,pdf}
+    working directory. With the default output folder it writes figures/phase_diagram[_quick].{png,pdf}
     and its CSV/JSON (and resume cache) under results/phase_diagram/, so that figures/ holds only
     figures; with ``out_given`` it gets ``--out out_dir`` and everything goes there. Returns the
     per-level agreement with theory.
@@ -970,20 +970,15 @@ def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, 
     if out_given:
         argv += ["--out", str(Path(out_dir).resolve())]
         res_dir = fig_dir = Path(out_dir).resolve()
-    else:  # its defaults, resolved against the repository root (they may be relative to the working directory)
-        res_dir, fig_dir = ROOT / pd.DEFAULT_RESULTS_DIR, ROOT / pd.DEFAULT_FIG_DIR
+    else:  # its defaults (relative to the working directory)
+        res_dir, fig_dir = pd.DEFAULT_RESULTS_DIR, pd.DEFAULT_FIG_DIR
     argv += list(extra_args)
     import contextlib
     import io
 
     buf = io.StringIO()
-    cwd = os.getcwd()
-    try:
-        os.chdir(ROOT)
-        with contextlib.redirect_stdout(buf):
-            code = pd.main(argv)
-    finally:
-        os.chdir(cwd)
+    with contextlib.redirect_stdout(buf):
+        code = pd.main(argv)
     if code != 0:
         raise RuntimeError(f"sims.phase_diagram.main({argv}) returned {code}")
     stem = "phase_diagram_quick" if quick else "phase_diagram"

@@ -29,7 +29,7 @@ from theory import symbolic as S
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from .distill import GCE_Q, LinearModel, _BlockExact, _FeatureExact, exact_pll, exact_sd, linear_sd, one_hot
+from .distill import _BlockExact, _FeatureExact, exact_pll, exact_sd, one_hot
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path("paper_checks.md")  # relative to the working directory (the repository root)
@@ -96,7 +96,6 @@ def _population_counts(noise, K, eta, n, size=2):
 
 
 def check_p1() -> Check:
-    t0 = time.perf_counter()
     sym_ok = all(all(v == 0 for v in triple) for triple in S.verify_block_spectrum_algebra().values())
     expl_ok = all(M.is_zero_matrix for K in (2, 3) for n in (1, 2, 3) for M in S.verify_block_spectrum_explicit(K, n).values())
     fp = S.verify_fixed_point(3, 2, 2)
@@ -505,7 +504,7 @@ def check_p7() -> Check:
     z = noise_mod.corrupt_labels(np.repeat(np.arange(K), n), theory.symmetric(K, 0.48), rng)
     engine = _FeatureExact(Xp, lam)
     t0 = time.perf_counter()
-    fits = exact_sd(engine, one_hot(z, K), 3)
+    exact_sd(engine, one_hot(z, K), 3)
     per_fit = (time.perf_counter() - t0) / 4
     lines = [
         f"Paper setting K={K}, n={n}, c={c}, d={d}, lambda={lam:g}, symmetric noise, exact counts: fits needed for 100 % "

@@ -222,7 +222,6 @@ def test_exact_block_solver_matches_primal():
     # fit_block (type-reduced) vs the primal solver on explicit block features:
     # same fixed point, so outputs agree within the solvers' tolerance (1e-10 on
     # the residual; outputs within 1e-8).
-    fit_block = solver_fn("fit_block")
     fit_features = solver_fn("fit_features")
     Kc, nc, lam = 3, 10, 1e-2
     y, z = _labels(0.4, Kc=Kc, nc=nc)

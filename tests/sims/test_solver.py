@@ -167,7 +167,6 @@ def test_bad_scalars(problem, kwargs, word):
 
 def test_bad_arrays(problem):
     X, Y, _, _ = problem
-    N = X.shape[0]
     with pytest.raises(ValueError, match="T"):
         fit_features(X, Y[:, :-1], 1e-3)
     bad = Y.copy()

@@ -3,7 +3,6 @@
 from fractions import Fraction
 
 import mpmath
-import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
