@@ -366,15 +366,18 @@ def _write_text(path: Path, text: str):
     _atomic_write(path, w)
 
 
-def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> list[dict]:
-    """Run a cell unless its result is cached; cache it atomically when done."""
+def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], float | None]:
+    """Run a cell unless its result is cached; cache it atomically when done.
+
+    Returns (rows, seconds spent computing it, None when it came from the cache)."""
     path = cache / f"{cell.name()}.json"
     if path.exists():
         with open(path) as fh:
-            return json.load(fh)
+            return json.load(fh), None
+    start = time.perf_counter()
     rows = run_cell(sweep, cell)
     _write_text(path, json.dumps(rows))
-    return rows
+    return rows, time.perf_counter() - start
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -419,10 +422,13 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
 
         bar = tqdm(total=len(cells), desc="phase-diagram cells", file=sys.stderr)
     rows = []
+    computed = []
 
     def collect(results):
-        for r in results:
+        for r, seconds in results:
             rows.extend(r)
+            if seconds is not None:
+                computed.append(seconds)
             if bar is not None:
                 bar.update(1)
 
@@ -439,7 +445,11 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
         bar.close()
     rows.sort(key=_sort_key)
     elapsed = time.perf_counter() - start
-    return rows, summarize(sweep, rows, elapsed, jobs)
+    summary = summarize(sweep, rows, elapsed, jobs)
+    summary["cells_computed"] = len(computed)
+    summary["cells_from_cache"] = len(cells) - len(computed)
+    summary["cell_compute_seconds"] = float(sum(computed))
+    return rows, summary
 
 
 class _null_context:
@@ -478,7 +488,7 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
         "params": {**asdict(sweep), "gmm_etas": list(sweep.gmm_etas())},
         "levels": per_level,
         "theory_boundary": boundary,
-        "runtime_seconds": elapsed,
+        "runtime_seconds": elapsed,  # wall time of this invocation (a resumed run reuses cached cells)
         "jobs": jobs,
         "accuracy_notion": "training-instance accuracy against true labels (ties fail); fresh_accuracy column: "
         "population formula (block levels) or 200 held-out samples per class (gmm)",
@@ -640,8 +650,15 @@ def _names(text):
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with a one-line error (naming the option) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="python -m sims.phase_diagram",
         description="Phase diagram of multi-round self-distillation and the PLL student: for each noise rate and "
         "round, does every training instance get its true class back, and does the linearised theory predict it?",
@@ -672,7 +689,18 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def sweep_from_args(args) -> Sweep:
+def _given_options(argv) -> set:
+    """Destinations of the options that appear on the command line (``--opt v`` or ``--opt=v``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    given = set()
+    for action in build_parser()._actions:
+        for opt in action.option_strings:
+            if any(a == opt or a.startswith(opt + "=") for a in argv):
+                given.add(action.dest)
+    return given
+
+
+def sweep_from_args(args, argv=None) -> Sweep:
     sweep = Sweep(
         noises=args.noise, K=args.classes, superclass_size=args.superclass_size, n=args.per_class, c=args.within,
         d=args.between, lam=args.lam, etas=args.etas, rounds=args.rounds, seeds=args.seeds, levels=args.levels,
@@ -680,8 +708,7 @@ def sweep_from_args(args) -> Sweep:
         exact_counts=args.exact_counts, seed=args.seed,
     )
     if args.quick:
-        defaults = build_parser().parse_args([])
-        explicit = {k for k, v in vars(args).items() if getattr(defaults, k, None) != v}
+        explicit = _given_options(argv)  # options the user gave keep their value, even if it equals the default
         mapping = {"K": "classes", "n": "per_class", "etas": "etas", "rounds": "rounds", "seeds": "seeds",
                    "dim": "dim", "gmm_per_class": "gmm_per_class", "gmm_etas_every": "gmm_etas_every", "lam": "lam"}
         sweep = replace(sweep, **{k: v for k, v in QUICK.items() if mapping[k] not in explicit})
@@ -692,7 +719,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        sweep = sweep_from_args(args)
+        sweep = sweep_from_args(args, argv)
         check_int("--jobs", args.jobs, minimum=-1)
         if args.jobs == 0:
             raise ValueError("--jobs == 0, must be >= 1 or -1 (all cores)")
@@ -724,7 +751,8 @@ def main(argv=None) -> int:
     _write_text(res_dir / f"{stem}.csv", rows_to_csv(rows))
     _write_text(res_dir / f"{stem}.json", json.dumps(summary, indent=2))
     plot(sweep, rows, summary, fig_dir / f"{stem}.png", fig_dir / f"{stem}.pdf")
-    print(f"cells: {len(rows)} rows in {summary['runtime_seconds']:.1f} s")
+    print(f"cells: {len(rows)} rows in {summary['runtime_seconds']:.1f} s "
+          f"({summary['cells_computed']} cells computed, {summary['cells_from_cache']} from the cache)")
     for level, s in summary["levels"].items():
         print(f"  {level:6s} agreement with theory {s['agreement']:.4f} ({s['disagreements']} of {s['cells']} rows differ; "
               f"max residual {s['max_residual']:.2e})")

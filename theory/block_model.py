@@ -10,6 +10,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import scipy.linalg
 import sympy as sp
 
 from . import symbolic as S
@@ -106,6 +107,10 @@ def label_averaging_operator(G, K: int, lam: float) -> np.ndarray:
     K = check_int("K", K, minimum=2)
     lam = check_positive("lam", lam)
     N = G.shape[0]
+    # PSD: the smallest eigenvalue may be a round-off below 0 (eigh's error ~N eps ||G||)
+    lo = float(scipy.linalg.eigh(G, eigvals_only=True, subset_by_index=[0, 0])[0])
+    if lo < -1e-10 * N * max(1.0, float(np.abs(G).max())):
+        raise ValueError(f"G has smallest eigenvalue {lo:.6g}, must be positive semidefinite (a Gram matrix)")
     M = G + K * N * lam * np.eye(N)
     return np.linalg.solve(M, G)
 

@@ -28,7 +28,7 @@ import sympy as sp
 
 from . import symbolic as S
 from ._exact import exp_sum_sign, intersect_intervals, positive_rounds, rational_matrix
-from ._validate import check_corruption_matrix, check_int, check_rounds
+from ._validate import check_corruption_matrix, check_fraction, check_int, check_rounds
 from .block_model import filters, filters_exact
 from .corruption import NOISE_MODELS
 from .predictions import fresh_margin_sign, margin_terms
@@ -146,6 +146,8 @@ def noisy_threshold_fits(K, n, c, d, lam, Ckk: float, Ckl: float) -> float:
     Requires Delta = Ckk - Ckl > 0 (else the instance is never corrected).
     """
     alpha, beta, _ = filters(K, n, c, d, lam)
+    Ckk = check_fraction("Ckk", Ckk)
+    Ckl = check_fraction("Ckl", Ckl)
     delta = Ckk - Ckl
     if not delta > 0:
         raise ValueError(f"C_kk - C_kl == {delta}, must be > 0 for the noisy instance to be correctable")

@@ -16,9 +16,13 @@ wrong classes of a clean instance under symmetric noise):
 
 Results in words (balanced PLL targets, beta > alpha):
 
-* the teacher's top two contain the true class of every instance iff
-  C_kk > C_kj for every j != k in every class with label noise (a noisy
-  instance's own label can outrank k, nothing else can);
+* the true class k of an instance is in the teacher's top two exactly when
+  at most one class outranks it (decided per type, exactly, by
+  :func:`pll_analysis`); a sufficient condition for every instance is
+  C_kk > C_kj for every j != k in every class with label noise (then a noisy
+  instance's own label can outrank k, nothing else can). It is not necessary:
+  C = [[.4, .6, 0], [.6, .4, 0], [0, 0, 1]] fails it and every true class is
+  still in the top two;
 * if moreover every target gives the true class its full 1/2 (no shared
   tie), the student predicts every instance correctly iff, in every class,
   the class-mean PLL target gives strictly less than 1/2 to each wrong label
@@ -31,6 +35,7 @@ Results in words (balanced PLL targets, beta > alpha):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -39,7 +44,7 @@ import numpy as np
 from ._exact import exp_sum_sign, rational_matrix
 from ._validate import check_corruption_matrix, check_int
 from .block_model import filters_exact
-from .predictions import fresh_margin_sign, margin_terms
+from .predictions import fresh_margin_sign, margin_terms, score_exact
 
 __all__ = ["PLLReport", "pll_targets", "pll_analysis", "TIE_RULES"]
 
@@ -51,6 +56,10 @@ def pll_targets(scores, ties: str = "share") -> list:
     if ties not in TIE_RULES:
         raise ValueError(f"ties == {ties!r}, must be one of {', '.join(TIE_RULES)}")
     K = len(scores)
+    if K < 2:
+        raise ValueError(f"scores has {K} entries, must have K >= 2")
+    if not all(math.isfinite(float(v)) for v in scores):
+        raise ValueError(f"scores == {list(scores)!r}, must be finite")
     order = sorted(range(K), key=lambda j: (-scores[j], j))  # stable: lower index first among ties
     target = [Fraction(0)] * K
     if ties == "lowest":
@@ -115,10 +124,8 @@ def pll_analysis(K: int, n: int, c: float, d: float, lam: float, C, ties: str = 
     contains = np.zeros((K, K), dtype=bool)
     for k in range(K):
         for l in range(K):
-            sc = [
-                Fraction(1, K) + alpha * (int(j == l) - m[k][j]) + beta * (m[k][j] - o[j]) + g * (o[j] - Fraction(1, K))
-                for j in range(K)
-            ]
+            # the lambdified closed form (theory.symbolic.derive_type_scores) at s = 1, in Fractions
+            sc = [score_exact(alpha, beta, g, 1, Fraction(int(j == l)), m[k][j], o[j], Fraction(K)) for j in range(K)]
             tq = pll_targets(sc, ties)
             Tq[k][l] = tq
             targets[k, l] = [float(v) for v in tq]

@@ -39,6 +39,8 @@ __all__ = [
 
 _score_syms, _score_expr = S.derive_type_scores()
 _score_fn = sp.lambdify(_score_syms, _score_expr, modules="numpy")
+# pure-arithmetic twin: exact on Fractions (pass K as a Fraction so that 1/K stays exact)
+score_exact = sp.lambdify(_score_syms, _score_expr, modules=[{}, "math"])
 _margin_syms, _margin_coeffs, _ = S.derive_margin_coefficients()
 _margin_fn = sp.lambdify(_margin_syms, _margin_coeffs, modules=[{}, "math"])
 _fresh_syms, _fresh_expr = S.derive_fresh_logits()
@@ -160,6 +162,11 @@ def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
     alpha does not appear: this is the population-accuracy side of the brief.
     """
     alpha, beta, g = filters(K, n, c, d, lam)
+    fits = check_int("fits", fits, minimum=1)
+    class_mean = check_corruption_matrix(class_mean, K, name="class_mean")
+    overall = np.asarray(overall, dtype=np.float64)
+    if overall.shape != (K,) or not np.allclose(overall, class_mean.mean(axis=0), rtol=0, atol=1e-12):
+        raise ValueError(f"overall has shape {overall.shape} or values not the mean of class_mean's rows, must be ({K},) and equal to it")
     out = np.empty((K, K))
     for k in range(K):
         for j in range(K):

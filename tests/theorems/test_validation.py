@@ -121,3 +121,30 @@ def test_balanced_closed_form_refuses_unbalanced():
     C = np.array([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     with pytest.raises(ValueError, match=r"unbalanced"):
         theory.min_rounds_balanced(3, 4, 0.4, 0.1, 1e-3, C)
+
+
+def test_operator_rejects_non_psd():
+    with pytest.raises(ValueError, match=r"G has smallest eigenvalue -1, must be positive semidefinite"):
+        theory.label_averaging_operator(np.array([[1.0, 2.0], [2.0, 1.0]]), 2, 1e-3)
+
+
+def test_threshold_shares():
+    with pytest.raises(ValueError, match=r"Ckk == 1.5, must be in \[0, 1\]"):
+        theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, 1.5, -0.5)
+    with pytest.raises(ValueError, match=r"must be > 0 for the noisy instance to be correctable"):
+        theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, 0.3, 0.4)
+
+
+def test_fresh_logits_input():
+    C = theory.symmetric(3, 0.25)
+    with pytest.raises(ValueError, match=r"fits == 0, must be >= 1"):
+        theory.fresh_logits(3, 4, 0.4, 0.1, 1e-3, C, C.mean(axis=0), 0)
+    with pytest.raises(ValueError, match=r"class_mean\[0, 1\] == -0.125, must be >= 0"):
+        theory.fresh_logits(3, 4, 0.4, 0.1, 1e-3, -C + 2 * np.eye(3) * 0.75, C.mean(axis=0), 1)
+
+
+def test_pll_targets_input():
+    with pytest.raises(ValueError, match=r"scores has 1 entries, must have K >= 2"):
+        theory.pll_targets([1.0])
+    with pytest.raises(ValueError, match=r"must be finite"):
+        theory.pll_targets([float("nan"), 0.2, 0.3])
