@@ -300,7 +300,7 @@ def check_p3(sweep_result) -> Check:
         f"the same round at eta = {', '.join(map(str, equal)) or 'none'}: the condition on C (which noise rates can be "
         "fixed at all) carries over, the number of rounds does not exactly.",
     ]
-    lines.append(f"- Verdict rule: 'holds' if the exact softmax reaches 100 % at every tested noise rate below the threshold, "
+    lines.append("- Verdict rule: 'holds' if the exact softmax reaches 100 % at every tested noise rate below the threshold, "
                  "at the theory's round, and never beyond; 'holds with a caveat' if only the rounds differ; else 'fails'.")
     nums.update({"threshold_symmetric": _r(thr), "min_rounds_theory_eta0.84": t_beyond,
                  "best_exact_accuracy_eta0.84": _r(acc_beyond)})
