@@ -46,21 +46,8 @@ def _brute_margins(K, n, c, d, lam, counts, max_t=MAX_T):
 
 def _brute_rounds(K, n, c, d, lam, counts, max_t=MAX_T):
     """Per round t: (all instances correct, smallest |margin| / noise floor) by explicit matrices."""
-    z = labels_from_counts(counts)
-    y = np.repeat(np.arange(K), n)
-    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
-    f_max = max(theory.filters(K, n, c, d, lam))
-    D = (np.eye(K)[:, z] - 1.0 / K) @ A
-    out = []
-    for t in range(max_t + 1):
-        floor = FLOOR * f_max ** (t + 1)
-        true = D[y, np.arange(K * n)]
-        other = D.copy()
-        other[y, np.arange(K * n)] = -np.inf
-        margin = true - other.max(axis=0)
-        out.append((bool(np.all(margin > floor)), float(np.min(np.abs(margin)) / floor)))
-        D = D @ A
-    return out
+    _, _, rounds = _brute_margins(K, n, c, d, lam, counts, max_t)
+    return [(bool(np.all(m > floor)), float(np.min(np.abs(m)) / floor)) for m, floor in rounds]
 
 
 def _in_intervals(t, intervals):
