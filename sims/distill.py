@@ -65,6 +65,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
+from ._cli import OneLineParser
 
 __all__ = [
     "FEATURE_KINDS",
@@ -597,15 +598,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr (no usage block), exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _build_parser() -> argparse.ArgumentParser:
-    p = _Parser(
+    p = OneLineParser(
         prog="python -m sims.distill",
         description=(
             "Run one self-distillation scenario: multi-round SD (rounds 0..R, teacher = round 0 on the "

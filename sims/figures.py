@@ -36,7 +36,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -48,6 +47,7 @@ from theory._validate import check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
+from ._cli import OneLineParser, atomic_write, write_text
 
 __all__ = [
     "FIGURES",
@@ -93,25 +93,11 @@ def _fig_path(out_dir: Path, name: str, quick: bool, ext: str = "png") -> Path:
 def _save(fig, path: Path) -> str:
     """Save atomically (temporary file in the same folder, then rename) and close the figure."""
     plt = _plt()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format=path.suffix[1:], dpi=DPI, bbox_inches="tight")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; give the file ordinary permissions
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix[1:], dpi=DPI, bbox_inches="tight"))
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         plt.close(fig)
     return str(path)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _jsonable(v):
@@ -1004,13 +990,6 @@ FIGURES = {
 }
 
 
-class _Parser(argparse.ArgumentParser):
-    """Argument errors as one line on stderr, exit status 2."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
 def _only(text):
     letters = [v.strip().lower() for v in text.split(",") if v.strip()]
     if not letters:
@@ -1022,7 +1001,7 @@ def _only(text):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m sims.figures",
+    p = OneLineParser(prog="python -m sims.figures",
                 description="Rebuild every figure of the suite (PNG; the phase diagram also as PDF).",
                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--quick", action="store_true",
@@ -1078,12 +1057,7 @@ def main(argv=None) -> int:
         timings[letter] = elapsed
         numbers[letter] = _jsonable(res)
         print(f"{letter}: {res['file']} ({elapsed:.1f} s)", flush=True)
-    numbers_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=numbers_path.parent, prefix=f".{numbers_path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(_jsonable(numbers), fh, indent=1)
-    os.chmod(tmp, 0o666 & ~_umask())
-    os.replace(tmp, numbers_path)
+    write_text(numbers_path, json.dumps(_jsonable(numbers), indent=1))
     print(f"numbers: {numbers_path}\ntotal: {time.perf_counter() - total_start:.1f} s", flush=True)
     return 0
 

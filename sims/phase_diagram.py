@@ -28,11 +28,10 @@ Run ``python -m sims.phase_diagram --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
+from ._cli import OneLineParser, atomic_write, write_text
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "main", "COLUMNS"]
 
@@ -342,30 +342,6 @@ def cells_of(sweep: Sweep) -> list[Cell]:
 # ---------------------------------------------------------------------------- files
 
 
-def _atomic_write(path: Path, write):
-    """Write through a temporary file in the same folder, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file ordinary permissions
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _write_text(path: Path, text: str):
-    def w(tmp):
-        with open(tmp, "w") as fh:
-            fh.write(text)
-
-    _atomic_write(path, w)
-
-
 def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], float | None]:
     """Run a cell unless its result is cached; cache it atomically when done.
 
@@ -376,7 +352,7 @@ def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], flo
             return json.load(fh), None
     start = time.perf_counter()
     rows = run_cell(sweep, cell)
-    _write_text(path, json.dumps(rows))
+    write_text(path, json.dumps(rows))
     return rows, time.perf_counter() - start
 
 
@@ -438,7 +414,7 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
         from joblib import parallel_backend
 
         # backend "dask" needs an active dask.distributed Client (see main / the README)
-        with parallel_backend(backend) if backend else _null_context():
+        with parallel_backend(backend) if backend else contextlib.nullcontext():
             par = Parallel(n_jobs=-1 if backend else jobs, return_as="generator_unordered")
             collect(par(delayed(_cached_cell)(cache, sweep, c) for c in cells))
     if bar is not None:
@@ -450,14 +426,6 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
     summary["cells_from_cache"] = len(cells) - len(computed)
     summary["cell_compute_seconds"] = float(sum(computed))
     return rows, summary
-
-
-class _null_context:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict:
@@ -628,7 +596,7 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
         def w(tmp, fmt=Path(path).suffix[1:]):
             fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
 
-        _atomic_write(Path(path), w)
+        atomic_write(path, w)
     plt.close(fig)
 
 
@@ -650,15 +618,8 @@ def _names(text):
     return tuple(v.strip() for v in text.split(",") if v.strip())
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """argparse with a one-line error (naming the option) instead of the usage block."""
-
-    def error(self, message):
-        self.exit(2, f"error: {message}\n")
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _OneLineParser(
+    p = OneLineParser(
         prog="python -m sims.phase_diagram",
         description="Phase diagram of multi-round self-distillation and the PLL student: for each noise rate and "
         "round, does every training instance get its true class back, and does the linearised theory predict it?",
@@ -748,8 +709,8 @@ def main(argv=None) -> int:
     finally:
         if client is not None:
             client.close()
-    _write_text(res_dir / f"{stem}.csv", rows_to_csv(rows))
-    _write_text(res_dir / f"{stem}.json", json.dumps(summary, indent=2))
+    write_text(res_dir / f"{stem}.csv", rows_to_csv(rows))
+    write_text(res_dir / f"{stem}.json", json.dumps(summary, indent=2))
     plot(sweep, rows, summary, fig_dir / f"{stem}.png", fig_dir / f"{stem}.pdf")
     print(f"cells: {len(rows)} rows in {summary['runtime_seconds']:.1f} s "
           f"({summary['cells_computed']} cells computed, {summary['cells_from_cache']} from the cache)")

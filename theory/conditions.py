@@ -72,10 +72,6 @@ class RoundsReport:
     collapse_from: int | None
 
 
-def _shares(C, K):
-    return check_corruption_matrix(C, K)
-
-
 def is_balanced(C) -> bool:
     """Given labels balanced: the column means of the label shares are exactly 1/K."""
     C = check_corruption_matrix(C)
@@ -98,7 +94,7 @@ def _rounds_where(bases, terms) -> list:
 def rounds_report(K: int, n: int, c: float, d: float, lam: float, C) -> RoundsReport:
     """Exact analysis over all rounds for any label shares C (see module doc)."""
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     bases, terms, (m, o) = margin_terms(K, n, c, d, lam, C)
     s_int = _rounds_where(bases, terms)
     t_int = tuple((a - 1, None if b is None else b - 1) for a, b in s_int)
@@ -164,7 +160,7 @@ def min_rounds_balanced(K: int, n: int, c: float, d: float, lam: float, C) -> in
     margin of exactly zero at s is a tie and fails).
     """
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     if not is_balanced(C):
         raise ValueError("C has column means != 1/K: given labels are unbalanced; use min_rounds (exact, general)")
     if not balanced_condition(C):
@@ -202,7 +198,7 @@ def correct_types(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> 
 
 def all_correct(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> bool:
     """Every training instance predicted as its true class after round t (exact)."""
-    C = _shares(C, check_int("K", K, minimum=2))
+    C = check_corruption_matrix(C, check_int("K", K, minimum=2))
     ok = correct_types(K, n, c, d, lam, C, t)
     return bool(np.all(ok[C > 0]))
 
@@ -214,7 +210,7 @@ def train_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: int) ->
     ``noisy`` are None when there are no clean / noisy instances.
     """
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     ok = correct_types(K, n, c, d, lam, C, t)
     W = C / K
     diag = np.eye(K, dtype=bool)
@@ -234,7 +230,7 @@ def population_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: in
     are proportional to C_k - U at every round, so this does not depend on t.
     """
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     t = check_rounds("t", t)
     m = C.tolist()
     o = C.mean(axis=0).tolist()

@@ -14,8 +14,6 @@ All three are doubly stochastic, so exact label counts give balanced labels.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 import numpy as np
 
 from ._validate import check_corruption_matrix, check_fraction, check_int, check_label_counts
@@ -140,9 +138,3 @@ def empirical_corruption(counts) -> np.ndarray:
     """Row-normalised counts: the empirical corruption matrix of a labelled sample."""
     counts = check_label_counts(counts)
     return counts / counts.sum(axis=1, keepdims=True)
-
-
-def as_fractions(counts) -> list[list[Fraction]]:
-    """Empirical corruption matrix as exact fractions (for boundary-exact checks)."""
-    counts = check_label_counts(counts)
-    return [[Fraction(int(v), int(row.sum())) for v in row] for row in counts]

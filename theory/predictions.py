@@ -54,11 +54,6 @@ def one_hot_type_targets(K: int) -> np.ndarray:
     return T
 
 
-def _shares(C, K):
-    C = check_corruption_matrix(C, K)
-    return C
-
-
 def outputs_for_targets(K, n, c, d, lam, C, targets, fits: int) -> np.ndarray:
     """Linearised outputs after ``fits`` fits when the first fit's targets are given per type.
 
@@ -67,7 +62,7 @@ def outputs_for_targets(K, n, c, d, lam, C, targets, fits: int) -> np.ndarray:
     class mean and tbar the mean over classes. Returns (K, K, K).
     """
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     fits = check_int("fits", fits, minimum=0)
     alpha, beta, g = filters(K, n, c, d, lam)
     T = np.asarray(targets, dtype=np.float64)
@@ -130,7 +125,7 @@ def margin_terms(K, n, c, d, lam, C, targets=None, winner=None):
     ``targets`` (K, K, K) defaults to the one-hot given labels.
     """
     K = check_int("K", K, minimum=2)
-    C = _shares(C, K)
+    C = check_corruption_matrix(C, K)
     bases = filters_exact(K, n, c, d, lam)
     Cq = rational_matrix(C)
     if targets is None:
