@@ -1,8 +1,9 @@
 """Benchmark of the exact solvers in sims.solver against two baselines.
 
-Run: ``python benchmarks/bench_solver.py [--quick]`` from the repository root.
-Everything runs in one process on this machine; speeds are reported as ratios
-against baselines run in the same process. Results go to results/bench_solver.json.
+Run: ``python benchmarks/bench_solver.py [--quick] [--baseline-threads T]`` from
+the repository root. Everything runs in one process on this machine; speeds are
+reported as ratios against baselines run in the same process. Results go to
+results/bench/bench_solver.json; a table is printed.
 
 Setting (the paper's numerical solver): K=4, n=500 (N=2000), lam=1e-5, c=0.4,
 d=0.1, one-hot given labels with symmetric noise eta=0.5 (sampled), on a valid
@@ -22,12 +23,22 @@ match the paper's uniform(-0.05, 0.05) entries).
     class with sample weights T_ji (zero weights dropped);
 (d) fit_gram time as N grows (n = 125 ... 2000 per class; --quick: up to 1000);
 (e) fit_block: 60 rounds of multi-round SD at K=4, n=500 (cold starts, and warm
-    starts from the previous round's logits).
+    starts from the previous round's logits);
+(f) full-rank Gram matrices at N = 2000: the exact block Gram and a Gaussian-
+    mixture Gram sampled at D = 10^6 (sims.features.sample_gmm_gram). fit_gram's
+    dense route (Newton + preconditioned CG, sims._gram) against the pivoted-
+    Cholesky route that fit_gram used for every matrix before (method="lowrank"),
+    same labels: the time ratio, per-fit times with and without the one-off
+    preparation (prepare_gram), and rounds 1..10 of SD (soft targets,
+    warm-started with coef0); GCE PLL student from the teacher (dense route only:
+    the old route's GCE fit at full rank takes many minutes);
+(g) the dense route as N grows: N = 500, 1000, 2000, 4000, 8000 (--quick: up to
+    2000), block Gram and D = 10^6 mixture Gram; preparation and per-fit times
+    and their log-log growth exponents.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
@@ -42,8 +53,9 @@ if str(ROOT) not in sys.path:
 
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-from sims import solver  # noqa: E402
-from sims.features import perturbed_features  # noqa: E402
+from sims import metrics, solver  # noqa: E402
+from sims._cli import OneLineParser, write_text  # noqa: E402
+from sims.features import block_gram, perturbed_features, sample_gmm_gram  # noqa: E402
 
 K, n, c, d, lam, eta = 4, 500, 0.4, 0.1, 1e-5, 0.5
 SEED = 0
@@ -128,22 +140,131 @@ def block_rounds(rounds, warm):
     return dict(iterations=its, max_residual=float(max(res)))
 
 
+def progress(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def noisy_one_hot(N_per_class, rng):
+    """One-hot given labels with symmetric noise eta (sampled), class-major true labels."""
+    N = K * N_per_class
+    y = np.repeat(np.arange(K), N_per_class)
+    flip = rng.random(N) < eta
+    z = y.copy()
+    z[flip] = (y[flip] + rng.integers(1, K, flip.sum())) % K
+    return np.eye(K)[:, z]
+
+
+def full_rank_grams(n_per_class, rng):
+    """The two full-rank Gram matrices of (f), (g): exact block model and the D = 10^6 mixture."""
+    yield "block", block_gram(K, n_per_class, c, d)
+    yield "gmm_D1e6", sample_gmm_gram(K, n_per_class, c, d, 10**6, rng).G
+
+
+def dense_rounds(prep, T, rounds):
+    """Rounds 0..rounds of SD with the dense route, warm-started; per-round time and fit."""
+    out, coef = [], None
+    for _ in range(rounds + 1):
+        t0 = time.perf_counter()
+        fit = solver.fit_gram(prep, T, lam, coef0=coef)
+        out.append((time.perf_counter() - t0, fit))
+        coef, T = fit.coef, fit.outputs
+    return out
+
+
+def dense_vs_lowrank(args, rng, rows):
+    """Section (f)."""
+    res = {}
+    for name, G in full_rank_grams(n, rng):
+        T = noisy_one_hot(n, rng)
+        t0 = time.perf_counter()
+        prep = solver.prepare_gram(G)
+        t_prep = time.perf_counter() - t0
+        rounds = dense_rounds(prep, T, 10)
+        t_dense, f_dense = rounds[0]
+        soft = [t for t, _ in rounds[1:]]
+        old, t_old, _ = timed(lambda: solver.fit_gram(G, T, lam, method="lowrank"))
+        # GCE PLL student from the teacher (coef0 = teacher's coef), both routes.
+        Tp = metrics.pll_targets(f_dense.outputs, "share")
+        gce, t_gce, _ = timed(lambda: solver.fit_gram(prep, Tp, lam, loss="gce", coef0=f_dense.coef))
+        r = dict(
+            N=G.shape[0], prepare_time=t_prep, route=prep.method,
+            dense_round0=dict(time=t_dense, time_with_prepare=t_dense + t_prep, residual=f_dense.residual,
+                              newton=f_dense.iterations, cg=f_dense.cg_iterations),
+            dense_rounds_1_10=dict(time_mean=float(np.mean(soft)), time_max=float(np.max(soft)),
+                                   residual_max=float(max(f.residual for _, f in rounds[1:])),
+                                   newton=[f.iterations for _, f in rounds[1:]], cg=[f.cg_iterations for _, f in rounds[1:]]),
+            lowrank_round0=dict(time=t_old, residual=old.residual, newton=old.iterations, rank=old.rank),
+            ratio_lowrank_over_dense=t_old / t_dense,
+            ratio_lowrank_over_dense_with_prepare=t_old / (t_dense + t_prep),
+            max_output_diff=float(np.max(np.abs(old.outputs - f_dense.outputs))),
+            gce_dense=dict(time=t_gce, residual=gce.residual, newton=gce.iterations, cg=gce.cg_iterations),
+        )
+        res[name] = r
+        rows.append((f"(f) {name} N=2000 prepare_gram (dense)", t_prep, float("nan"), 0))
+        rows.append((f"(f) {name} dense round 0", t_dense, f_dense.residual, f_dense.iterations))
+        rows.append((f"(f) {name} dense rounds 1-10 (mean, warm)", float(np.mean(soft)),
+                     r["dense_rounds_1_10"]["residual_max"], int(np.sum(r["dense_rounds_1_10"]["newton"]))))
+        rows.append((f"(f) {name} lowrank (old route) round 0", t_old, old.residual, old.iterations))
+        rows.append((f"(f) {name} GCE PLL dense", t_gce, gce.residual, gce.iterations))
+    return res
+
+
+def dense_scaling(args, rows):
+    """Section (g)."""
+    sizes = (125, 250, 500) + (() if args.quick else (1000, 2000))
+    res = {}
+    for nn in sizes:
+        rng = np.random.default_rng(SEED + 7 * nn)
+        for name, G in full_rank_grams(nn, rng):
+            T = noisy_one_hot(nn, rng)
+            t0 = time.perf_counter()
+            prep = solver.prepare_gram(G)
+            t_prep = time.perf_counter() - t0
+            rounds = dense_rounds(prep, T, 1)
+            (t0_fit, f0), (t1_fit, f1) = rounds
+            res.setdefault(name, []).append(dict(
+                N=K * nn, prepare_time=t_prep, round0_time=t0_fit, round1_warm_time=t1_fit,
+                residual=max(f0.residual, f1.residual), newton=[f0.iterations, f1.iterations],
+                cg=[f0.cg_iterations, f1.cg_iterations]))
+            rows.append((f"(g) {name} N={K * nn} dense round 0 (prep {t_prep:.2f} s)", t0_fit, f0.residual, f0.iterations))
+            del G, prep
+    for name, pts in list(res.items()):
+        Ns = np.array([p["N"] for p in pts], dtype=float)
+        for key in ("prepare_time", "round0_time", "round1_warm_time"):
+            ts = np.array([p[key] for p in pts])
+            res[f"{name}_exponent_{key}"] = float(np.polyfit(np.log(Ns), np.log(ts), 1)[0])
+    return res
+
+
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="bench_solver.py", description=__doc__.splitlines()[0])
     ap.add_argument("--baseline-threads", type=int, default=1,
-                    help="BLAS threads for the baselines (b), (c); default 1 like the exact solvers")
-    ap.add_argument("--quick", action="store_true", help="cap Adam at 2000 iterations, N scaling up to n=1000")
+                    help="BLAS threads (>= 1) for the baselines (b), (c); default 1 like the exact solvers")
+    ap.add_argument("--quick", action="store_true",
+                    help="cap Adam at 2000 iterations, N scaling up to n=1000 in (d) and N=2000 in (g)")
+    ap.add_argument("--only-gram", action="store_true",
+                    help="run only (f) and (g), the full-rank Gram sections (results/bench/bench_solver_gram.json)")
     args = ap.parse_args(argv)
+    if args.baseline_threads < 1:
+        ap.error(f"argument --baseline-threads: {args.baseline_threads} is not >= 1")
     rng = np.random.default_rng(SEED)
     out = dict(setting=dict(K=K, n=n, c=c, d=d, lam=lam, eta=eta, seed=SEED), quick=args.quick,
                baseline_blas_threads=args.baseline_threads,
                load_average_at_start=list(__import__("os").getloadavg()),
                machine=dict(python=platform.python_version(), numpy=np.__version__, cpus=__import__("os").cpu_count(),
                             blas=[{k: i.get(k) for k in ("internal_api", "num_threads", "version")} for i in threadpool_info()]))
+    if args.only_gram:
+        rows = []
+        run_gram_sections(args, out, rows)
+        print_rows(rows)
+        print_gram_summary(out)
+        finish(out, "bench_solver_gram.json")
+        return 0
     X, G, T = setting(n, rng)
     rows = []
 
     # (a) exact solvers
+    progress("(a) exact solvers on the perturbed Gram")
     a = {}
     for threads in (1, None):  # 1 is the solvers' default; None = BLAS as configured
         tag = "blas_threads_1" if threads == 1 else "blas_threads_default"
@@ -159,6 +280,7 @@ def main(argv=None):
             rows.append((f"(a) {key}", r["time_min"], r["residual"], r["iterations"]))
 
     # (b) Adam on the squared fixed-point residual
+    progress("(b) Adam baseline")
     max_iter = 2_000 if args.quick else 100_000
     with threadpool_limits(args.baseline_threads):
         res_b, t_b, _ = timed(lambda: adam_fixed_point(G, T, lam, max_iter))
@@ -167,6 +289,7 @@ def main(argv=None):
     rows.append(("(b) Adam on fixed-point residual", t_b, res_b["residual"], res_b["iterations"]))
 
     # (c) scikit-learn
+    progress("(c) scikit-learn baseline")
     with threadpool_limits(args.baseline_threads):
         res_c, t_c, _ = timed(lambda: sklearn_fit(X, T, lam))
     res_c.update(time=t_c, speed_ratio_vs_exact=t_c / a["fit_features_blas_threads_1"]["time_min"])
@@ -174,6 +297,7 @@ def main(argv=None):
     rows.append(("(c) sklearn LogisticRegression lbfgs", t_c, res_c["residual"], res_c["iterations"]))
 
     # (d) N scaling
+    progress("(d) fit_gram / fit_features as N grows (perturbed Gram)")
     scal = []
     for nn in (125, 250, 500, 1000) + (() if args.quick else (2000,)):
         Xs, Gs, Ts = setting(nn, np.random.default_rng(SEED + nn))
@@ -186,6 +310,7 @@ def main(argv=None):
     out["scaling"] = scal
 
     # (e) block solver, 60 rounds
+    progress("(e) fit_block rounds")
     blk = {}
     for warm in (False, True):
         block_rounds(3, warm)  # warm-up
@@ -195,20 +320,50 @@ def main(argv=None):
         rows.append((f"(e) fit_block 60 rounds ({'warm' if warm else 'cold'})", tmin, r["max_residual"], sum(r["iterations"])))
     out["block"] = blk
 
-    print(f"{'case':48s} {'time [s]':>10s} {'residual':>11s} {'iters':>7s}")
-    for name, t, res, it in rows:
-        print(f"{name:48s} {t:10.4f} {res:11.3e} {it:7d}")
+    # (f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth
+    run_gram_sections(args, out, rows)
+
+    print_rows(rows)
+    print_gram_summary(out)
     print(f"Adam / exact (fit_gram) time ratio: {res_b['speed_ratio_vs_exact']:.1f}"
           + (" (Adam capped at 2000 iterations by --quick)" if args.quick else ""))
     print(f"sklearn / exact (fit_features) time ratio: {res_c['speed_ratio_vs_exact']:.1f}")
-    path = ROOT / "results" / "bench_solver.json"
-    path.parent.mkdir(exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
+    finish(out, "bench_solver.json")
+    return 0
+
+
+def run_gram_sections(args, out, rows):
+    """(f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth with N."""
+    progress("(f) full-rank Gram matrices at N = 2000: dense route vs the old route; (g) dense route as N grows")
+    with threadpool_limits(1):
+        out["full_rank_N2000"] = dense_vs_lowrank(args, np.random.default_rng(SEED + 1), rows)
+        out["dense_scaling"] = dense_scaling(args, rows)
+
+
+def print_rows(rows):
+    print(f"{'case':58s} {'time [s]':>10s} {'residual':>11s} {'iters':>7s}")
+    for name, t, res, it in rows:
+        print(f"{name:58s} {t:10.4f} {res:11.3e} {it:7d}")
+
+
+def print_gram_summary(out):
+    for name, r in out["full_rank_N2000"].items():
+        print(f"(f) {name}: old route / dense = {r['ratio_lowrank_over_dense']:.1f}x "
+              f"({r['ratio_lowrank_over_dense_with_prepare']:.1f}x counting prepare_gram); "
+              f"max |P_dense - P_old| = {r['max_output_diff']:.1e}")
+    sc = out["dense_scaling"]
+    for name in ("block", "gmm_D1e6"):
+        print(f"(g) {name}: growth exponents (log-log slope over N): prepare {sc[f'{name}_exponent_prepare_time']:.2f}, "
+              f"round 0 {sc[f'{name}_exponent_round0_time']:.2f}, warm round 1 {sc[f'{name}_exponent_round1_warm_time']:.2f}")
+
+
+def finish(out, filename):
+    path = ROOT / "results" / "bench" / filename
     print(f"load average at start {out['load_average_at_start']}, at end {list(__import__('os').getloadavg())}")
     out["load_average_at_end"] = list(__import__("os").getloadavg())
-    path.write_text(json.dumps(out, indent=2))
+    write_text(path, json.dumps(out, indent=2))
     print(f"wrote {path}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -24,9 +24,11 @@ generalised cross-entropy (q = 0.7, started from the teacher's weights, as in th
 paper's experiments); it is reported as round 1 of method "pll".
 
 Exact engines: block model -- ``solver.fit_block`` (type-reduced, exact for the
-N x N block Gram); gmm, perturbed, digits -- ``solver.fit_features`` (primal, on
-the explicit features; for perturbed the row-normalised mixture features whose
-Gram is the perturbed Gram matrix).
+N x N block Gram); gmm -- ``solver.fit_gram`` on the sampled Gram matrix
+(``features.sample_gmm_gram``: any D at a cost independent of D; fresh logits
+from the sampled cross-Gram; rounds warm-started); perturbed, digits --
+``solver.fit_features`` (primal, on the explicit features; for perturbed the
+row-normalised mixture features whose Gram is the perturbed Gram matrix).
 
 The ``theory`` part of the output is the block-model theory (``theory.min_rounds``,
 ``theory.filters``) for the nominal K, n, c, d, lam and the sample's empirical
@@ -260,6 +262,23 @@ class _FeatureExact:
         return ExactFit(np.asarray(T), np.asarray(fit.outputs), fresh, float(fit.residual), fit)
 
 
+class _GramExact:
+    """Exact fits from the Gram matrix only via ``solver.fit_gram`` (G prepared once for all rounds).
+
+    ``cross`` (N, M): Gram between training and fresh points; fresh logits are ``coef @ cross``.
+    """
+
+    def __init__(self, G, lam, cross=None):
+        self.prep = _solver().prepare_gram(G)
+        self.lam = lam
+        self.cross = cross if cross is not None and np.shape(cross)[1] > 0 else None
+
+    def fit(self, T, loss="ce", coef0=None) -> ExactFit:
+        fit = _solver().fit_gram(self.prep, T, self.lam, loss=loss, q=GCE_Q, coef0=coef0)
+        fresh = fit.logits(self.cross) if self.cross is not None else None
+        return ExactFit(np.asarray(T), np.asarray(fit.outputs), fresh, float(fit.residual), fit)
+
+
 def exact_sd(engine, first_targets, rounds: int, progress=None) -> list[ExactFit]:
     """Rounds 0..rounds with an exact engine (block: type targets; features: (K, N) targets)."""
     fits = []
@@ -268,6 +287,8 @@ def exact_sd(engine, first_targets, rounds: int, progress=None) -> list[ExactFit
         if isinstance(engine, _FeatureExact) and fits:
             # warm start from the previous round's weights: the targets move little between rounds
             fit = engine.fit(T, W0=fits[-1].raw.W)
+        elif isinstance(engine, _GramExact) and fits:
+            fit = engine.fit(T, coef0=fits[-1].raw.coef)  # warm start, as for the features
         else:
             fit = engine.fit(T)
         fits.append(fit)
@@ -284,6 +305,8 @@ def exact_pll(engine, teacher: ExactFit, loss: str = "ce", ties: str = "share") 
         init = engine.init_from(teacher) if loss == "gce" else None
         return engine.fit(T, loss=loss, init_logits=init)
     T = metrics.pll_targets(teacher.outputs, ties)
+    if isinstance(engine, _GramExact):
+        return engine.fit(T, loss=loss, coef0=teacher.raw.coef if loss == "gce" else None)
     W0 = teacher.raw.W if loss == "gce" else None
     return engine.fit(T, loss=loss, W0=W0)
 
@@ -306,7 +329,7 @@ class Scenario:
     exact_counts: bool = False
     features: str = "block"
     dim: int | None = None
-    rounds: int = 10
+    rounds: int = 20  # >= the theory's minimum round (13) for the default eta = 0.5, so the default run shows it
     pll: bool = False
     pll_loss: str = "ce"
     ties: str = "share"
@@ -380,7 +403,8 @@ class Problem:
 
 def build_problem(s: Scenario, rng: np.random.Generator) -> Problem:
     """Features, labels and fresh points of a scenario; draws from ``rng`` in this order:
-    training features, given labels, fresh samples."""
+    training features (gmm: training Gram and train-fresh cross-Gram, by
+    ``features.sample_gmm_gram``; no explicit features), then given labels."""
     s.validate()
     notes = []
     X = X_fresh = y_fresh = fresh_cross = None
@@ -415,9 +439,9 @@ def build_problem(s: Scenario, rng: np.random.Generator) -> Problem:
                 notes.append("--dim ignored for the exact block model")
         elif s.features == "gmm":
             dim = s.dim if s.dim is not None else DEFAULT_GMM_DIM
-            X, _ = feat.sample_gmm(K, n, c, d, dim, rng)
-            G = X @ X.T
-            G = 0.5 * (G + G.T)
+            # Training Gram and train-fresh cross-Gram sampled directly (cost independent of D).
+            gram = feat.sample_gmm_gram(K, n, c, d, dim, rng, fresh_per_class=s.fresh_per_class)
+            G, fresh_cross, y_fresh = gram.G, gram.cross, gram.y_fresh
         else:  # perturbed
             dim = s.dim if s.dim is not None else feat.perturbed_dim(K, n, c, d)
             X = feat.perturbed_features(K, n, c, d, rng, dim)
@@ -429,9 +453,6 @@ def build_problem(s: Scenario, rng: np.random.Generator) -> Problem:
         z = noise_mod.corrupt_labels(y, C, rng, exact=s.exact_counts)
     except ValueError as err:
         raise ValueError(f"--exact-counts: {err}") from None
-    if s.features == "gmm":
-        X_fresh, y_fresh = feat.sample_gmm(K, s.fresh_per_class, c, d, dim, rng)
-        fresh_cross = X @ X_fresh.T
     counts = noise_mod.label_counts(y, z, K)
     return Problem(s.features, K, n, y, z, C, counts, groups, G, X, fresh_cross, y_fresh, X_fresh, c, d, dim, notes)
 
@@ -473,7 +494,7 @@ def theory_function(name: str):
 
 def _theory_summary(s: Scenario, prob: Problem) -> dict:
     """Block-model theory for the sample's empirical corruption matrix (null for digits)."""
-    out = {"min_rounds": None, "filters": None, "empirical_corruption": None}
+    out = {"min_rounds": None, "min_rounds_exact": None, "filters": None, "empirical_corruption": None}
     if prob.c is None:
         out["note"] = "block-model theory not applicable to digits features"
         return out
@@ -490,6 +511,13 @@ def _theory_summary(s: Scenario, prob: Problem) -> dict:
         out["min_rounds"] = None if mr is None else int(mr)
     else:
         out["note"] = "theory.min_rounds not available"
+    # Certified exact level (theory.exact_level): first round t <= s.rounds at which the exact softmax
+    # on the block model with the sample's label counts is proved perfect; null: proved not perfect at
+    # every round 0..s.rounds; "undecided": not certified.
+    from theory.exact_level import min_rounds_exact
+
+    mre = min_rounds_exact(prob.K, prob.n, prob.c, prob.d, s.lam, prob.counts, s.rounds)
+    out["min_rounds_exact"] = mre if mre is None or isinstance(mre, str) else int(mre)
     return out
 
 
@@ -530,6 +558,9 @@ def run_scenario(s: Scenario, progress: bool = False) -> dict:
         if prob.features == "block":
             engine = _BlockExact(prob.K, prob.n, prob.c, prob.d, s.lam, prob.y, prob.z)
             first = engine.one_hot_types()
+        elif prob.X is None:  # gmm: Gram matrices only
+            engine = _GramExact(prob.G, s.lam, prob.fresh_cross)
+            first = one_hot(prob.z, prob.K)
         else:
             engine = _FeatureExact(prob.X, s.lam, prob.X_fresh)
             first = one_hot(prob.z, prob.K)
@@ -563,23 +594,19 @@ def run_scenario(s: Scenario, progress: bool = False) -> dict:
 
 
 class _Bar:
-    def __init__(self, total, enabled):
-        self._bar = None
-        if enabled:
-            try:
-                from tqdm import tqdm
+    """Progress over fits (on a terminal only); no time-left estimate until a few fits are done, since the
+    first fit of each level (factorisations, a cold start) is the slowest (sims._cli.ProgressBar)."""
 
-                self._bar = tqdm(total=total, desc="fits", file=sys.stderr, leave=False, disable=None)
-            except ImportError:  # pragma: no cover
-                self._bar = None
+    def __init__(self, total, enabled):
+        from ._cli import ProgressBar
+
+        self._bar = ProgressBar(total, "fits", enabled=None if enabled else False, leave=False)
 
     def __call__(self):
-        if self._bar is not None:
-            self._bar.update(1)
+        self._bar.update(1)
 
     def close(self):
-        if self._bar is not None:
-            self._bar.close()
+        self._bar.close()
 
 
 def _progress_bar(total, enabled):
@@ -632,7 +659,9 @@ def _build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dim", type=int, default=None, metavar="D",
                    help=f"noise dimension D >= 1 of the mixture (default: {DEFAULT_GMM_DIM} for gmm; for perturbed "
                         "the D matching the paper's off-diagonal std 0.1/sqrt(12), 452 for the defaults)")
-    p.add_argument("--rounds", type=int, default=10, metavar="R", help="last SD round R (teacher = round 0)")
+    p.add_argument("--rounds", type=int, default=Scenario.rounds, metavar="R",
+                   help="last SD round R (teacher = round 0); the default is above the theory's minimum round "
+                        "(13) for the default setting")
     p.add_argument("--pll", action="store_true", help="also fit the PLL student on the teacher's top-two targets")
     p.add_argument("--pll-loss", choices=PLL_LOSSES, default="ce",
                    help="PLL student's loss: ce (the theory) or gce (generalised CE, q = 0.7, warm-started "
@@ -672,6 +701,16 @@ def format_table(result: dict) -> str:
         )
     for note in p.get("notes", []):
         lines.append(f"note: {note}")
+    zero_pll = sorted({r["level"] for r in result["records"] if r["method"] == "pll" and r["train_accuracy"] == 0.0})
+    if zero_pll:
+        if p.get("noise") == "superclass" and p.get("superclass_size") == 2:
+            why = ("with superclasses of two classes the teacher's top two are the pair for every instance, so "
+                   "every PLL target is 1/2-1/2 on the pair and the student's two outputs tie exactly; "
+                   "ties count as failures (paper_checks.md, P4)")
+        else:
+            why = ("the student's top class is wrong or tied for every training instance; ties (margin "
+                   "below 1e-9) count as failures")
+        lines.append(f"note: PLL row at 0 % ({', '.join(zero_pll)}): {why}")
     return "\n".join(lines)
 
 

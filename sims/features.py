@@ -9,6 +9,9 @@
   coordinates. ``E <x_i, x_j>`` is ``1`` on the diagonal, ``c`` within a class and
   ``d`` between classes; the off-diagonal fluctuations have standard deviation
   ``(1-c)/sqrt(D)`` and the diagonal ones ``(1-c) sqrt(2/D)``.
+* :func:`sample_gmm_gram` -- the same mixture's training Gram matrix and its
+  cross-Gram with fresh points, sampled directly at a cost that does not grow
+  with D (Bartlett decomposition of the Wishart part for D >= N).
 * :func:`perturbed_gram` -- a *valid* Gram matrix (symmetric, positive
   semidefinite, unit diagonal) near the block model whose off-diagonal
   fluctuations match the paper's perturbed matrix in size.
@@ -30,6 +33,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
+import scipy.linalg.lapack
 import scipy.sparse.linalg
 
 from theory._validate import check_block_correlations, check_int, check_positive
@@ -41,6 +46,8 @@ __all__ = [
     "class_major_labels",
     "check_gmm_params",
     "sample_gmm",
+    "GmmGram",
+    "sample_gmm_gram",
     "gmm_offdiag_std",
     "perturbed_dim",
     "perturbed_features",
@@ -110,6 +117,95 @@ def sample_gmm(K: int, n: int, c: float, d: float, D: int, rng: np.random.Genera
     X[np.arange(K * n), y + 1] = math.sqrt(c - d)
     X[:, K + 1 :] = rng.standard_normal((K * n, D)) * math.sqrt((1.0 - c) / D)
     return X, y
+
+
+@dataclass(frozen=True)
+class GmmGram:
+    """Training Gram matrix and train-fresh cross-Gram of one mixture sample (:func:`sample_gmm_gram`).
+
+    ``G`` (N, N) is exactly symmetric; ``cross`` (N, M) holds ``<x_i, x_fresh_m>``
+    (shape (N, 0) without fresh points), the argument of ``GramFit.logits``;
+    labels are class-major; ``method`` is "wishart" (Bartlett, D >= N) or
+    "explicit" (features drawn, D < N).
+    """
+
+    G: np.ndarray
+    cross: np.ndarray
+    y: np.ndarray
+    y_fresh: np.ndarray
+    D: int
+    method: str
+
+
+def sample_gmm_gram(
+    K: int, n: int, c: float, d: float, D: int, rng: np.random.Generator, fresh_per_class: int = 0
+) -> GmmGram:
+    """Gram matrices of the mixture of :func:`sample_gmm`, without forming D-dimensional features.
+
+    With ``x = m_k + xi`` (``m_k`` the class mean, ``xi ~ N(0, (1-c)/D I_D)`` in
+    coordinates orthogonal to the means) the Gram matrix of the N = K n
+    training points and M = K ``fresh_per_class`` fresh points is
+    ``d + (c - d) [same class] + (1-c)/D Z Z^T`` with ``Z`` (N + M, D) i.i.d.
+    standard normal. Returned: the training block ``G`` and the train-fresh
+    block ``cross`` (the fresh-fresh block is never needed).
+
+    Method "wishart" (D >= N), exact in distribution: write the training rows
+    ``Z_t = L Q^T`` (``Q`` (D, N) orthonormal, ``L`` lower triangular). By
+    Bartlett's decomposition ``L`` has independent entries, ``L_ii = chi(D - i)``
+    (i = 0..N-1) and standard normal entries below the diagonal, so
+    ``Z_t Z_t^T = L L^T`` is Wishart(N, D, I). Reversing the order of the rows
+    and columns (a permutation, which leaves Wishart(N, D, I) unchanged) makes
+    the factor upper triangular, ``U_ii = chi(D - (N-1-i))``; the code uses
+    that form (LAPACK ``dlauum`` forms ``U U^T`` in N^3/3 flops). Given
+    ``Z_t = U Q^T``, the fresh rows' coordinates ``Z_f Q`` are (M, N) i.i.d.
+    standard normal (rotation invariance, independence), so
+    ``Z_t Z_f^T = U (Z_f Q)^T`` (BLAS ``dtrmm``). Cost O(N^3 / 3 + N^2 M),
+    independent of D. Method "explicit" (D < N): features
+    drawn by :func:`sample_gmm` (training, then fresh), cost O((N + M) N D).
+
+    ``rng`` is the one source of randomness (same state -> same matrices). Draw
+    order: training part, then fresh part.
+    """
+    K, n, c, d, D = check_gmm_params(K, n, c, d, D)
+    fresh_per_class = check_int("fresh_per_class", fresh_per_class, minimum=0)
+    if not isinstance(rng, np.random.Generator):
+        raise ValueError(f"rng == {rng!r}, must be a numpy.random.Generator (np.random.default_rng(seed))")
+    N, M = K * n, K * fresh_per_class
+    y = np.repeat(np.arange(K), n)
+    y_fresh = np.repeat(np.arange(K), fresh_per_class)
+    if D >= N:
+        method = "wishart"
+        # Upper-triangular Bartlett factor (the lower one with rows and columns reversed,
+        # which leaves the identity-scale Wishart law unchanged): U_ii = chi(D - (N-1-i)).
+        U = np.zeros((N, N), order="F")
+        rows, cols = np.triu_indices(N, 1)
+        U[np.arange(N), np.arange(N)] = np.sqrt(rng.chisquare(D - np.arange(N - 1, -1, -1, dtype=np.float64)))
+        U[rows, cols] = rng.standard_normal(rows.size)
+        noise, info = scipy.linalg.lapack.dlauum(U, lower=0)  # U U^T (upper triangle), N^3/3 flops
+        if info != 0:  # pragma: no cover - only for invalid arguments
+            raise RuntimeError(f"dlauum failed with info == {info}")
+        noise = np.triu(noise) + np.triu(noise, 1).T
+        Zc = rng.standard_normal((M, N))
+        noise_cross = scipy.linalg.blas.dtrmm(1.0, U, np.asfortranarray(Zc.T)) if M else np.zeros((N, 0))
+        scale = (1.0 - c) / D
+        G = _mixture_mean(y, y, c, d) + scale * noise
+        cross = _mixture_mean(y, y_fresh, c, d) + scale * noise_cross
+    else:
+        method = "explicit"
+        X, _ = sample_gmm(K, n, c, d, D, rng)
+        G = X @ X.T
+        if M:
+            X_fresh, _ = sample_gmm(K, fresh_per_class, c, d, D, rng)
+            cross = X @ X_fresh.T
+        else:
+            cross = np.zeros((N, 0))
+    G = 0.5 * (G + G.T)  # exactly symmetric (a + b == b + a in floating point)
+    return GmmGram(G=G, cross=np.ascontiguousarray(cross), y=y, y_fresh=y_fresh, D=D, method=method)
+
+
+def _mixture_mean(y_rows, y_cols, c, d) -> np.ndarray:
+    """Mean part of the mixture Gram, d + (c - d) [same class] (equal to <m_k, m_l>)."""
+    return np.where(y_rows[:, None] == y_cols[None, :], c, d).astype(np.float64)
 
 
 def gmm_offdiag_std(c: float, D: int) -> float:

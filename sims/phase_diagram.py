@@ -11,16 +11,37 @@ at boundaries). Three levels:
   matrix, ``P_t - U = (Y - U) A^(t+1)``); it must agree with the theory in every
   cell, so any disagreement is a bug;
 * ``exact``: the exact softmax optimum on the exact block model (type-reduced
-  solver) at the same scale;
-* ``gmm``: the exact softmax optimum on Gaussian-mixture features in D
-  dimensions that realise the block model on average (several seeds), at a
-  smaller scale (``--gmm-per-class``), with its own theory boundary.
+  solver) at the same scale; its SD rows also carry ``certified_perfect``, the
+  verdict of the certified exact-level theory (:mod:`theory.exact_level`: the
+  type-reduced stationarity equations solved round by round in ball arithmetic)
+  for the sample's own label counts: true, false or "undecided" (empty on the
+  other rows). The summary's ``levels.exact.certified`` compares it with
+  ``observed_perfect`` (confusion counts, overall and per noise model; every
+  disagreement listed), and the figure draws its boundary;
+* ``gmm``: the exact softmax optimum on the Gaussian mixture that realises the
+  block model on average (several seeds), at a smaller scale
+  (``--gmm-per-class``), with its own theory boundary. Its training Gram and
+  train-fresh cross-Gram are sampled directly (``features.sample_gmm_gram``,
+  cost independent of D) at D = 1e7 by default, where ``python -m
+  sims.convergence`` finds the mixture's first perfect round equal to the
+  exact block model's.
 
 Outputs: a figure (PNG and PDF, default ``figures/phase_diagram.*``), the tidy
 CSV (one row per noise, eta, method, level, round, seed) and a JSON summary
-(default under ``results/phase_diagram/``); ``--out DIR`` puts all three in DIR.
-Finished cells are cached under the results folder, so an interrupted run
-started again with the same options resumes; outputs are written atomically.
+(default under ``results/phase_diagram/``); ``--out DIR`` puts all of them, and
+the resume cache (``DIR/cache/``), in DIR. A run whose sweep differs from the
+default (or from the ``--quick`` default) and has no ``--out`` writes to
+``results/phase_diagram/<settings key>/`` instead, so that the tracked
+``figures/phase_diagram.png`` and the default results are never overwritten by it.
+Finished cells are cached, so an interrupted run (Ctrl-C: exit status 130)
+started again with the same options resumes; a corrupt cache file is set aside
+(``*.corrupt``) and its cell recomputed; outputs are written atomically. Output
+folders are checked before any computing starts.
+
+Agreement with the theory is counted on *informative* rows only (where the
+theory or the simulation says 100 %), with the four confusion counts (both
+perfect, only predicted, only observed, neither) next to it: the many rows where
+both sides say "not perfect" would otherwise inflate it.
 
 Run ``python -m sims.phase_diagram --help`` for the options.
 """
@@ -31,6 +52,7 @@ import argparse
 import contextlib
 import hashlib
 import json
+import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -44,12 +66,15 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from ._cli import OneLineParser, atomic_write, write_text
+from ._cli import OneLineParser, ProgressBar, check_output_dir, write_text
+from ._phase_plot import plot
 
-__all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "main", "COLUMNS"]
+__all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "main", "COLUMNS", "confusion", "output_paths",
+           "certified_verdicts", "certified_agreement"]
 
 LEVELS = ("linear", "exact", "gmm")
-NOISES = ("symmetric", "superclass")
+NOISES = ("symmetric", "superclass", "asymmetric")  # the index is part of the seed key: append only
+DEFAULT_NOISES = ("symmetric", "superclass")
 COLUMNS = (
     "noise",
     "eta",
@@ -66,17 +91,20 @@ COLUMNS = (
     "residual",
     "K",
     "n",
+    "certified_perfect",
 )
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FIG_DIR = Path("figures")  # relative to the working directory (the repository root in the README)
 DEFAULT_RESULTS_DIR = Path("results") / "phase_diagram"
+GMM_FRESH_PER_CLASS = 200  # fresh mixture samples per class for the gmm level's fresh accuracy
+PROG = "python -m sims.phase_diagram"
 
 
 @dataclass(frozen=True)
 class Sweep:
     """Every setting of a sweep (defaults: the paper's numerical setting, K=4, n=500)."""
 
-    noises: tuple = NOISES
+    noises: tuple = DEFAULT_NOISES
     K: int = 4
     superclass_size: int = 2
     n: int = 500
@@ -87,11 +115,21 @@ class Sweep:
     rounds: int = 30
     seeds: int = 2
     levels: tuple = LEVELS
-    dim: int = 200
+    # python -m sims.convergence (K=4, n=100, K N lambda as here): the mixture's first perfect round equals
+    # the exact block model's in 95 % of runs from D = 3.2e6 on and in all runs at 1e7; cost independent of D
+    dim: int = 10**7
     gmm_per_class: int = 100
     gmm_etas_every: int = 2
     exact_counts: bool = False
     seed: int = 0
+
+    def __post_init__(self):
+        # noise rates in increasing order, whatever order they were given in (the gmm level's
+        # every-k-th choice, the cache key and the CSV all follow this order)
+        try:
+            object.__setattr__(self, "etas", tuple(sorted(float(e) for e in self.etas)))
+        except (TypeError, ValueError):
+            pass  # validate() names the bad value
 
     def validate(self) -> "Sweep":
         for name in self.noises:
@@ -122,6 +160,13 @@ class Sweep:
             raise ValueError("--etas: give at least one noise rate")
         for e in self.etas:
             check_fraction("--etas", e)
+        # a noise rate is told apart from another by 4 decimals (seed key, cache file name): a repeated
+        # rate would give duplicate rows and count its cells twice, so it is rejected
+        shown = [round(float(e), 4) for e in self.etas]
+        repeated = sorted({e for e in shown if shown.count(e) > 1})
+        if repeated:
+            raise ValueError(f"--etas: {', '.join(f'{e:g}' for e in repeated)} given more than once "
+                             "(rates equal to 4 decimals count as one); give each noise rate once")
         check_int("--rounds", self.rounds, minimum=0)
         check_int("--seeds", self.seeds, minimum=1)
         check_int("--dim", self.dim, minimum=1)
@@ -134,6 +179,10 @@ class Sweep:
         so that a cache written by older code is never reused."""
         blob = json.dumps(asdict(self), sort_keys=True) + _code_fingerprint()
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def settings_key(self) -> str:
+        """Hash of the settings alone (names the output folder of a run with non-default options)."""
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
 
     def gmm_etas(self) -> tuple:
         return tuple(self.etas[:: self.gmm_etas_every])
@@ -163,7 +212,7 @@ QUICK = dict(
     etas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7),
     rounds=14,
     seeds=2,
-    dim=100,
+    dim=10**7,
     gmm_per_class=30,
     gmm_etas_every=2,
     lam=1e-3,
@@ -235,7 +284,7 @@ def _linear_model(K, n, c, d, lam):
     return _LINEAR_CACHE[key]
 
 
-def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n, eta=None):
+def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n, eta=None, certified=None):
     return {
         "noise": cell.noise,
         "eta": cell.eta if eta is None else eta,
@@ -252,13 +301,41 @@ def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n, eta=None)
         "residual": float(residual),
         "K": K,
         "n": n,
+        "certified_perfect": certified,
     }
+
+
+def _stacked_fit(model, T: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
+    """One linearised fit of several K-row problems stacked in ``T`` (problems K, N), with the model's
+    explicit operator A: returns the outputs and one relative residual per problem,
+    ``max |(P - U)(G + K N lam I) - (T - U) G| / max(1, max |(T - U) G|)`` over that problem's rows only
+    (the algebra of :meth:`sims.distill.LinearModel.fit`; one pass over G serves every problem)."""
+    U = 1.0 / K
+    TU = T - U
+    PU = (model._A @ TU.T).T  # (T - U) A, A symmetric
+    both = (model.G @ np.vstack([PU, TU]).T).T
+    m, N = PU.shape
+    rhs = both[m:].reshape(m // K, K, N)
+    lhs = (both[:m] + model.kappa * PU).reshape(m // K, K, N)
+    res = np.max(np.abs(lhs - rhs), axis=(1, 2)) / np.maximum(1.0, np.max(np.abs(rhs), axis=(1, 2)))
+    return PU + U, res
 
 
 def _run_linear(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
     """Linear level of one noise model: every (eta, seed) problem stacked into one (problems K) x N array,
     so that each round is a single product with the explicit operator (compute-bound instead of
-    memory-bound)."""
+    memory-bound).
+
+    Same bytes for any --jobs: the products run on one BLAS thread (a joblib worker gets one thread,
+    the main process would otherwise use all cores, and a different split of a product changes its
+    round-off), and each row's residual is that of its own problem."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_linear_1thread(sweep, cell, K, n)
+
+
+def _run_linear_1thread(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
     from .distill import one_hot
 
     model = _linear_model(K, n, sweep.c, sweep.d, sweep.lam)
@@ -270,32 +347,31 @@ def _run_linear(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
     y = problems[0][2]
     fresh_cross = np.where(y[:, None] == np.arange(K)[None, :], sweep.c, sweep.d)
     T = np.vstack([one_hot(z, K) for _, _, _, z, _ in problems])
-    per_round = []
+    per_round = []  # (targets, outputs, residual per problem) of each round
     for t in range(sweep.rounds + 1):
-        fit = model.fit(T)
-        per_round.append(fit)
-        T = fit.outputs
-    teacher = per_round[0]
-    T_pll = np.vstack([metrics.pll_targets(teacher.outputs[i * K:(i + 1) * K]) for i in range(len(problems))])
-    pll = model.fit(T_pll)
+        P, res = _stacked_fit(model, T, K)
+        per_round.append((T, P, res))
+        T = P
+    teacher = per_round[0][1]
+    T_pll = np.vstack([metrics.pll_targets(teacher[i * K:(i + 1) * K]) for i in range(len(problems))])
+    P_pll, res_pll = _stacked_fit(model, T_pll, K)
     rows = []
-    residuals = [fit.R for fit in per_round]  # T - P, computed once per round
     for i, (eta, s, y, z, counts) in enumerate(problems):
         predicted, pll_predicted = _theory(sweep, K, n, counts, sweep.rounds)
         block = slice(i * K, (i + 1) * K)
-        for t, fit in enumerate(per_round):
-            fresh = metrics.accuracy(residuals[t][block] @ fresh_cross, np.arange(K))
-            rows.append(_row(cell, s, "sd", t, metrics.split_accuracy(fit.outputs[block], y, z), fresh,
-                             predicted[t], fit.residual, K, n, eta=eta))
-        fresh = metrics.accuracy(pll.R[block] @ fresh_cross, np.arange(K))
-        rows.append(_row(cell, s, "pll", 1, metrics.split_accuracy(pll.outputs[block], y, z), fresh, pll_predicted,
-                         pll.residual, K, n, eta=eta))
+        for t, (T_t, P_t, res) in enumerate(per_round):
+            fresh = metrics.accuracy((T_t[block] - P_t[block]) @ fresh_cross, np.arange(K))
+            rows.append(_row(cell, s, "sd", t, metrics.split_accuracy(P_t[block], y, z), fresh,
+                             predicted[t], res[i], K, n, eta=eta))
+        fresh = metrics.accuracy((T_pll[block] - P_pll[block]) @ fresh_cross, np.arange(K))
+        rows.append(_row(cell, s, "pll", 1, metrics.split_accuracy(P_pll[block], y, z), fresh, pll_predicted,
+                         res_pll[i], K, n, eta=eta))
     return rows
 
 
 def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
     """All rows of one cell: for every seed, rounds 0..R of SD and the PLL student (reported as round 1)."""
-    from .distill import _BlockExact, _FeatureExact, exact_pll, exact_sd, one_hot
+    from .distill import _BlockExact, _GramExact, exact_pll, exact_sd, one_hot
 
     K = sweep.K
     n = sweep.gmm_per_class if cell.level == "gmm" else sweep.n
@@ -310,18 +386,35 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
             engine = _BlockExact(K, n, sweep.c, sweep.d, sweep.lam, y, z)
             fits = exact_sd(engine, engine.one_hot_types(), sweep.rounds)
             y_fresh = np.arange(K)
-        else:  # gmm: labels were drawn first, features and fresh samples next
-            X, _ = feat.sample_gmm(K, n, sweep.c, sweep.d, sweep.dim, rng)
-            X_fresh, y_fresh = feat.sample_gmm(K, 200, sweep.c, sweep.d, sweep.dim, rng)
-            engine = _FeatureExact(X, sweep.lam_for(n), X_fresh)
+            certified = certified_verdicts(K, n, sweep.c, sweep.d, sweep.lam, counts, sweep.rounds)
+        else:  # gmm: labels were drawn first, then the training Gram and the train-fresh cross-Gram
+            # (Bartlett/Wishart sampling for D >= N, explicit features below; cost independent of D)
+            gram = feat.sample_gmm_gram(K, n, sweep.c, sweep.d, sweep.dim, rng, fresh_per_class=GMM_FRESH_PER_CLASS)
+            y_fresh = gram.y_fresh
+            engine = _GramExact(gram.G, sweep.lam_for(n), gram.cross)
             fits = exact_sd(engine, one_hot(z, K), sweep.rounds)
         pll = exact_pll(engine, fits[0], "ce")
         for t, fit in enumerate(fits):
             rows.append(_row(cell, s, "sd", t, metrics.split_accuracy(fit.outputs, y, z),
-                             metrics.accuracy(fit.fresh_logits, y_fresh), predicted[t], fit.residual, K, n))
+                             metrics.accuracy(fit.fresh_logits, y_fresh), predicted[t], fit.residual, K, n,
+                             certified=certified[t] if cell.level == "exact" else None))
         rows.append(_row(cell, s, "pll", 1, metrics.split_accuracy(pll.outputs, y, z),
                          metrics.accuracy(pll.fresh_logits, y_fresh), pll_predicted, pll.residual, K, n))
     return rows
+
+
+def certified_verdicts(K, n, c, d, lam, counts, rounds) -> list:
+    """The exact-level theory's verdict on "every training instance correct" at rounds 0..``rounds`` for
+    the label counts ``counts`` (K x K, the sample's own): True (proved perfect), False (proved not
+    perfect) or "undecided", from :func:`theory.exact_level.certified_rounds` with every round checked
+    (sampled labels are unbalanced, so a perfect round can be followed by imperfect ones)."""
+    from theory.exact_level import certified_rounds
+
+    report = certified_rounds(K, n, c, d, lam, counts, rounds, full=True)
+    return [CERTIFIED_VALUE[v] for v in report.per_round]
+
+
+CERTIFIED_VALUE = {"perfect": True, "not perfect": False, "undecided": "undecided"}
 
 
 def cells_of(sweep: Sweep) -> list[Cell]:
@@ -342,18 +435,36 @@ def cells_of(sweep: Sweep) -> list[Cell]:
 # ---------------------------------------------------------------------------- files
 
 
-def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], float | None]:
+def _read_cached(path: Path) -> list[dict]:
+    """The rows of a cache file; ValueError (one line) if it is not a JSON list of rows with the CSV's columns."""
+    try:
+        rows = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(" ".join(str(err).split())) from None
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)):
+        raise ValueError("valid JSON, but not a list of rows with the CSV's columns")
+    return rows
+
+
+def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], float | None, str | None]:
     """Run a cell unless its result is cached; cache it atomically when done.
 
-    Returns (rows, seconds spent computing it, None when it came from the cache)."""
+    A cache file that cannot be read as the cell's rows is renamed ``<name>.json.corrupt`` (kept for
+    inspection) and the cell is recomputed. Returns (rows, seconds spent computing it or None when it came
+    from the cache, a one-line warning or None)."""
     path = cache / f"{cell.name()}.json"
+    warning = None
     if path.exists():
-        with open(path) as fh:
-            return json.load(fh), None
+        try:
+            return _read_cached(path), None, None
+        except ValueError as err:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warning = f"cache file {path} is corrupt ({err}); set aside as {aside.name}, recomputing its cell"
     start = time.perf_counter()
     rows = run_cell(sweep, cell)
     write_text(path, json.dumps(rows))
-    return rows, time.perf_counter() - start
+    return rows, time.perf_counter() - start, warning
 
 
 def rows_to_csv(rows: list[dict]) -> str:
@@ -364,7 +475,7 @@ def rows_to_csv(rows: list[dict]) -> str:
             v = r[col]
             if v is None:
                 vals.append("")
-            elif isinstance(v, bool):
+            elif isinstance(v, bool):  # (certified_perfect: true, false, "undecided" or empty)
                 vals.append("true" if v else "false")
             elif isinstance(v, float):
                 vals.append(repr(v))
@@ -392,32 +503,34 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
     cache = cache / sweep.key()
     cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(cells), desc="phase-diagram cells", file=sys.stderr)
+    # no time-left estimate until a few cells are done: the first cells (the stacked linear ones) are the
+    # slowest, and extrapolating from them said minutes for a job of seconds
+    bar = ProgressBar(len(cells), "phase-diagram cells", enabled=progress)
     rows = []
     computed = []
+    warnings = []
 
     def collect(results):
-        for r, seconds in results:
+        for r, seconds, warning in results:
             rows.extend(r)
             if seconds is not None:
                 computed.append(seconds)
-            if bar is not None:
-                bar.update(1)
+            if warning is not None:
+                warnings.append(warning)
+                bar.write(f"{PROG}: warning: {warning}")
+            bar.update(1)
 
-    if jobs == 1 and backend is None:
-        collect(_cached_cell(cache, sweep, c) for c in cells)
-    else:
-        from joblib import parallel_backend
+    try:
+        if jobs == 1 and backend is None:
+            collect(_cached_cell(cache, sweep, c) for c in cells)
+        else:
+            from joblib import parallel_backend
 
-        # backend "dask" needs an active dask.distributed Client (see main / the README)
-        with parallel_backend(backend) if backend else contextlib.nullcontext():
-            par = Parallel(n_jobs=-1 if backend else jobs, return_as="generator_unordered")
-            collect(par(delayed(_cached_cell)(cache, sweep, c) for c in cells))
-    if bar is not None:
+            # backend "dask" needs an active dask.distributed Client (see main / the README)
+            with parallel_backend(backend) if backend else contextlib.nullcontext():
+                par = Parallel(n_jobs=-1 if backend else jobs, return_as="generator_unordered")
+                collect(par(delayed(_cached_cell)(cache, sweep, c) for c in cells))
+    finally:  # also on Ctrl-C, so that the bar's line ends before main's one-line message
         bar.close()
     rows.sort(key=_sort_key)
     elapsed = time.perf_counter() - start
@@ -425,36 +538,126 @@ def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progre
     summary["cells_computed"] = len(computed)
     summary["cells_from_cache"] = len(cells) - len(computed)
     summary["cell_compute_seconds"] = float(sum(computed))
+    summary["cache_warnings"] = warnings
     return rows, summary
+
+
+AGREEMENT_RULE = ("agreement = both_perfect / (both_perfect + only_predicted + only_observed): the share of "
+                  "informative rows (the theory or the simulation says 100 %) on which both say 100 %; rows where "
+                  "neither does are counted apart (neither), not as agreement; None when no row is informative")
+
+
+def confusion(rows) -> dict:
+    """Counts of rows by (theory's prediction, observation) of "every training instance correct"."""
+    out = {"both_perfect": 0, "only_predicted": 0, "only_observed": 0, "neither": 0}
+    for r in rows:
+        p, o = bool(r["predicted_perfect"]), bool(r["observed_perfect"])
+        out["both_perfect" if p and o else "only_predicted" if p else "only_observed" if o else "neither"] += 1
+    return out
+
+
+def informative_agreement(counts: dict) -> float | None:
+    """Agreement on informative rows (see AGREEMENT_RULE), from :func:`confusion` counts."""
+    informative = counts["both_perfect"] + counts["only_predicted"] + counts["only_observed"]
+    return counts["both_perfect"] / informative if informative else None
+
+
+def _agreement_block(rows) -> dict:
+    counts = confusion(rows)
+    return {"agreement": informative_agreement(counts), "confusion": counts,
+            "informative_rows": counts["both_perfect"] + counts["only_predicted"] + counts["only_observed"]}
+
+
+CERTIFIED_RULE = ("certified_perfect (exact level, SD rows): theory.exact_level's verdict for the sample's own label "
+                  "counts, proved in ball arithmetic, against observed_perfect of the exact solver (type-reduced "
+                  "float Newton, sims.solver.fit_block); agreement = both_perfect / (both_perfect + only_certified "
+                  "+ only_observed) over decided rows, undecided rows counted apart; decided_agreement = share of "
+                  "decided rows on which the two verdicts are equal")
+
+
+def certified_agreement(rows) -> dict:
+    """Certified exact-level verdict against the exact solver's observation, over the rows that carry one.
+
+    Returns {"rows", "undecided", "confusion": {"both_perfect", "only_certified", "only_observed", "neither"},
+    "agreement" (informative rows, None if none), "decided_agreement" (all decided rows, None if none),
+    "disagreements": every decided row where the two differ (noise, eta, round, seed),
+    "first_round": {"equal", "samples"}: samples (noise, eta, seed) whose certified first perfect round (the
+    first round proved perfect; "undecided" if an undecided round comes before it) equals the solver's}.
+    """
+    counts = {"both_perfect": 0, "only_certified": 0, "only_observed": 0, "neither": 0}
+    undecided = 0
+    dis = []
+    sel = [r for r in rows if r.get("certified_perfect") is not None]
+    for r in sel:
+        cv, o = r["certified_perfect"], bool(r["observed_perfect"])
+        if cv == "undecided":
+            undecided += 1
+            continue
+        counts["both_perfect" if cv and o else "only_certified" if cv else "only_observed" if o else "neither"] += 1
+        if bool(cv) != o:
+            dis.append({k: r[k] for k in ("noise", "eta", "round", "seed", "train_accuracy")})
+    informative = counts["both_perfect"] + counts["only_certified"] + counts["only_observed"]
+    decided = len(sel) - undecided
+    samples: dict = {}
+    for r in sorted(sel, key=lambda r: r["round"]):
+        samples.setdefault((r["noise"], r["eta"], r["seed"]), []).append(r)
+    equal = 0
+    for seq in samples.values():
+        cert = next((r["round"] if r["certified_perfect"] is True else "undecided" for r in seq
+                     if r["certified_perfect"] is True or r["certified_perfect"] == "undecided"), None)
+        obs = next((r["round"] for r in seq if r["observed_perfect"]), None)
+        equal += cert == obs
+    return {
+        "rows": len(sel),
+        "undecided": undecided,
+        "confusion": counts,
+        "informative_rows": informative,
+        "agreement": counts["both_perfect"] / informative if informative else None,
+        "decided_agreement": (counts["both_perfect"] + counts["neither"]) / decided if decided else None,
+        "disagreements": dis,
+        "first_round": {"equal": equal, "samples": len(samples)},
+    }
 
 
 def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict:
     per_level = {}
     for level in sweep.levels:
         sel = [r for r in rows if r["level"] == level]
-        agree = [r["predicted_perfect"] == r["observed_perfect"] for r in sel]
         dis = [
             {k: r[k] for k in ("noise", "eta", "method", "round", "seed", "train_accuracy", "predicted_perfect")}
             for r in sel
             if r["predicted_perfect"] != r["observed_perfect"]
         ]
-        sd_agree = [a for a, r in zip(agree, sel) if r["method"] == "sd"]
-        pll_agree = [a for a, r in zip(agree, sel) if r["method"] == "pll"]
+        sd = _agreement_block([r for r in sel if r["method"] == "sd"])
+        pll = _agreement_block([r for r in sel if r["method"] == "pll"])
         per_level[level] = {
-            "cells": len(sel),
-            "agreement": float(np.mean(agree)) if agree else None,
-            "agreement_sd": float(np.mean(sd_agree)) if sd_agree else None,
-            "agreement_pll": float(np.mean(pll_agree)) if pll_agree else None,
+            "cells": len(sel),  # rows: one per (noise, eta, method, round, seed)
+            **_agreement_block(sel),
+            "agreement_sd": sd["agreement"],
+            "confusion_sd": sd["confusion"],
+            "agreement_pll": pll["agreement"],
+            "confusion_pll": pll["confusion"],
+            "by_noise": {noise: _agreement_block([r for r in sel if r["noise"] == noise and r["method"] == "sd"])
+                         for noise in sweep.noises},
             "disagreements": len(dis),
             "first_disagreements": dis[:20],
             "max_residual": float(max(r["residual"] for r in sel)) if sel else None,
         }
+        if level == "exact":
+            sd_rows = [r for r in sel if r["method"] == "sd"]
+            per_level[level]["certified"] = {
+                **certified_agreement(sd_rows),
+                "by_noise": {noise: certified_agreement([r for r in sd_rows if r["noise"] == noise])
+                             for noise in sweep.noises},
+            }
     boundary = {noise: predicted_boundary(sweep, noise) for noise in sweep.noises}
     if "gmm" in sweep.levels:
         boundary.update({f"{noise}_gmm": predicted_boundary(sweep, noise, n=sweep.gmm_per_class) for noise in sweep.noises})
     return {
         "params": {**asdict(sweep), "gmm_etas": list(sweep.gmm_etas())},
+        "agreement_rule": AGREEMENT_RULE,
         "levels": per_level,
+        "certified_rule": CERTIFIED_RULE,
         "theory_boundary": boundary,
         "runtime_seconds": elapsed,  # wall time of this invocation (a resumed run reuses cached cells)
         "jobs": jobs,
@@ -488,118 +691,6 @@ def _predicted_boundary(sweep: Sweep, noise: str, n: int, etas) -> dict:
     }
 
 
-# ---------------------------------------------------------------------------- figure
-
-
-def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf: Path | None = None):
-    """Heatmaps of training accuracy (eta x round) per noise and level, theory boundary, PLL column."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    levels = list(sweep.levels)
-    noises = list(sweep.noises)
-    titles = {
-        "linear": f"linearised, explicit block Gram\n(K={sweep.K}, n={sweep.n})",
-        "exact": f"exact softmax, block model\n(K={sweep.K}, n={sweep.n})",
-        "gmm": f"exact softmax, Gaussian mixture (K={sweep.K}, n={sweep.gmm_per_class},\n"
-               f"D={sweep.dim}, lambda={sweep.lam_for(sweep.gmm_per_class):.3g} keeps K N lambda, {sweep.seeds} seeds)",
-    }
-    fig, axes = plt.subplots(len(noises), len(levels) + 1, figsize=(4.2 * (len(levels) + 1), 3.9 * len(noises)),
-                             squeeze=False, constrained_layout=True)
-    cmap = plt.get_cmap("viridis")
-    im = None
-    for i, noise in enumerate(noises):
-        for j, level in enumerate(levels):
-            ax = axes[i, j]
-            sel = [r for r in rows if r["noise"] == noise and r["level"] == level and r["method"] == "sd"]
-            etas = sorted({r["eta"] for r in sel})
-            R = sweep.rounds
-            acc = np.full((R + 1, len(etas)), np.nan)
-            dis = np.zeros((R + 1, len(etas)), dtype=bool)
-            for r in sel:
-                a, b = r["round"], etas.index(r["eta"])
-                prev = acc[a, b]
-                acc[a, b] = r["train_accuracy"] if np.isnan(prev) else prev + r["train_accuracy"]
-                dis[a, b] |= r["predicted_perfect"] != r["observed_perfect"]
-            acc /= sweep.seeds
-            ev = np.array(etas)
-            if len(ev) > 1:  # cell edges halfway between neighbouring etas (the grid may be uneven)
-                mids = (ev[1:] + ev[:-1]) / 2
-                edges = np.r_[ev[0] - (mids[0] - ev[0]), mids, ev[-1] + (ev[-1] - mids[-1])]
-            else:
-                edges = np.r_[ev[0] - 0.05, ev[0] + 0.05]
-            im = ax.pcolormesh(edges, np.arange(R + 2) - 0.5, acc, cmap=cmap, vmin=0.5, vmax=1.0, shading="flat")
-            n_panel = sweep.gmm_per_class if level == "gmm" else sweep.n
-            bd = predicted_boundary(sweep, noise, n=n_panel)
-            be = np.array(bd["eta"])
-            bm = np.array([np.nan if v is None else v for v in bd["min_rounds"]], dtype=float)
-            ax.step(be, np.minimum(bm, R + 0.5) - 0.5, where="mid", color="white", lw=2.0)
-            ax.step(be, np.minimum(bm, R + 0.5) - 0.5, where="mid", color="crimson", lw=1.2, ls="--")
-            ax.axvline(bd["noise_threshold"], color="orange", lw=1.5, ls=":")
-            if dis.any():
-                yy, xx = np.nonzero(dis)
-                ax.scatter(np.array(etas)[xx], yy, marker="x", s=14, color="red", linewidths=1.0)
-            ax.set_xlim(edges[0], edges[-1])
-            ax.set_ylim(-0.5, R + 0.5)
-            ax.set_title(titles[level], fontsize=9)
-            ax.set_xlabel("noise rate eta")
-            if j == 0:
-                desc = "symmetric noise" if noise == "symmetric" else (
-                    f"superclass noise (groups of {sweep.superclass_size}: "
-                    + ", ".join("{" + ",".join(map(str, g)) + "}" for g in theory.superclass_groups(sweep.K, sweep.superclass_size))
-                    + ")")
-                ax.set_ylabel(f"{desc}\nround t (teacher = 0)", fontsize=9)
-        ax = axes[i, -1]
-        styles = {"linear": ("tab:blue", "o", 6), "exact": ("tab:green", "s", 4), "gmm": ("tab:purple", "^", 4)}
-        for level in levels:
-            color, marker, ms = styles[level]
-            sel = [r for r in rows if r["noise"] == noise and r["level"] == level and r["method"] == "pll"]
-            if not sel:
-                continue
-            etas = sorted({r["eta"] for r in sel})
-            mean = [np.mean([r["train_accuracy"] for r in sel if r["eta"] == e]) for e in etas]
-            teacher = [np.mean([r["train_accuracy"] for r in rows if r["noise"] == noise and r["level"] == level
-                                and r["method"] == "sd" and r["round"] == 0 and r["eta"] == e]) for e in etas]
-            pred = [all(r["predicted_perfect"] for r in sel if r["eta"] == e) for e in etas]
-            ax.plot(etas, mean, "-", marker=marker, color=color, ms=ms, mfc="none" if level == "linear" else color,
-                    label=f"PLL student, {level}")
-            ax.plot(etas, teacher, ":", color=color, lw=1, label=f"teacher, {level}")
-            pe = [e for e, p in zip(etas, pred) if p]
-            ax.plot(pe, [1.03 + 0.012 * levels.index(level)] * len(pe), marker, color=color, ms=3, ls="")
-        ax.axvline(theory.noise_threshold(noise, sweep.K, sweep.superclass_size), color="orange", lw=1.5, ls=":")
-        ax.set_ylim(0.0, 1.08)
-        ax.set_xlabel("noise rate eta")
-        ax.set_ylabel("training accuracy (one round)")
-        ax.set_title("PLL student (one round) vs teacher\n(markers above 1: theory predicts 100 % for every seed)", fontsize=9)
-        ax.legend(fontsize=6.5, loc="lower left")
-    cb = fig.colorbar(im, ax=axes[:, :-1], shrink=0.8, pad=0.01, extend="min")
-    cb.set_label("SD training accuracy vs true labels (mean over seeds; below 0.5 in the darkest colour)")
-    handles = [
-        Line2D([], [], color="crimson", ls="--", label="theory: minimum rounds for 100 % (population C)"),
-        Line2D([], [], color="orange", ls=":", label="theory: noise threshold (C_kk > C_kj fails beyond)"),
-        Line2D([], [], color="red", marker="x", ls="", label="cell where observed 100 % != theory's prediction for that sample"),
-    ]
-    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, bbox_to_anchor=(0.5, -0.04))
-    agree = ", ".join(f"{lv}: {summary['levels'][lv]['agreement']:.3f}" for lv in levels)
-    fig.suptitle(
-        f"Multi-round SD and PLL student: 100 % training accuracy, theory vs simulation "
-        f"(c={sweep.c}, d={sweep.d}, lambda={sweep.lam:g}; agreement {agree})",
-        fontsize=10,
-    )
-    for path in (path_png, path_pdf):
-        if path is None:
-            continue
-
-        def w(tmp, fmt=Path(path).suffix[1:]):
-            fig.savefig(tmp, format=fmt, dpi=130, bbox_inches="tight")
-
-        atomic_write(path, w)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------- CLI
 
 
@@ -627,7 +718,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d = Sweep()
     p.add_argument("--quick", action="store_true", help="reduced grid for CI (K=4, n=60, 6 etas, 14 rounds, lambda=1e-3)")
-    p.add_argument("--noise", type=_names, default=d.noises, help="comma list of noise models (symmetric, superclass)")
+    p.add_argument("--noise", type=_names, default=d.noises, help="comma list of noise models (symmetric, superclass, asymmetric)")
     p.add_argument("--classes", type=int, default=d.K, help="K, number of classes")
     p.add_argument("--superclass-size", type=int, default=d.superclass_size, help="classes per superclass (divides K)")
     p.add_argument("--per-class", type=int, default=d.n, help="n, training instances per class (linear and exact levels)")
@@ -676,47 +767,120 @@ def sweep_from_args(args, argv=None) -> Sweep:
     return sweep.validate()
 
 
+DASK_CONNECT_TIMEOUT = "5s"
+
+
+def is_default_sweep(sweep: Sweep, quick: bool) -> bool:
+    """Whether ``sweep`` is the default sweep (``--quick``: the quick default) whose outputs are tracked."""
+    default = replace(Sweep(), **QUICK) if quick else Sweep()
+    return sweep == default.validate()
+
+
+def output_paths(sweep: Sweep, quick: bool, out=None) -> tuple[Path, Path, str]:
+    """(figure folder, results folder, file stem) of a run.
+
+    ``--out DIR``: both are DIR. Otherwise the default sweep writes ``figures/`` and
+    ``results/phase_diagram/``; any other sweep writes both to ``results/phase_diagram/<settings key>/``,
+    so that it never overwrites the tracked figure or the default results.
+    """
+    stem = "phase_diagram_quick" if quick else "phase_diagram"
+    if out is not None:
+        return Path(out), Path(out), stem
+    if is_default_sweep(sweep, quick):
+        return DEFAULT_FIG_DIR, DEFAULT_RESULTS_DIR, stem
+    folder = DEFAULT_RESULTS_DIR / sweep.settings_key()
+    return folder, folder, stem
+
+
+def _dask_client(address: str):
+    """A dask.distributed Client of the scheduler at ``address``; ValueError (one line) if dask is missing,
+    the address is malformed or nothing answers within DASK_CONNECT_TIMEOUT."""
+    shown = f"--dask-scheduler == {address!r}"
+    if not address.strip():  # dask would start a local cluster for an empty address
+        raise ValueError(f"{shown}: cannot connect (give a scheduler address such as tcp://HOST:8786)")
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ValueError(f"{shown}: dask.distributed is not installed "
+                         "(pip install -e \".[test]\" or pip install \"dask[distributed]\")") from None
+    try:
+        return Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except Exception as err:  # malformed (ValueError, TypeError) or unreachable (OSError, TimeoutError)
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"{shown}: cannot connect ({why[:200]})") from None
+
+
+def _line(level: str, s: dict) -> str:
+    c = s["confusion"]
+    agree = "n/a (no row where either side says 100 %)" if s["agreement"] is None else f"{s['agreement']:.4f}"
+    return (f"  {level:6s} agreement with theory on informative rows {agree} (both 100 %: {c['both_perfect']}, "
+            f"only theory: {c['only_predicted']}, only simulation: {c['only_observed']}; neither: {c['neither']}; "
+            f"max residual {s['max_residual']:.2e})")
+
+
+def _certified_line(s: dict) -> str:
+    c = s["confusion"]
+    agree = "n/a" if s["decided_agreement"] is None else f"{s['decided_agreement']:.4f}"
+    return (f"  {'':6s} certified exact-level theory vs exact solver: equal on {agree} of decided rows "
+            f"(both 100 %: {c['both_perfect']}, only certified: {c['only_certified']}, only solver: "
+            f"{c['only_observed']}; neither: {c['neither']}; undecided: {s['undecided']}; first perfect round equal "
+            f"in {s['first_round']['equal']}/{s['first_round']['samples']} samples)")
+
+
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    prog = parser.prog
+
+    def fail(message) -> int:
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 2
+
     try:
         sweep = sweep_from_args(args, argv)
         check_int("--jobs", args.jobs, minimum=-1)
         if args.jobs == 0:
             raise ValueError("--jobs == 0, must be >= 1 or -1 (all cores)")
+        fig_dir, res_dir, stem = output_paths(sweep, args.quick, args.out)
+        option = "--out" if args.out is not None else "output folder"
+        for folder in dict.fromkeys((fig_dir, res_dir, res_dir / "cache")):
+            check_output_dir(option, folder)  # before any computing
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    if args.out is not None:
-        out = Path(args.out)
-        fig_dir = res_dir = out
-    else:
-        fig_dir, res_dir = DEFAULT_FIG_DIR, DEFAULT_RESULTS_DIR
-    stem = "phase_diagram_quick" if args.quick else "phase_diagram"
-    backend = None
+        return fail(err)
     client = None
-    if args.dask_scheduler:
-        from dask.distributed import Client
-
-        client = Client(args.dask_scheduler)
-        backend = "dask"
+    if args.dask_scheduler is not None:
+        try:
+            client = _dask_client(args.dask_scheduler)
+        except ValueError as err:
+            return fail(err)
+    if args.out is None and (fig_dir, res_dir) != (DEFAULT_FIG_DIR, DEFAULT_RESULTS_DIR):
+        print(f"options differ from the {'--quick ' if args.quick else ''}default sweep: writing to {res_dir}/ "
+              "(figures/ and the default results are left alone; --out DIR chooses the folder)", flush=True)
+    cache_dir = res_dir / "cache"
     try:
-        if backend:
-            rows, summary = run_sweep(sweep, jobs=-1, cache_dir=res_dir / "cache", progress=not args.no_progress,
-                                      backend="dask")
-        else:
-            rows, summary = run_sweep(sweep, jobs=args.jobs, cache_dir=res_dir / "cache", progress=not args.no_progress)
-    finally:
-        if client is not None:
-            client.close()
-    write_text(res_dir / f"{stem}.csv", rows_to_csv(rows))
-    write_text(res_dir / f"{stem}.json", json.dumps(summary, indent=2))
-    plot(sweep, rows, summary, fig_dir / f"{stem}.png", fig_dir / f"{stem}.pdf")
+        try:
+            if client is not None:
+                rows, summary = run_sweep(sweep, jobs=-1, cache_dir=cache_dir, progress=not args.no_progress,
+                                          backend="dask")
+            else:
+                rows, summary = run_sweep(sweep, jobs=args.jobs, cache_dir=cache_dir, progress=not args.no_progress)
+        finally:
+            if client is not None:
+                client.close()
+        write_text(res_dir / f"{stem}.csv", rows_to_csv(rows))
+        write_text(res_dir / f"{stem}.json", json.dumps(summary, indent=2))
+        plot(sweep, rows, summary, fig_dir / f"{stem}.png", fig_dir / f"{stem}.pdf")
+    except KeyboardInterrupt:
+        kept = len(list((cache_dir / sweep.key()).glob("*.json")))
+        print(f"{prog}: interrupted; the {kept} finished cells are kept in {cache_dir / sweep.key()}, "
+              "and the same command resumes from them", file=sys.stderr, flush=True)
+        return 130
     print(f"cells: {len(rows)} rows in {summary['runtime_seconds']:.1f} s "
           f"({summary['cells_computed']} cells computed, {summary['cells_from_cache']} from the cache)")
     for level, s in summary["levels"].items():
-        print(f"  {level:6s} agreement with theory {s['agreement']:.4f} ({s['disagreements']} of {s['cells']} rows differ; "
-              f"max residual {s['max_residual']:.2e})")
+        print(_line(level, s))
+        if "certified" in s:
+            print(_certified_line(s["certified"]))
     print(f"figure: {fig_dir / (stem + '.png')}\ncsv:    {res_dir / (stem + '.csv')}\njson:   {res_dir / (stem + '.json')}")
     return 0
 

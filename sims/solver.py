@@ -51,16 +51,18 @@ Three forms:
   is first reduced exactly to N coordinates by a QR factorisation of ``X^T``.
   BLAS runs single-threaded by default (``blas_threads=1``): measured faster on
   the shared 2-core machine, see :func:`fit_features`.
-* :func:`fit_gram` (kernel form, only ``G``): ``G`` is validated (symmetric,
-  PSD within stated tolerances) and factored ``G = F F^T + S`` by pivoted
-  Cholesky (LAPACK ``dpstrf``, stopping when every remaining pivot is below
-  ``N eps max_i G_ii``); the primal solver runs on the features ``F``
-  (N x rank). The residual is then computed with the full ``G`` and, if the
-  dropped remainder ``S`` spoils it, refined by Newton steps on the exact
-  fixed-point equations with the low-rank Jacobian as preconditioner. Cost
-  grows like K^2 N r^2 + (K r)^3 per factorisation, so this route suits ranks
-  up to about a thousand; it is exact but slow for full-rank G with large N
-  (no separate kernel-space iterative method is implemented).
+* :func:`fit_gram` (kernel form, only ``G``; :func:`prepare_gram` validates
+  and prepares G once for many fits). ``G`` is validated (symmetric, PSD
+  within stated tolerances); two routes (implementation in ``sims._gram``):
+  "lowrank" factors ``G = F F^T + S`` by pivoted Cholesky (LAPACK ``dpstrf``,
+  stopping when every remaining pivot is below ``N eps max_i G_ii``) and runs
+  the primal solver on the features ``F`` (N x rank), then refines with the
+  full ``G`` if the dropped remainder ``S`` spoils the residual (cost
+  K^2 N r^2 + (K r)^3 per factorisation: ranks up to about a thousand);
+  "dense" runs Newton's method on the kernel-space fixed point with
+  preconditioned conjugate gradients (cost K N^2 per CG iteration: full-rank
+  G, e.g. the block model or a Gaussian-mixture Gram with D >= N). The
+  default "auto" takes "dense" when G is numerically positive definite.
 * :func:`fit_block` (the exact block Gram model reduced by symmetry to
   instance types (true class k, given label l)): Newton's method with
   backtracking on the type-reduced objective: K unknowns per present type, a
@@ -91,6 +93,8 @@ __all__ = [
     "BlockFit",
     "fit_features",
     "fit_gram",
+    "prepare_gram",
+    "PreparedGram",
     "fit_block",
     "fixed_point_residual",
     "LOSSES",
@@ -603,8 +607,9 @@ class GramFit:
     are W = coef Phi and the logits of a new point are coef <phi_i, x_new>;
     outputs P (K x N); residual = max |P - softmax(-g(P) G / (N lam))| with the
     full G; iterations = Newton steps (primal plus refinement); rank = rank of
-    the pivoted-Cholesky factor used; refinement_steps = exact-G Newton steps
-    after the primal solve (0 when the factor reproduces G to round-off).
+    the pivoted-Cholesky factor used (dense route: N when G passed Cholesky);
+    refinement_steps = exact-G Newton steps after the primal solve (0 when the
+    factor reproduces G to round-off; always 0 for the dense route).
     """
 
     coef: np.ndarray
@@ -616,6 +621,8 @@ class GramFit:
     loss: str = "ce"
     q: float = 0.7
     converged: bool = True
+    method: str = "lowrank"  # the fit_gram route: "lowrank" or "dense"
+    cg_iterations: int = 0  # dense route: products with G in CG (and, for GCE, GMRES) over all Newton steps
 
     def logits(self, cross_gram) -> np.ndarray:
         """Logits for new points from cross_gram (N, M) = <x_i, x_new_m>; shape (K, M)."""
@@ -628,46 +635,35 @@ class GramFit:
         return _softmax(self.logits(cross_gram))
 
 
-def _check_gram(G):
-    """Validate G (symmetric and PSD within SYM_TOL / PSD_TOL) and factor it.
+_GRAM_METHODS = ("auto", "dense", "lowrank")
 
-    Returns (G symmetrised, F (N x r) with G ~ F F^T, rank r).
+
+def prepare_gram(G, method: str = "auto"):
+    """Validate the Gram matrix G (N, N) once and do the one-off work of a :func:`fit_gram` route.
+
+    Pass the result to :func:`fit_gram` in place of G for many fits on the same
+    G (rounds of self-distillation): validation, the factorisation and the
+    spectral model are then not repeated. ``method``: "lowrank" (pivoted
+    Cholesky factor, for low-rank G), "dense" (top Ritz pairs of G for the
+    preconditioner, for full-rank G) or "auto": "dense" if G is numerically
+    positive definite (LAPACK Cholesky succeeds), else "lowrank". Validation:
+    square, finite, symmetric within SYM_TOL * max|G|, positive semidefinite
+    (Cholesky success, or pivoted Cholesky leaving a remainder with entries
+    <= PSD_TOL * max_i G_ii), else ValueError. Cost O(N^3) (one Cholesky) plus
+    O(N^2) per Ritz column. Returns a :class:`PreparedGram` (attributes ``G``,
+    ``method``, ``rank``, ``N``).
     """
-    G = _as_float_array("G", G, 2)
-    N = G.shape[0]
-    if G.shape != (N, N) or N < 1:
-        raise ValueError(f"G has shape {G.shape}, must be a square (N, N) Gram matrix")
-    scale = float(np.max(np.abs(G)))
-    asym = float(np.max(np.abs(G - G.T)))
-    if asym > SYM_TOL * scale:
-        raise ValueError(f"G is not symmetric: max|G - G^T| == {asym:.3g}, must be <= {SYM_TOL:g} * max|G| == {SYM_TOL * scale:.3g}")
-    G = 0.5 * (G + G.T)
-    dmax = float(np.max(np.diag(G)))
-    if dmax <= 0:
-        raise ValueError(f"G has max diagonal entry {dmax!r}, must be > 0 (a Gram matrix of nonzero features)")
-    # Pivoted Cholesky, stopping when every remaining pivot is < N eps max_i G_ii.
-    piv_tol = N * np.finfo(float).eps * dmax
-    L, perm, rank, info = lapack.dpstrf(G, lower=1, tol=piv_tol)
-    if info < 0:
-        raise RuntimeError(f"dpstrf failed with info == {info}")
-    perm = perm - 1  # LAPACK is 1-based
-    F = np.zeros((N, rank))
-    F[perm, :] = np.tril(L[:, :rank])
-    # Remainder S = G - F F^T on the unpivoted indices (zero on the others).
-    rest = perm[rank:]
-    if rest.size:
-        Fr = F[rest]
-        S = G[np.ix_(rest, rest)] - Fr @ Fr.T
-        smax = float(np.max(np.abs(S)))
-        if smax > PSD_TOL * dmax:
-            raise ValueError(
-                f"G is not positive semidefinite: after pivoted Cholesky of rank {rank} the remainder has "
-                f"an entry of size {smax:.3g}, must be <= {PSD_TOL:g} * max_i G_ii == {PSD_TOL * dmax:.3g}"
-            )
-    return G, F, rank
+    from . import _gram
+
+    return _gram.prepare(G, method)
 
 
-_REFINE_MAXITER = 20
+def __getattr__(name):
+    if name == "PreparedGram":  # defined in sims._gram, which imports this module
+        from ._gram import Prepared
+
+        return Prepared
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def fit_gram(
@@ -681,31 +677,51 @@ def fit_gram(
     tol: float = DEFAULT_TOL,
     max_iter: int = _DEFAULT_MAX_ITER,
     blas_threads: int | None = 1,
+    method: str = "auto",
 ) -> GramFit:
     """Fit the probe given only the Gram matrix G (N, N) of the training features.
 
-    Method: validate G (symmetric within SYM_TOL * max|G|; positive
-    semidefinite in the sense that pivoted Cholesky leaves a remainder with
-    entries <= PSD_TOL * max_i G_ii, else ValueError), factor G = F F^T + S by
-    pivoted Cholesky (rank r: pivots below N eps max_i G_ii are dropped) and run
-    the primal Newton solver of :func:`fit_features` on the features F (cost per
-    Hessian factorisation O(K^2 N r^2 + (K r)^3), so this is meant for r up to
-    about a thousand). The residual is then evaluated with the full G; if the
-    remainder S spoils it, Newton steps on the exact fixed-point equations
-    u + g(u G / (N lam)) = 0 (u = -g = N lam coef) refine the solution, their
-    linear systems solved by GMRES preconditioned with the exact inverse of the
-    rank-r Jacobian (Woodbury with the primal Hessian factor).
+    ``G`` is an array or the result of :func:`prepare_gram` (then ``method``
+    must be "auto" or the prepared route). The last prepared array is kept and
+    reused when the next call passes an equal array (entry-by-entry check), so
+    rounds on the same G pay the preparation once. Two exact routes, chosen by
+    ``method`` ("auto": the rule of :func:`prepare_gram`):
+
+    * "lowrank": factor G = F F^T + S by pivoted Cholesky (rank r: pivots below
+      N eps max_i G_ii are dropped) and run the primal Newton solver of
+      :func:`fit_features` on F (cost per Hessian factorisation
+      O(K^2 N r^2 + (K r)^3): for r up to about a thousand). If the remainder S
+      spoils the residual (evaluated with the full G), Newton steps on the exact
+      fixed-point equations u + g(u G / (N lam)) = 0 (u = -g = N lam coef)
+      refine it, their linear systems solved by GMRES preconditioned with the
+      exact inverse of the rank-r Jacobian.
+    * "dense": Newton's method with backtracking on the same fixed point in
+      kernel space, the Newton systems solved by conjugate gradients on a
+      symmetric form, preconditioned by the exact (Woodbury) inverse for the
+      model G ~ a I + V (Lam - a I) V^T (top Ritz pairs); cost O(K N^2) per
+      CG iteration, no factorisation (details in ``sims._gram``). For GCE
+      the per-instance Hessians' negative eigenvalues are clipped (modified
+      Newton, still a descent method).
 
     ``coef0`` (K x N) gives the starting weights W0 = coef0 Phi (for GCE the
     teacher's coef; for CE a warm start). ``blas_threads`` as in :func:`fit_features`.
     """
     with _blas_limit(blas_threads):
-        return _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter)
+        return _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter, method)
 
 
-def _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter):
-    G, F, rank = _check_gram(G)
-    N = G.shape[0]
+def _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter, method):
+    from . import _gram
+
+    if method not in _GRAM_METHODS:
+        raise ValueError(f"method == {method!r}, must be one of {_GRAM_METHODS}")
+    if isinstance(G, _gram.Prepared):
+        prep = G
+        if method not in ("auto", prep.method):
+            raise ValueError(f"method == {method!r}, must be 'auto' or {prep.method!r} (the route G was prepared for)")
+    else:
+        prep = _gram.prepare_cached(G, method)
+    N = prep.N
     T = _check_targets(T, N)
     K = T.shape[0]
     lam = check_positive("lam", lam)
@@ -715,65 +731,12 @@ def _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter):
         coef0 = _as_float_array("coef0", coef0, 2)
         if coef0.shape != (K, N):
             raise ValueError(f"coef0 has shape {coef0.shape}, must be ({K}, {N})")
-    E = _zero_sum_basis(K)
     scale = 1.0 / (N * lam)
-    V0 = np.zeros((K - 1, rank)) if coef0 is None else E.T @ (coef0 @ F)
-
-    def residual_full(P, R):
-        return float(np.max(np.abs(P - _softmax((R @ G) * scale))))
-
-    # Primal solve on the factor, to the same tolerance with the factor's own Gram.
-    def residual_factor(P, R):
-        return float(np.max(np.abs(P - _softmax(((R @ F) @ F.T) * scale))))
-
-    st = _primal_newton(F, T, lam, loss, q, V0, tol, max_iter, residual_factor, E)
-    P, R = st.P, -st.g
-    res = residual_full(P, R)
-    refine = 0
-    if res > tol:
-        P, R, res, refine = _refine_exact(G, F, T, lam, loss, q, E, st, tol, scale)
-    return GramFit(R * scale, P, res, st.iterations + refine, rank, refine, loss, q)
-
-
-def _refine_exact(G, F, T, lam, loss, q, E, st, tol, scale):
-    """Newton on u + g(u G s) = 0 (s = 1/(N lam)), started from the primal solution."""
-    from scipy.sparse.linalg import LinearOperator, gmres
-
-    K, N = T.shape
-    shape = (K, N)
-    chol = None  # the primal's last factor may be stale; factor once at the start
-    u = -st.g
-    res = np.inf
-    for step in range(_REFINE_MAXITER + 1):
-        Z = (u @ G) * scale
-        P, g, extra = _loss_derivatives(Z, T, loss, q)
-        res = float(np.max(np.abs(P - _softmax((-g @ G) * scale))))
-        if res <= tol:
-            return P, -g, res, step
-        if step == _REFINE_MAXITER:
-            break
-        Hr = _reduced_hessians(P, extra, q, E)
-        if chol is None:
-            chol = _factor_hessian(_assemble_hessian(F, Hr, N, lam), loss == "ce")
-
-        def apply_DH(Y):  # block-diagonal Hessian D_H = E Hr E^T applied to Y (K x N)
-            return E @ np.einsum("nab,bn->an", Hr, E.T @ Y)
-
-        def matvec(v):
-            d = v.reshape(shape)
-            return (d + apply_DH((d @ G) * scale)).ravel()
-
-        def precond(v):
-            b = v.reshape(shape)
-            Y = lam * sla.cho_solve(chol, ((E.T @ b) @ F).ravel(), check_finite=False).reshape(K - 1, -1)
-            return (b - apply_DH(((E @ Y) @ F.T) * scale)).ravel()
-
-        A = LinearOperator((K * N, K * N), matvec=matvec, dtype=float)
-        M = LinearOperator((K * N, K * N), matvec=precond, dtype=float)
-        Fu = (u + g).ravel()
-        delta, _ = gmres(A, -Fu, M=M, rtol=1e-6, atol=0.0, restart=30, maxiter=5)
-        u = u + delta.reshape(shape)
-    raise NotConvergedError(f"fit_gram ({loss}): exact-G refinement did not reach tol == {tol:g}", res, st.iterations + _REFINE_MAXITER)
+    if prep.method == "dense":
+        P, R, res, it, cg = _gram.fit_dense(prep, T, lam, loss, q, coef0, tol, max_iter)
+        return GramFit(R * scale, P, res, it, prep.rank, 0, loss, q, method="dense", cg_iterations=cg)
+    P, R, res, it, refine = _gram.fit_lowrank(prep, T, lam, loss, q, coef0, tol, max_iter)
+    return GramFit(R * scale, P, res, it, prep.rank, refine, loss, q, method="lowrank")
 
 
 # ----------------------------------------------------------------------------

@@ -43,6 +43,7 @@ from .corruption import (
     symmetric,
 )
 from .pll import TIE_RULES, PLLReport, pll_analysis, pll_targets
+from .exact_level import ExactRoundsReport, certified_rounds, exact_boundary, min_rounds_exact
 from .predictions import (
     clustering_ratio,
     fresh_logits,

@@ -367,3 +367,58 @@ def test_module_entry_point_exit_code():
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip() == "python -m sims.distill: error: eta (--eta) == 2.0, must be in [0, 1]"
+
+
+# ----------------------------------------------------------------------------- gmm through the sampled Gram matrix
+
+
+def test_gram_engine_matches_feature_engine():
+    # The same mixture sample (D = 200 > N = 45: full-rank Gram, fit_gram's dense
+    # route) through the Gram engine (fit_gram, warm-started, fresh logits from the
+    # cross-Gram) and the feature engine (fit_features). Two exact solutions with
+    # residual <= 1e-10 agree in the outputs to ~1e-10 times the conditioning of the
+    # fixed point (small here): 1e-8 asserted; logits relative to their size, 1e-7.
+    Kc, nc, lam = 3, 15, 1e-3
+    rng = np.random.default_rng(12)
+    X, _ = F.sample_gmm(Kc, nc, c, d, 200, rng)
+    Xf, _ = F.sample_gmm(Kc, 4, c, d, 200, rng)
+    y, z = _labels(0.3, seed=3, Kc=Kc, nc=nc)
+    gram = Dm._GramExact(X @ X.T, lam, X @ Xf.T)
+    feats = Dm._FeatureExact(X, lam, Xf)
+    Y = Dm.one_hot(z, Kc)
+    a, b = Dm.exact_sd(gram, Y, rounds=2), Dm.exact_sd(feats, Y, rounds=2)
+    for fa, fb in zip(a, b):
+        assert fa.raw.method == "dense" and fa.residual <= 1e-10
+        np.testing.assert_allclose(fa.outputs, fb.outputs, atol=1e-8, rtol=0)
+        scale = max(1.0, float(np.max(np.abs(fb.fresh_logits))))
+        assert np.max(np.abs(fa.fresh_logits - fb.fresh_logits)) <= 1e-7 * scale
+    for loss in ("ce", "gce"):
+        pa, pb = Dm.exact_pll(gram, a[0], loss), Dm.exact_pll(feats, b[0], loss)
+        np.testing.assert_allclose(pa.outputs, pb.outputs, atol=1e-8, rtol=0)
+
+
+def test_cli_gmm_huge_dim_runs(capsys):
+    # D = 10^7 at n = 10: the sampled Gram costs nothing in D; every exact fit converged.
+    argv = ["--features", "gmm", "--dim", "10000000", "--per-class", "10", "--rounds", "2", "--fresh-per-class", "5",
+            "--pll", "--pll-loss", "gce", "--json"]
+    rc, out, err = run_main(argv, capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    assert res["params"]["dim"] == 10**7 and res["params"]["n_fresh"] == 20
+    exact = [r for r in res["records"] if r["level"] == "exact"]
+    assert len(exact) == 4 and all(r["residual"] <= 1e-10 for r in exact)
+    assert all(r["fresh_accuracy"] is not None for r in res["records"])
+
+
+@pytest.mark.parametrize("dim,message", [
+    ("0", "D (--dim) == 0, must be >= 1"),
+    ("-5", "D (--dim) == -5, must be >= 1"),
+    ("x", "argument --dim: invalid int value: 'x'"),
+])
+def test_cli_bad_dim(dim, message):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.run([sys.executable, "-m", "sims.distill", "--features", "gmm", "--dim", dim],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("python -m sims.distill: error:"), proc.stderr

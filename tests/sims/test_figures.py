@@ -125,3 +125,78 @@ def test_theory_threshold_matches_fig_f_grid():
     etas = F._f_etas("symmetric", 4, 2, 0.03, 500)
     assert 0.75 in etas and max(e for e in etas if e < 0.75) == pytest.approx(0.72)
     assert theory.noise_threshold("symmetric", 4) == 0.75
+
+
+# ---------------------------------------------------------------------------- CLI: paths, interrupts, layout
+
+
+def _main_code(argv):
+    try:
+        return F.main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
+def test_bad_out_rejected_before_any_figure(tmp_path, read_only_dir, capsys, monkeypatch):
+    from sims.figures import cli
+
+    for letter, (name, _) in list(cli.FIGURES.items()):
+        monkeypatch.setitem(cli.FIGURES, letter, (name, lambda *a, **k: pytest.fail("a figure was computed")))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    for out, message in ((read_only_dir, "cannot write into the folder"), (a_file, "is a file, must be a folder"),
+                         (a_file / "sub", "lies under the file")):
+        assert _main_code(["--quick", "--only", "b", "--out", str(out), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"python -m sims.figures: error: --out == {str(out)!r}") and message in err
+        assert len(err.strip().splitlines()) == 1
+    assert list(read_only_dir.iterdir()) == []
+
+
+def test_ctrl_c_keeps_finished_figures(tmp_path, capsys, monkeypatch):
+    from sims.figures import cli
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.FIGURES, "c", ("fig_c_paper_experiment", interrupted))
+    argv = ["--quick", "--only", "b,c", "--out", str(tmp_path), "--no-progress", "--jobs", "1"]
+    assert F.main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("python -m sims.figures: interrupted; figures b are written")
+    assert len(err.strip().splitlines()) == 1
+    assert _is_png(tmp_path / "fig_b_spectral_filter_quick.png")
+    assert "b" in __import__("json").loads((tmp_path / "figures_quick.json").read_text())
+
+
+def test_one_module_per_figure_with_its_claims():
+    """scikit-learn-gallery layout: one module per figure, whose docstring says what it shows and which
+    claims (P1-P7) it supports; none of the figure and phase-diagram modules over 1000 lines."""
+    import importlib
+    import re
+
+    import sims
+
+    for letter, (name, fn) in F.FIGURES.items():
+        module = importlib.import_module(fn.__module__)
+        assert module.__name__.startswith("sims.figures.fig_" + letter), (letter, module.__name__)
+        doc = module.__doc__
+        assert doc.startswith(f"Figure {letter}:") and re.search(r"\*\*P[1-7]\*\*", doc), letter
+        assert "Rebuild:" in doc and f"--only {letter}" in doc
+    root = Path(sims.__file__).parent
+    mine = list((root / "figures").glob("*.py")) + [root / f for f in ("phase_diagram.py", "_phase_plot.py", "_cli.py")]
+    for path in mine:
+        assert len(path.read_text().splitlines()) <= 1000, path
+
+
+def test_fig_g_reports_informative_agreement_and_confusion(tmp_path):
+    extra = ["--etas", "0,0.3,0.6", "--rounds", "4", "--seeds", "1", "--per-class", "12", "--levels", "linear,exact",
+             "--noise", "symmetric"]
+    res = F.fig_g_phase_diagram(tmp_path, quick=True, jobs=1, out_given=True, extra_args=extra)
+    assert _is_png(res["file"]) and res["file"].startswith(str(tmp_path.resolve()))
+    assert set(res["confusion"]) == {"linear", "exact"}
+    for level, c in res["confusion"].items():
+        informative = c["both_perfect"] + c["only_predicted"] + c["only_observed"]
+        assert res["agreement"][level] == c["both_perfect"] / informative
+        assert res["disagreements"][level] == c["only_predicted"] + c["only_observed"]
+    assert res["agreement"]["linear"] == 1.0

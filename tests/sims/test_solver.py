@@ -335,3 +335,138 @@ def test_gram_refinement_with_dropped_remainder(problem):
         assert fit.refinement_steps >= 1
         assert fit.residual <= 1e-10
         assert abs(solver.fixed_point_residual(fit.outputs, Y, G, 1e-4, loss=loss) - fit.residual) <= 1e-12
+
+
+# ----------------------------------------------------------------------------- fit_gram routes
+
+
+@pytest.fixture
+def wide():
+    """Mixture features with D > N (full-rank Gram, the dense route), noisy one-hot and soft targets."""
+    rng = np.random.default_rng(5)
+    K, n, D = 3, 30, 400
+    N = K * n
+    y = np.repeat(np.arange(K), n)
+    X = rng.normal(size=(N, D)) * np.sqrt(0.6 / D)
+    X[:, :K] += np.sqrt(0.3) * np.eye(K)[y]
+    X[:, K] = np.sqrt(0.1)
+    z = np.where(rng.random(N) < 0.4, rng.integers(0, K, N), y)
+    return X, np.eye(K)[:, z], rng.dirichlet(np.ones(K), size=N).T
+
+
+@pytest.mark.parametrize("lam", [1e-2, 1e-5])
+@pytest.mark.parametrize("soft", [False, True])
+def test_dense_route_matches_features(wide, lam, soft):
+    X, Y, Tsoft = wide
+    T = Tsoft if soft else Y
+    G = X @ X.T
+    gf = fit_gram(G, T, lam)
+    assert gf.method == "dense" and gf.rank == G.shape[0] and gf.refinement_steps == 0
+    assert gf.residual <= 1e-10
+    # The reported residual is the reference one with the full G (1e-12: one softmax's round-off).
+    assert abs(solver.fixed_point_residual(gf.outputs, T, G, lam) - gf.residual) <= 1e-12
+    pf = fit_features(X, T, lam)
+    np.testing.assert_allclose(gf.outputs, pf.outputs, atol=OUT_TOL, rtol=0)
+    assert rel_err(gf.coef @ X, pf.W) <= REL_TOL  # same weights W = coef Phi
+    X_new = np.random.default_rng(6).normal(size=(5, X.shape[1]))
+    assert rel_err(gf.logits(X @ X_new.T), pf.logits(X_new)) <= REL_TOL
+
+
+@pytest.mark.parametrize("loss", ["ce", "gce"])
+def test_dense_and_lowrank_routes_agree(wide, loss):
+    X, Y, _ = wide
+    G, lam = X @ X.T, 1e-4
+    teacher = fit_gram(G, Y, lam, method="lowrank")
+    T = pll_targets(teacher.outputs) if loss == "gce" else Y
+    coef0 = teacher.coef if loss == "gce" else None
+    a = fit_gram(G, T, lam, loss=loss, coef0=coef0, method="dense")
+    b = fit_gram(G, T, lam, loss=loss, coef0=coef0, method="lowrank")
+    assert (a.method, b.method) == ("dense", "lowrank")
+    assert a.residual <= 1e-10 and b.residual <= 1e-10
+    np.testing.assert_allclose(a.outputs, b.outputs, atol=OUT_TOL, rtol=0)
+    assert rel_err(a.coef, b.coef) <= REL_TOL
+
+
+def test_auto_route_rule(problem, wide):
+    # Low rank (D = 12 < N = 60): pivoted Cholesky; full rank: the dense route.
+    X, Y, _, _ = problem
+    assert fit_gram(X @ X.T, Y, 1e-3).method == "lowrank"
+    Xw, Yw, _ = wide
+    assert fit_gram(Xw @ Xw.T, Yw, 1e-3).method == "dense"
+    # A PSD but singular Gram forced onto the dense route: still exact.
+    low = fit_gram(X @ X.T, Y, 1e-3, method="lowrank")
+    forced = fit_gram(X @ X.T, Y, 1e-3, method="dense")
+    assert forced.method == "dense" and forced.rank == low.rank
+    np.testing.assert_allclose(forced.outputs, low.outputs, atol=OUT_TOL, rtol=0)
+
+
+def test_dense_block_model_preconditioner_is_exact():
+    # On the exact block model the preconditioner's model a I + V (Lam - a) V^T is
+    # G itself, so every Newton system is solved by one CG iteration.
+    K, n, c, d, lam = 4, 50, 0.4, 0.1, 1e-5
+    counts = np.array([np.roll([26, 8, 8, 8], k) for k in range(K)])
+    y, z = block_instance(K, n, counts)
+    fit = fit_gram(block_gram(K, n, c, d), np.eye(K)[:, z], lam)
+    assert fit.method == "dense" and fit.residual <= 1e-10
+    assert fit.cg_iterations == fit.iterations
+    bf = fit_block(K, n, c, d, lam, counts, np.broadcast_to(np.eye(K)[None], (K, K, K)).copy())
+    np.testing.assert_allclose(fit.outputs, bf.outputs[y, z].T, atol=OUT_TOL, rtol=0)
+
+
+def test_dense_warm_start_and_prepared_gram(wide):
+    X, Y, Tsoft = wide
+    G, lam = X @ X.T, 1e-5
+    prep = solver.prepare_gram(G)
+    assert isinstance(prep, solver.PreparedGram) and prep.method == "dense" and prep.N == G.shape[0]
+    r0 = fit_gram(prep, Y, lam)
+    cold = fit_gram(prep, r0.outputs, lam)
+    warm = fit_gram(prep, r0.outputs, lam, coef0=r0.coef)
+    again = fit_gram(G, r0.outputs, lam, coef0=r0.coef)  # array in: same route, same result
+    np.testing.assert_allclose(warm.outputs, cold.outputs, atol=OUT_TOL, rtol=0)
+    np.testing.assert_array_equal(again.outputs, warm.outputs)
+    assert warm.iterations <= cold.iterations
+    with pytest.raises(ValueError, match="method == 'lowrank', must be 'auto' or 'dense'"):
+        fit_gram(prep, Y, lam, method="lowrank")
+    with pytest.raises(ValueError, match="method == 'cholesky', must be one of"):
+        fit_gram(G, Y, lam, method="cholesky")
+    with pytest.raises(ValueError, match="method == 'x', must be one of"):
+        solver.prepare_gram(G, method="x")
+
+
+def test_prepared_cache_sees_changed_matrix(wide):
+    # fit_gram keeps the last prepared matrix; an array changed in place must not reuse it.
+    X, Y, _ = wide
+    G = X @ X.T
+    G = 0.5 * (G + G.T)
+    a = fit_gram(G, Y, 1e-3)
+    G *= 2.0  # the Gram of sqrt(2) X
+    b = fit_gram(G, Y, 1e-3)
+    c = fit_features(np.sqrt(2.0) * X, Y, 1e-3)
+    np.testing.assert_allclose(b.outputs, c.outputs, atol=OUT_TOL, rtol=0)
+    assert np.max(np.abs(a.outputs - b.outputs)) > 1e-3
+
+
+def test_dense_route_errors(wide):
+    X, Y, _ = wide
+    G = X @ X.T
+    with pytest.raises(NotConvergedError):
+        fit_gram(G, Y, 1e-5, max_iter=1, method="dense")
+    with pytest.raises(ValueError, match="coef0 has shape"):
+        fit_gram(G, Y, 1e-3, coef0=np.zeros((2, 3)))
+    w, v = np.linalg.eigh(G)
+    with pytest.raises(ValueError, match="positive semidefinite"):
+        fit_gram(G - (w[0] + 0.5) * np.outer(v[:, 0], v[:, 0]), Y, 1e-3, method="dense")
+
+
+@pytest.mark.parametrize("N,D", [(3, 5), (10, 4), (16, 16), (40, 8)])
+def test_dense_route_small_and_singular_gram(N, D):
+    # N <= 16: the spectral model is the whole spectrum; D < N: singular G forced onto
+    # the dense route (its zero eigenvalues are left out of the model). Same outputs
+    # as the low-rank route within OUT_TOL.
+    rng = np.random.default_rng(N + D)
+    X = rng.normal(size=(N, D))
+    T = rng.dirichlet(np.ones(3), size=N).T
+    a = fit_gram(X @ X.T, T, 1e-3, method="dense")
+    b = fit_gram(X @ X.T, T, 1e-3, method="lowrank")
+    assert a.residual <= 1e-10 and b.residual <= 1e-10
+    np.testing.assert_allclose(a.outputs, b.outputs, atol=OUT_TOL, rtol=0)

@@ -56,3 +56,33 @@ def test_intersect_intervals():
     assert intersect_intervals(a, b) == [(2, 3), (6, 7), (9, 12)]
     assert intersect_intervals(a, []) == []
     assert intersect_intervals([(1, None)], [(4, None)]) == [(4, None)]
+
+
+def test_nearly_equal_bases_away_from_one():
+    """Bases 1/2 and (1 - 1e-80)/2: the working precision must follow their relative gap (80 digits) plus the
+    root's size (~1e80, 81 more digits), not their distance from 1."""
+    eps = Fraction(1, 10**80)
+    half = Fraction(1, 2)
+    intervals = positive_rounds([Fraction(1, 2), Fraction(-3, 2)], [half, half * (1 - eps)])
+    with mpmath.workdps(250):
+        root = mpmath.log(3) / -mpmath.log(1 - mpmath.mpf(1) / 10**80)
+        first = int(mpmath.floor(root)) + 1
+    assert intervals == [(first, None)]
+
+
+def test_positive_rounds_input():
+    import pytest
+
+    with pytest.raises(ValueError, match=r"^positive_rounds handles at most 3 exponential terms, got 4$"):
+        positive_rounds([Fraction(1)] * 4, [Fraction(1, k) for k in (2, 3, 4, 5)])
+    assert positive_rounds([Fraction(0)], [Fraction(1, 2)]) == []
+    assert positive_rounds([Fraction(1), Fraction(-1)], [Fraction(1, 2), Fraction(1, 2)]) == []  # identically zero
+    assert positive_rounds([Fraction(-1)], [Fraction(1, 2)]) == []
+    assert positive_rounds([Fraction(2)], [Fraction(1, 2)]) == [(1, None)]
+
+
+def test_exact_tie_beyond_the_exact_power_limit():
+    """An exact zero at s = 400 (> EXACT_POWER_LIMIT, evaluated in mpmath) is a tie: sign 0, not +1."""
+    half = Fraction(1, 2)
+    assert exp_sum_sign([Fraction(1), Fraction(-1)], [half, half], 400) == 0
+    assert exp_sum_sign([Fraction(1), Fraction(-1)], [half, Fraction(1, 3)], 400) == 1

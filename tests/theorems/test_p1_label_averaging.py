@@ -34,25 +34,97 @@ def _all_zero(x):
 def test_fixed_point_from_gradient_symbolic(K, N, D):
     """(a) grad = (P - T) Phi^T / N + lambda W, so W* = (T - P) Phi^T/(N lambda) and P = softmax((T-P) G/(N lambda))."""
     res = S.verify_fixed_point(K, N, D)
+    assert set(res) == {"gradient"}
     assert _all_zero(res["gradient"])
-    assert _all_zero(res["stationary_logits"])
-    assert _all_zero(res["claimed_at_W_star"])
 
 
 @pytest.mark.parametrize("K", [2, 3, 4])
 def test_linearisation_and_operator_symbolic(K):
-    """(b) softmax(eps z) = U + eps (z - mean z)/K + O(eps^2); P = U + (T-U) A solves the linearised fixed point; rounds."""
+    """(b) softmax(eps z) = U + eps (z - mean z)/K + O(eps^2); P = U + (T-U) A solves the linearised fixed point;
+    its columns stay on the simplex (so they are valid targets of the next round)."""
     res = S.verify_linearisation(K, 2)
+    assert set(res) == {"softmax_first_order", "operator", "simplex"}
     assert _all_zero(res["softmax_first_order"])
     assert _all_zero(res["operator"])
-    assert _all_zero(res["rounds"])
+    assert _all_zero(res["simplex"])
 
 
 def test_block_spectrum_symbolic_K_n_symbols():
     """(c) With K, n, c, d, lambda symbols: eigen-equations, projector algebra, spectral A and its powers."""
     res = S.verify_block_spectrum_algebra()
+    expected = {"minimal_polynomial", "complete", "operator", "power", "ranks", "ranks_derived", "brief_eigenvalues"}
+    expected |= {f"eigen_{m}" for m in range(3)} | {f"idempotent_{m}" for m in range(3)}
+    expected |= {"orthogonal_01", "orthogonal_02", "orthogonal_12"}
+    assert set(res) == expected
     for name, triple in res.items():
         assert all(sp.simplify(v) == 0 for v in triple), name
+
+
+def test_block_spectrum_is_derived_from_the_minimal_polynomial():
+    """(c) The eigenvalues are the roots of the minimal polynomial of G on span{I, B, J}; I, G, G^2 are independent
+    (nonzero determinant), so the degree is 3; the derived values are the brief's, with multiplicities N - K, K - 1, 1."""
+    K, n, c, d, lam = S.K, S.n, S.c, S.d, S.lam
+    x = sp.Symbol("x")
+    poly, det, coeffs = S.derive_minimal_polynomial(x)
+    assert sp.expand(det - d * n * (c - d) * (c - d + K * d)) == 0
+    assert sp.degree(poly, x) == 3
+    spec = S.derive_block_spectrum()
+    brief = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + K * n * d)
+    for mu, b in zip(spec["mu"], brief):
+        assert sp.expand(mu - b) == 0
+        assert sp.expand(poly.subs(x, mu)) == 0
+    # G^3 = a0 I + a1 G + a2 G^2 in the algebra
+    G = S.GRAM_COORDS
+    G2 = S.alg_mul(G, G)
+    G3 = S.alg_mul(G2, G)
+    lhs = tuple(coeffs[0] * i + coeffs[1] * g1 + coeffs[2] * g2 for i, g1, g2 in zip(S.ALG_I, G, G2))
+    assert all(sp.expand(a - b) == 0 for a, b in zip(lhs, G3))
+    assert [sp.expand(r) for r in spec["ranks"]] == [sp.expand(K * n - K), K - 1, 1]
+    for f, mu in zip(spec["filters"], spec["mu"]):
+        assert sp.simplify(f - mu / (mu + K * K * n * lam)) == 0
+    # the operator solved in the algebra: (G + K N lambda I) A = G
+    prod = S.alg_mul((G[0] + K * K * n * lam, G[1], G[2]), spec["operator"])
+    assert all(sp.simplify(a - b) == 0 for a, b in zip(prod, G))
+
+
+def test_type_scores_derived_from_spectral_decomposition():
+    """(d) Applying A^s = sum f^s P_m to the class-mean labels gives the brief's per-type form; margins have no rest;
+    outputs stay on the simplex."""
+    res = S.verify_type_scores()
+    assert set(res) == {"brief_form", "collected", "margin_rest", "simplex"}
+    assert all(sp.simplify(v) == 0 for v in res.values()), res
+
+
+def test_balanced_threshold_residuals():
+    """(e) The threshold is solved for, not typed: the g-term drops out for balanced labels, the margin over alpha^s is
+    Delta rho - (1 + Delta), and the margin vanishes at s = log((1 + Delta)/Delta) / log(beta/alpha)."""
+    (alpha, beta, Delta), margin, threshold, res = S.derive_balanced_threshold()
+    assert set(res) == {"g_term", "reduced", "slope", "at_threshold"}
+    assert all(sp.simplify(v) == 0 for v in res.values()), res
+    assert sp.simplify(threshold - sp.log((1 + Delta) / Delta) / sp.log(beta / alpha)) == 0
+    # the margin evaluated numerically just below and above the threshold changes sign (an independent reading)
+    vals = {alpha: sp.Rational(1, 4), beta: sp.Rational(3, 5), Delta: sp.Rational(1, 3)}
+    s_star = float(threshold.subs(vals))
+    m = sp.lambdify(S.s, margin.subs(vals))
+    assert m(s_star - 1e-6) < 0 < m(s_star + 1e-6)
+
+
+def test_fresh_logits_residuals():
+    """Fresh samples: the derived logits (spectral decomposition applied to a fresh sample's correlations) equal the
+    brief's class-sum form, carry no within-class (alpha) part, and rank classes independently of s when balanced."""
+    res = S.verify_fresh_logits()
+    assert set(res) == {"brief_form", "collected", "balanced"}
+    assert all(sp.simplify(v) == 0 for v in res.values()), res
+    syms, expr = S.derive_fresh_logits()
+    assert not expr.has(sp.Symbol("alpha", positive=True))
+
+
+def test_verify_all_lists_only_vanishing_residuals():
+    """The evidence list: every residual of every step simplifies to 0 (and none of the by-construction identities)."""
+    res = S.verify_all()
+    assert len(res) >= 90
+    assert not any(name.endswith((".rounds", ".stationary_logits", ".claimed_at_W_star")) for name in res)
+    assert all(res.values()), [name for name, ok in res.items() if not ok]
 
 
 @pytest.mark.parametrize("K", [2, 3, 4, 5])
@@ -60,6 +132,7 @@ def test_block_spectrum_symbolic_K_n_symbols():
 def test_block_spectrum_explicit_small(K, n):
     """(c) Explicit sympy matrices, c and d symbolic, every K <= 5 and n <= 4."""
     res = S.verify_block_spectrum_explicit(K, n)
+    assert len(res) == 24 and {"orthogonal_01", "orthogonal_02", "orthogonal_12", "ranks", "gram_unnormalised"} <= set(res)
     bad = [name for name, M in res.items() if not M.is_zero_matrix]
     assert not bad
 
@@ -86,11 +159,17 @@ def test_block_spectrum_numeric_beyond(params):
 
 @given(block_params(max_K=5, max_n=6), st.integers(0, 12))
 def test_spectral_form_equals_matrix_power(params, fits):
-    """A^s = alpha^s (I-B) + beta^s (B-J) + g^s J equals the explicit matrix power of G (G + K N lambda I)^-1."""
+    """A^s = alpha^s (I-B) + beta^s (B-J) + g^s J equals the explicit matrix power of G (G + K N lambda I)^-1.
+
+    theory.label_averaging_operator is checked against its defining equation (G + K N lambda I) A = G (not against
+    another way of inverting the same matrix)."""
     K, n, c, d, lam = params
     G = explicit_block_gram(K, n, c, d)
+    N = K * n
+    A_theory = theory.label_averaging_operator(G, K, lam)
+    # residual of a backward-stable solve: ~N eps ||G + K N lam I|| ||A||
+    assert np.max(np.abs((G + K * N * lam * np.eye(N)) @ A_theory - G)) <= 1e-12 * N * (1 + K * N * lam)
     A = explicit_operator(G, K, lam)
-    assert np.max(np.abs(theory.label_averaging_operator(G, K, lam) - A)) <= ROUND_OFF
     assert np.max(np.abs(theory.spectral_operator(K, n, c, d, lam, fits) - np.linalg.matrix_power(A, fits))) <= ROUND_OFF
 
 
@@ -129,12 +208,31 @@ def test_filters_order(params):
     assert (b <= g) == (d >= 0) or abs(b - g) <= 1e-15
 
 
-def test_filters_exact_match_float():
+@pytest.mark.parametrize("K,n,c,d,lam", [(2, 2, "2/5", "1/10", "1/100"), (3, 2, "1/2", "-1/10", "1/30"), (2, 3, "3/4", "0", "1")])
+def test_filters_exact_against_exact_matrix_eigenvalues(K, n, c, d, lam):
+    """filters_exact equals the eigenvalues of the explicit rational matrix G (G + K N lambda I)^-1 (sympy, exact):
+    an independent computation, not a second lambdification of the same expression."""
+    cq, dq, lq = sp.Rational(c), sp.Rational(d), sp.Rational(lam)
+    N = K * n
+    G = S.block_gram_matrix(K, n, cq, dq)
+    A = G * (G + K * N * lq * sp.eye(N)).inv()
+    eig = A.eigenvals()
+    f = theory.filters_exact(K, n, float(cq), float(dq), float(lq))
+    derived = {}
+    for v, m in zip(f, (N - K, K - 1, 1)):  # with d = 0, beta == g and their multiplicities add
+        key = sp.Rational(v.numerator, v.denominator)
+        derived[key] = derived.get(key, 0) + m
+    assert derived == eig
+    # and the float filters agree with those exact eigenvalues to round-off (a few ulps)
+    assert np.allclose(theory.filters(K, n, float(cq), float(dq), float(lq)), [float(v) for v in f], rtol=4e-16, atol=0)
+
+
+def test_filters_paper_setting():
     K, n, c, d, lam = 4, 500, 0.4, 0.1, 1e-5
     exact = theory.filters_exact(K, n, c, d, lam)
-    assert np.allclose([float(v) for v in exact], theory.filters(K, n, c, d, lam), rtol=1e-15, atol=0)
     # 0.4 and 1e-5 are read as 2/5 and 1/100000: alpha = 0.6 / (0.6 + 4 * 2000 * 1e-5) = 15/17 exactly
     assert exact[0] == sp.Rational(15, 17)
+    assert exact[1] == (sp.Rational(3, 5) + 150) / (sp.Rational(3, 5) + 150 + sp.Rational(8, 100))
 
 
 @given(st.integers(2, 8), st.integers(1, 5), st.integers(0, 10_000), st.floats(-4, 0))

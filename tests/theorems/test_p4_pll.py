@@ -2,12 +2,12 @@
 
 import numpy as np
 import pytest
-from hypothesis import example, given, note
+from hypothesis import event, example, given, note
 from hypothesis import strategies as st
 
 import theory
 
-from .strategies import block_params, explicit_block_gram, explicit_operator, label_counts, labels_from_counts
+from .strategies import block_params, explicit_block_gram, explicit_operator, label_counts, labels_from_counts, pll_case
 
 # Brute-force ties: two teacher outputs (deviations from U) closer than REL_TIE
 # times the instance's deviation scale are tied. Exact ties appear in float64 at
@@ -61,25 +61,85 @@ def _brute_pll(K, n, c, d, lam, counts, rule):
 FLOOR = 1e-11
 
 
+def pll_informative(K, n, c, d, lam, counts, rule="share"):
+    """Non-trivial PLL example: the teacher errs on a present type, or ties within its top two (first or second place)."""
+    rep = theory.pll_analysis(K, n, c, d, lam, counts / n, ties=rule)
+    wrong = not np.all(rep.teacher_correct[rep.present])
+    tie = bool(np.any((rep.targets[rep.present] > 0).sum(axis=-1) != 2)) or bool(
+        np.any(np.isin(rep.targets[rep.present], [1.0 / 3, 0.25, 1.0 / 6, 1.0 / 8]))
+    )
+    return wrong or tie, wrong, tie
+
+
 @pytest.mark.parametrize("rule", ["share", "lowest"])
-@given(params=block_params(max_K=4, max_n=6), data=st.data())
-@example(params=(4, 4, 0.4, 0.1, 1e-3), data=None)
-def test_pll_matches_brute_force(rule, params, data):
-    """Targets and student verdicts of the exact analysis equal the explicit teacher/student computation."""
-    K, n, c, d, lam = params
-    counts = data.draw(label_counts(K, n)) if data is not None else np.array([[2, 2, 0, 0], [2, 2, 0, 0], [0, 0, 3, 1], [0, 0, 1, 3]])
+@given(case=pll_case(max_K=4, max_n=6))
+@example(case=(4, 4, 0.4, 0.1, 1e-3, np.array([[2, 2, 0, 0], [2, 2, 0, 0], [0, 0, 3, 1], [0, 0, 1, 3]]), "example"))
+def test_pll_matches_brute_force(rule, case):
+    """Targets, "true class in the teacher's top two" and student verdicts of the exact analysis equal the explicit
+    teacher/student computation."""
+    K, n, c, d, lam, counts, mode = case
     C = counts / n
     rep = theory.pll_analysis(K, n, c, d, lam, C, ties=rule)
+    informative, wrong, tie = pll_informative(K, n, c, d, lam, counts, rule)
+    event(f"mode: {mode}")
+    event("teacher errs" if wrong else "teacher perfect")
+    event("tie in the teacher's top two" if tie else "no tie")
     y, z, T, margin = _brute_pll(K, n, c, d, lam, counts, rule)
+    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
+    D_teacher = (np.eye(K)[:, z] - 1.0 / K) @ A
     for i in range(K * n):
         k, l = y[i], z[i]
         if not np.allclose(T[:, i], rep.targets[k, l], atol=1e-12):
             note(f"instance {i} type {(k, l)}: brute {T[:, i]}, theory {rep.targets[k, l]}")
             raise AssertionError("PLL targets differ (a teacher tie decided differently?)")
+        # "the teacher's top two contain the true class" = the true class gets PLL weight; under "share" that is
+        # "at most one class strictly above it" (ties within REL_TIE of the scale count as equal)
+        assert rep.teacher_contains_true[k, l] == (T[k, i] > 0)
+        if rule == "share":
+            col = D_teacher[:, i]
+            above = np.sum(col - col[k] > REL_TIE * np.abs(col).max())
+            assert rep.teacher_contains_true[k, l] == (above <= 1)
         floor = FLOOR * max(theory.filters(K, n, c, d, lam))
         ok = margin[i] > floor
         if ok != rep.student_correct[k, l]:
             assert abs(margin[i]) <= floor, f"type {(k, l)}: theory {rep.student_correct[k, l]}, brute margin {margin[i]}"
+
+
+def test_pll_first_place_tie_branch():
+    """m >= 2 classes tied for first each get 1/m (share rule); a unique first gets 1/2 and the tied seconds share 1/2;
+    "lowest" keeps the two lowest indices. Also the float twin in sims.metrics."""
+    from fractions import Fraction as F
+
+    from sims import metrics
+
+    cases = {
+        (F(3), F(3), F(1)): ([F(1, 2), F(1, 2), F(0)], [F(1, 2), F(1, 2), F(0)]),
+        (F(2), F(2), F(2)): ([F(1, 3)] * 3, [F(1, 2), F(1, 2), F(0)]),
+        (F(1), F(5), F(5), F(5)): ([F(0), F(1, 3), F(1, 3), F(1, 3)], [F(0), F(1, 2), F(1, 2), F(0)]),
+        (F(5), F(1), F(1), F(0)): ([F(1, 2), F(1, 4), F(1, 4), F(0)], [F(1, 2), F(1, 2), F(0), F(0)]),
+        (F(0), F(9), F(1), F(3)): ([F(0), F(1, 2), F(0), F(1, 2)], [F(0), F(1, 2), F(0), F(1, 2)]),
+    }
+    for scores, (share, lowest) in cases.items():
+        assert theory.pll_targets(list(scores), "share") == share
+        assert theory.pll_targets(list(scores), "lowest") == lowest
+        P = np.array([[float(v)] for v in scores])
+        assert np.array_equal(metrics.pll_targets(P, "share")[:, 0], [float(v) for v in share])
+        assert np.array_equal(metrics.pll_targets(P, "lowest")[:, 0], [float(v) for v in lowest])
+
+
+def test_true_class_outside_top_two():
+    """Class 0's labels are 20 % correct, 30 % label 1, 50 % label 2: an instance of class 0 given label 1 has
+    teacher top two {1, 2}, so its true class is not contained; one given label 2 has {2, 0} or {2, 1}."""
+    C = np.array([[0.2, 0.3, 0.5], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    K, n, c, d, lam = 3, 10, 0.4, 0.1, 1e-3
+    rep = theory.pll_analysis(K, n, c, d, lam, C)
+    counts = np.rint(C * n).astype(int)
+    _, _, T, _ = _brute_pll(K, n, c, d, lam, counts, "share")
+    z = labels_from_counts(counts)
+    for i in range(n):
+        assert rep.teacher_contains_true[0, z[i]] == (T[0, i] > 0)
+    assert not rep.teacher_contains_true[0, 1]
+    assert rep.teacher_contains_true[0, 0]
 
 
 @given(block_params(max_K=5, max_n=6), st.data())
@@ -173,3 +233,26 @@ def test_tie_rule_matters_without_noise():
     assert share.student_all_correct and share.condition
     assert not lowest.condition
     assert (1, 0) in lowest.tied_pairs and (0, 1) in lowest.tied_pairs
+
+
+@given(case=pll_case(max_K=4, max_n=6))
+def test_student_fresh_accuracy_matches_explicit(case):
+    """The PLL student's fresh-sample accuracy equals the explicit one: logits (T - U)(I - A) g_x of the student's
+    fit on the brute-force PLL targets, a fresh class-k sample correlating c with class k and d with the rest."""
+    K, n, c, d, lam, counts, mode = case
+    rep = theory.pll_analysis(K, n, c, d, lam, counts / n)
+    y, z, T, _ = _brute_pll(K, n, c, d, lam, counts, "share")
+    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
+    R = (T - 1.0 / K) @ (np.eye(K * n) - A)
+    cls = np.repeat(np.arange(K), n)
+    correct, undecided = 0, False
+    for k in range(K):
+        gx = np.where(cls == k, c, d)
+        logit = R @ gx
+        m = logit[k] - np.delete(logit, k).max()
+        # explicit products: error ~N eps max|R| sum|g_x| (an exact tie shows up as ~1e-18); 1e-11 leaves room
+        tol = 1e-11 * np.abs(R).max() * np.abs(gx).sum()
+        undecided |= abs(m) <= tol
+        correct += m > tol
+    event("fresh accuracy decided" if not undecided else "fresh margin within round-off")
+    assert rep.student_fresh_accuracy == correct / K or undecided

@@ -1,0 +1,128 @@
+"""P3 100 % training accuracy despite label noise, after enough rounds.
+
+Theory: :func:`theory.min_rounds`, :func:`theory.rounds_report`, :func:`theory.noise_threshold`,
+:func:`theory.balanced_condition` (theory/conditions.py); the exact-level boundary, where available,
+``theory.exact_level``.
+Tests: tests/theorems/test_p3_perfect_accuracy.py, tests/theorems/test_exact_level.py (certified exact level),
+tests/sims/test_phase_diagram.py.
+Figures: figures/phase_diagram.png (sims/figures/fig_g_phase_diagram.py, sims/phase_diagram.py), figures/fig_f_min_rounds.png
+(sims/figures/fig_f_min_rounds.py), figures/fig_c_paper_experiment.png (sims/figures/fig_c_paper_experiment.py).
+Check: minimum rounds of the linearised theory against the exact softmax on the block model at the paper's
+setting (symmetric and two-class superclass noise), and the phase-diagram sweep's confusion counts.
+"""
+
+from __future__ import annotations
+
+import theory
+
+from ._common import PAPER, Check, block_accuracies, block_sd, first_perfect, pct, population_counts, rnd, rule_text
+
+SYMMETRIC_ETAS = (0.12, 0.3, 0.48, 0.6, 0.72)
+SUPERCLASS_ETAS = (0.1, 0.2, 0.3, 0.4, 0.46)
+BEYOND_ETA = 0.84
+
+
+def verdict_p3(linear_level_exact: bool, exact_reaches_all: bool, exact_never_beyond: bool, rounds_equal: bool) -> str:
+    """'fails' if the linearised brute force disagrees with the theory in some informative cell (the suite
+    itself would be wrong), or the exact softmax misses 100 % at a tested noise rate below the threshold, or
+    reaches it beyond the threshold; otherwise 'holds' if the exact softmax's first perfect round equals
+    the theory's at every tested noise rate, and 'holds with a caveat' (the rounds differ) if not."""
+    if not (linear_level_exact and exact_reaches_all and exact_never_beyond):
+        return "fails"
+    return "holds" if rounds_equal else "holds with a caveat"
+
+
+def reaches_all(rows) -> bool:
+    return all(te is not None for _, _, te, _, _ in rows)
+
+
+def paper_setting_rounds():
+    """(symmetric rows, superclass rows, beyond) at the paper's setting; rows (eta, t theory, t exact, stays,
+    exact accuracy at the theory's round)."""
+    K, n, c, d, lam = PAPER.values()
+    sym, sup = [], []
+    for noise, etas, extra, out in (("symmetric", SYMMETRIC_ETAS, 40, sym), ("superclass", SUPERCLASS_ETAS, 60, sup)):
+        for eta in etas:
+            counts = population_counts(noise, K, eta, n)
+            t_theory = theory.min_rounds(K, n, c, d, lam, counts / n)
+            _, fits, y, _ = block_sd(K, n, c, d, lam, counts, (t_theory or 0) + extra)
+            accs = block_accuracies(fits, y)
+            t_exact = first_perfect(accs)
+            stays = t_exact is not None and all(a == 1.0 for a in accs[t_exact:])
+            at_theory = accs[t_theory] if t_theory is not None and t_theory < len(accs) else None
+            out.append((eta, t_theory, t_exact, stays, at_theory))
+    beyond = population_counts("symmetric", K, BEYOND_ETA, n)
+    t_beyond = theory.min_rounds(K, n, c, d, lam, beyond / n)
+    _, fits_b, yb, _ = block_sd(K, n, c, d, lam, beyond, 60)
+    return sym, sup, (t_beyond, max(block_accuracies(fits_b, yb)))
+
+
+def check_p3(sweep_result, exact_level=None) -> Check:
+    K, n, c, d, lam = PAPER.values()
+    sym, sup, (t_beyond, acc_beyond) = paper_setting_rounds()
+    nums = {}
+    for eta, tt, te, _, _ in sym:
+        nums[f"min_rounds_theory_eta{eta}"] = tt
+        nums[f"min_rounds_exact_eta{eta}"] = te
+    for eta, tt, te, _, _ in sup:
+        nums[f"min_rounds_theory_superclass_eta{eta}"] = tt
+        nums[f"min_rounds_exact_superclass_eta{eta}"] = te
+    thr = theory.noise_threshold("symmetric", K)
+    lines = [
+        f"Paper setting K={K}, n={n}, c={c}, d={d}, lambda={lam:g}, exact label counts (balanced). Minimum round t* at "
+        "which every training instance is predicted as its true class, symmetric noise:",
+        "",
+        "| eta | t* linearised theory | t* exact softmax | exact stays at 100 % afterwards | exact accuracy at theory's t* |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for eta, tt, te, st, ea in sym:
+        lines.append(f"| {eta} | {tt} | {te if te is not None else 'not within 40 extra rounds'} | {'yes' if st else 'no'} | {pct(ea)} |")
+    lines += ["", "Superclass noise (pairs {0,1}, {2,3}; threshold eta < 0.5), same setting:", "",
+              "| eta | t* linearised theory | t* exact softmax | exact minus theory | exact stays at 100 % afterwards |",
+              "| --- | --- | --- | --- | --- |"]
+    for eta, tt, te, st, _ in sup:
+        diff = "n/a" if tt is None or te is None else f"{te - tt:+d}"
+        lines.append(f"| {eta} | {tt} | {te if te is not None else 'not within 60 extra rounds'} | {diff} | {'yes' if st else 'no'} |")
+    conf = {lv: sweep_result.confusion(lv, "sd") for lv in sweep_result.levels}
+    lines += [
+        "",
+        f"- Noise threshold (C_kk > C_kj for all j): eta < {thr:.4g} for symmetric noise with K={K}. At eta={BEYOND_ETA} "
+        f"(beyond it) the theory says {'never' if t_beyond is None else t_beyond} and the exact softmax's best training "
+        f"accuracy over 60 rounds is {pct(acc_beyond)}.",
+        f"- {sweep_result.description()[0].upper()}{sweep_result.description()[1:]}. Agreement of the theory's verdict for "
+        "that very sample (100 % or not) with the observed one, SD rounds, counted on informative cells only:",
+    ]
+    names = {"linear": "linearised brute force", "exact": "exact softmax, block model", "gmm": "exact softmax, Gaussian mixture"}
+    for lv, cf in conf.items():
+        lines.append(f"  - {names.get(lv, lv)}: {cf.text()}.")
+        nums.update(cf.numbers(f"sweep_{lv}"))
+    if exact_level is not None:
+        lines += exact_level.lines_p3
+        nums.update(exact_level.numbers_p3)
+    else:
+        lines.append("- Exact-level certified boundary (theory.exact_level): not available in this version of the suite; "
+                     "the exact softmax's rounds above are measured, not predicted.")
+    later = [eta for eta, tt, te, _, _ in sym + sup if te is not None and tt is not None and te > tt]
+    equal = [eta for eta, tt, te, _, _ in sym + sup if te is not None and te == tt]
+    earlier = [eta for eta, tt, te, _, _ in sym + sup if te is not None and tt is not None and te < tt]
+    lines.append(
+        f"- The exact softmax at the paper's lambda reaches 100 % later than the linearised theory in {len(later)} of "
+        f"{len(sym) + len(sup)} tested settings, at the same round in {len(equal)} and earlier in {len(earlier)}."
+        + (" The condition on C (which noise rates can be fixed at all) carries over; the number of rounds does not."
+           if reaches_all(sym + sup) and later else ""))
+    linear_ok = conf["linear"].only_theory == 0 and conf["linear"].only_observed == 0 if "linear" in conf else True
+    reaches = all(te is not None for _, _, te, _, _ in sym + sup)
+    rounds_equal = all(te == tt for _, tt, te, _, _ in sym + sup)
+    verdict = verdict_p3(linear_ok, reaches, acc_beyond < 1.0, rounds_equal)
+    lines.append(f"- Verdict rule: {rule_text(verdict_p3)}")
+    nums.update({"threshold_symmetric": rnd(thr), f"min_rounds_theory_eta{BEYOND_ETA}": t_beyond,
+                 f"best_exact_accuracy_eta{BEYOND_ETA}": rnd(acc_beyond)})
+    return Check(
+        "P3", "100 % accuracy despite label noise",
+        "If C_kk > C_kl for every class k and wrong label l present (balanced given labels), multi-round SD predicts "
+        "every training instance correctly after t* rounds, t* the smallest t with (beta/alpha)^(t+1) > (1 + C_kk - C_kl)/(C_kk - C_kl).",
+        "(a) training-instance accuracy against the true labels, ties counted as failures",
+        ["pytest tests/theorems/test_p3_perfect_accuracy.py tests/theorems/test_exact_level.py", "python -m sims.phase_diagram"],
+        lines, verdict, nums,
+        "figures/phase_diagram.png, figures/fig_f_min_rounds.png, figures/fig_c_paper_experiment.png",
+        "theory/conditions.py (min_rounds, rounds_report, noise_threshold, balanced_condition)")
