@@ -9,7 +9,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_text", "OneLineParser", "ProgressBar", "check_output_dir", "check_output_file"]
+__all__ = ["atomic_write", "write_text", "OneLineParser", "ProgressBar", "check_output_dir", "check_output_file",
+           "code_fingerprint"]
 
 
 def atomic_write(path, write) -> Path:
@@ -154,3 +155,24 @@ class ProgressBar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+# The sims modules whose code decides a solved cell (solvers, features, labels, metrics, engines).
+_ENGINE_MODULES = ("solver", "_gram", "distill", "features", "noise", "metrics")
+
+
+def code_fingerprint(*modules: str) -> str:
+    """SHA-256 of the source of theory/*.py, of the sims modules that compute a cell and of ``modules``
+    (sims module names, e.g. "phase_diagram"): resume caches are keyed on it, so a cache written by
+    older code is never reused."""
+    import hashlib
+
+    import theory
+
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    files = sorted(Path(theory.__file__).resolve().parent.glob("*.py"))
+    files += [here / f"{m}.py" for m in (*_ENGINE_MODULES, *modules)]
+    for f in files:
+        h.update(f.read_bytes())
+    return h.hexdigest()

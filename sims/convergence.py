@@ -62,7 +62,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from ._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, write_text
+from ._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, code_fingerprint, write_text
 
 __all__ = [
     "Study",
@@ -175,14 +175,8 @@ class Study:
 
 
 def _code_fingerprint() -> str:
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    files = sorted(Path(theory.__file__).resolve().parent.glob("*.py")) + [
-        here / f"{m}.py" for m in ("solver", "distill", "features", "noise", "metrics", "convergence")
-    ]
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    """Hash of the source of theory/ and of the sims modules a cell runs (:func:`sims._cli.code_fingerprint`)."""
+    return code_fingerprint("convergence")
 
 
 QUICK = dict(

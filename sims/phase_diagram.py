@@ -66,7 +66,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from ._cli import OneLineParser, ProgressBar, check_output_dir, write_text
+from ._cli import OneLineParser, ProgressBar, check_output_dir, code_fingerprint, write_text
 from ._phase_plot import plot
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "main", "COLUMNS", "confusion", "output_paths",
@@ -195,15 +195,8 @@ class Sweep:
 
 
 def _code_fingerprint() -> str:
-    """Hash of the source of theory/ and of the sims modules a cell runs."""
-    h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    files = sorted(Path(theory.__file__).resolve().parent.glob("*.py")) + [
-        here / f"{m}.py" for m in ("solver", "distill", "features", "noise", "metrics", "phase_diagram")
-    ]
-    for f in files:
-        h.update(f.read_bytes())
-    return h.hexdigest()
+    """Hash of the source of theory/ and of the sims modules a cell runs (:func:`sims._cli.code_fingerprint`)."""
+    return code_fingerprint("phase_diagram")
 
 
 QUICK = dict(

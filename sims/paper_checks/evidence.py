@@ -180,11 +180,7 @@ def _fmt(v, cap=None):
 
 @lru_cache(maxsize=1)
 def live_exact_level():
-    """The certified exact-level evidence for P3 and P5, or None when theory.exact_level is not installed."""
-    try:
-        from theory import exact_level  # noqa: F401
-    except ImportError:
-        return None
+    """The certified exact-level evidence for P3 and P5 (theory.exact_level against the exact solvers)."""
     from ._common import PAPER
     from .p3_perfect_accuracy import SUPERCLASS_ETAS, SYMMETRIC_ETAS
     from .p5_approximations import ROUND_SETTINGS

@@ -41,7 +41,7 @@ PLL_MIX_DIMS = (100, 1_000, 10_000, 100_000, 1_000_000)
 PLL_MIX_SEEDS = 3
 
 
-def pll_mixture_lines():
+def pll_mixture_lines(sweep_dim=None):
     """(lines, numbers) of the PLL student on the mixture without noise, against D (sims.pll_mixture), or
     (lines saying so, {}) when that module is not available."""
     try:
@@ -79,8 +79,12 @@ def pll_mixture_lines():
         perfect_from = r["D"]
     lines.append("")
     lines.append(f"- On this grid the PLL student is perfect on the training instances in every sample from D = "
-                 f"{'never' if perfect_from is None else f'{perfect_from:.0e}'} on; the sweep's mixture level above runs at "
-                 "D = 100, where it is not even without noise.")
+                 f"{'never' if perfect_from is None else f'{perfect_from:.0e}'} on"
+                 + ("." if sweep_dim is None else
+                    f"; the sweep's mixture level above runs at D = {sweep_dim:.0e}, "
+                    + ("where the PLL student is perfect without noise in every sample of this grid."
+                       if perfect_from is not None and sweep_dim >= perfect_from else
+                       "where it is not perfect even without noise in every sample.")))
     nums["mixture_noiseless_pll_perfect_from_D"] = perfect_from
     return lines, nums
 
@@ -134,7 +138,7 @@ def check_p4(sweep_result, digits) -> Check:
         f"{'perfect' if rep3.student_all_correct else 'not perfect'} ({pct(rep3.student_train_accuracy)}).",
     ]
     nums["superclass3_pll_theory_perfect"] = bool(rep3.student_all_correct)
-    # Gaussian mixture: the sweep's PLL cells (D = 100), then P5's runs at larger D
+    # Gaussian mixture: the sweep's PLL cells, then P5's runs at several D
     if "gmm" in sweep_result.levels:
         s = sweep_result.sweep
         lines.append(f"- Gaussian mixture (the sweep of P3: n={s.gmm_per_class}, D={s.dim}, sampled labels), PLL student, "
@@ -164,7 +168,7 @@ def check_p4(sweep_result, digits) -> Check:
     for D in MIX_DIMS:
         nums[f"mixture_pll_perfect_where_predicted_D{D:.0e}"] = \
             f"{sum(1 for r in mix_pll[D] if r[3] and r[4] == 1.0)}/{sum(1 for r in mix_pll[D] if r[3])}"
-    mix_lines, mix_nums = pll_mixture_lines()
+    mix_lines, mix_nums = pll_mixture_lines(sweep_result.sweep.dim if "gmm" in sweep_result.levels else None)
     lines += mix_lines
     nums.update(mix_nums)
     # digits

@@ -7,7 +7,6 @@ example is non-trivial when its first perfect round lies in [1, max_round];
 a P4 example when the teacher errs on a present type or ties in its top two.
 """
 
-import numpy as np
 import pytest
 from hypothesis import given
 
