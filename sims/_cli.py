@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write", "write_text", "OneLineParser", "ProgressBar", "check_output_dir", "check_output_file",
-           "code_fingerprint"]
+           "code_fingerprint", "csv_text"]
 
 
 def atomic_write(path, write) -> Path:
@@ -176,3 +176,23 @@ def code_fingerprint(*modules: str) -> str:
     for f in files:
         h.update(f.read_bytes())
     return h.hexdigest()
+
+
+def csv_text(rows: list, columns) -> str:
+    """Tidy CSV of ``rows`` (dicts) in ``columns`` order: None as empty, booleans as true/false, floats
+    by ``repr`` (every digit, so that byte identity means numerical identity), anything else by ``str``."""
+    lines = [",".join(columns)]
+    for r in rows:
+        vals = []
+        for col in columns:
+            v = r[col]
+            if v is None:
+                vals.append("")
+            elif isinstance(v, bool):
+                vals.append("true" if v else "false")
+            elif isinstance(v, float):
+                vals.append(repr(v))
+            else:
+                vals.append(str(v))
+        lines.append(",".join(vals))
+    return "\n".join(lines) + "\n"

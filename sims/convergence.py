@@ -62,7 +62,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from ._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, code_fingerprint, write_text
+from ._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
 
 __all__ = [
     "Study",
@@ -520,21 +520,8 @@ def run_study(study: Study, jobs: int = 1, cache_dir: Path | None = None, progre
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    lines = [",".join(COLUMNS)]
-    for r in rows:
-        vals = []
-        for col in COLUMNS:
-            v = r[col]
-            if v is None:
-                vals.append("")
-            elif isinstance(v, bool):
-                vals.append("true" if v else "false")
-            elif isinstance(v, float):
-                vals.append(repr(v))
-            else:
-                vals.append(str(v))
-        lines.append(",".join(vals))
-    return "\n".join(lines) + "\n"
+    """The tidy CSV of the rows, in COLUMNS order (:func:`sims._cli.csv_text`)."""
+    return csv_text(rows, COLUMNS)
 
 
 # ---------------------------------------------------------------------------- figure

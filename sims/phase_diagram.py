@@ -66,7 +66,7 @@ from theory._validate import check_block_correlations, check_fraction, check_int
 from . import features as feat
 from . import metrics
 from . import noise as noise_mod
-from ._cli import OneLineParser, ProgressBar, check_output_dir, code_fingerprint, write_text
+from ._cli import OneLineParser, ProgressBar, check_output_dir, code_fingerprint, csv_text, write_text
 from ._phase_plot import plot
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "main", "COLUMNS", "confusion", "output_paths",
@@ -461,21 +461,8 @@ def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], flo
 
 
 def rows_to_csv(rows: list[dict]) -> str:
-    lines = [",".join(COLUMNS)]
-    for r in rows:
-        vals = []
-        for col in COLUMNS:
-            v = r[col]
-            if v is None:
-                vals.append("")
-            elif isinstance(v, bool):  # (certified_perfect: true, false, "undecided" or empty)
-                vals.append("true" if v else "false")
-            elif isinstance(v, float):
-                vals.append(repr(v))
-            else:
-                vals.append(str(v))
-        lines.append(",".join(vals))
-    return "\n".join(lines) + "\n"
+    """The tidy CSV of the rows, in COLUMNS order (:func:`sims._cli.csv_text`)."""
+    return csv_text(rows, COLUMNS)
 
 
 def _sort_key(r):
