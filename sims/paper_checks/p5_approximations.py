@@ -223,7 +223,7 @@ def check_p5(exact_level=None) -> Check:
         "",
         "- Last column: agreement, then (both 100 % / only block model / only mixture / neither) over (noise rate, seed, "
         "round) cells. The mixture's outputs approach the block model's as D grows; see `python -m sims.convergence` for "
-        f"the rate and more seeds, and 'Evidence from cached runs' below for the paper's setting (n=500) up to D = 1e7. Largest gap at D = {MIX_DIMS[-1]:.0e} relative to the block model's output scale "
+        f"the rate and more seeds, and 'Evidence from cached runs' below for the paper's setting (n=500, D up to 1e8). Largest gap at D = {MIX_DIMS[-1]:.0e} relative to the block model's output scale "
         f"max|P_block - 1/K|: {rel_largest:.3g}.",
         f"- Verdict rule: {rule_text(verdict_p5)}",
     ]
