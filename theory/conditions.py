@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from fractions import Fraction
 
 import numpy as np
 import sympy as sp
@@ -74,10 +73,8 @@ class RoundsReport:
 
 def is_balanced(C) -> bool:
     """Given labels balanced: the column means of the label shares are exactly 1/K."""
-    C = check_corruption_matrix(C)
-    K = C.shape[0]
-    Cq = rational_matrix(C)
-    return all(sum(Cq[k][j] for k in range(K)) == 1 for j in range(K))
+    Cq = rational_matrix(check_corruption_matrix(C))
+    return all(sum(column) == 1 for column in zip(*Cq))
 
 
 def _rounds_where(bases, terms) -> list:
@@ -101,15 +98,14 @@ def rounds_report(K: int, n: int, c: float, d: float, lam: float, C) -> RoundsRe
     first = t_int[0][0] if t_int else None
     forever = bool(t_int) and len(t_int) == 1 and t_int[0][1] is None
     collapse_label = collapse_from = None
-    if not all(v == Fraction(1, K) for v in o):
-        top = max(o)
-        winners = [j for j in range(K) if o[j] == top]
-        if len(winners) == 1:
-            collapse_label = winners[0]
-            _, cterms, _ = margin_terms(K, n, c, d, lam, C, winner=collapse_label)
-            c_int = _rounds_where(bases, cterms)
-            if c_int and c_int[-1][1] is None:
-                collapse_from = c_int[-1][0] - 1
+    # a unique most frequent given label (balanced labels, o = 1/K everywhere, have none)
+    winners = [j for j in range(K) if o[j] == max(o)]
+    if len(winners) == 1:
+        collapse_label = winners[0]
+        _, cterms, _ = margin_terms(K, n, c, d, lam, C, winner=collapse_label)
+        c_int = _rounds_where(bases, cterms)
+        if c_int and c_int[-1][1] is None:
+            collapse_from = c_int[-1][0] - 1
     return RoundsReport(first, t_int, forever, collapse_label, collapse_from)
 
 
@@ -124,15 +120,13 @@ def min_rounds(K: int, n: int, c: float, d: float, lam: float, C) -> int | None:
 
 
 def balanced_condition(C) -> bool:
-    """Corruption condition (balanced labels): C_kk > C_kj for all j != k in every class with label noise."""
-    C = check_corruption_matrix(C)
-    Cq = rational_matrix(C)
+    """Corruption condition (balanced labels): C_kk > C_kj for all j != k in every class with label noise.
+
+    Checked in every class: a class without label noise has C_kk = 1 > 0 = C_kj anyway.
+    """
+    Cq = rational_matrix(check_corruption_matrix(C))
     K = len(Cq)
-    for k in range(K):
-        if any(Cq[k][l] > 0 for l in range(K) if l != k):
-            if any(Cq[k][k] <= Cq[k][j] for j in range(K) if j != k):
-                return False
-    return True
+    return all(Cq[k][k] > Cq[k][j] for k in range(K) for j in range(K) if j != k)
 
 
 def noisy_threshold_fits(K, n, c, d, lam, Ckk: float, Ckl: float) -> float:
@@ -174,16 +168,28 @@ def min_rounds_balanced(K: int, n: int, c: float, d: float, lam: float, C) -> in
                 continue
             delta = Cq[k][k] - Cq[k][l]
             thr = noisy_threshold_fits(K, n, c, d, lam, float(Cq[k][k]), float(Cq[k][l]))
-            guess = max(1, math.floor(thr) + 1)
-            # margin/1 = (beta^s - alpha^s) Delta - alpha^s; first positive integer s near the guess
-            coefs, bases = [-(delta + 1), delta], [alpha, beta]
-            s = max(1, guess - 2)
-            while exp_sum_sign(coefs, bases, s) <= 0:
-                s += 1
-            while s > 1 and exp_sum_sign(coefs, bases, s - 1) > 0:
-                s -= 1
-            s_star = max(s_star, s)
+            # the smallest integer s > thr is floor(thr) + 1; start the exact search two below it
+            # no mutate: only where the exact search starts; _first_positive_fits is exact from any start >= 1
+            start = max(1, math.floor(thr) - 1)  # pragma: no mutate
+            # margin/1 = (beta^s - alpha^s) Delta - alpha^s
+            s_star = max(s_star, _first_positive_fits([-(delta + 1), delta], [alpha, beta], start))
     return s_star - 1
+
+
+def _first_positive_fits(coefs, bases, start: int) -> int:
+    """Smallest s >= 1 with sum_i coefs[i] bases[i]^s > 0, for a sign pattern (<= 0 ... <= 0, > 0 ...) over s >= 1.
+
+    Exact (:func:`theory._exact.exp_sum_sign`) from any integer ``start`` >= 1: walks down while
+    s - 1 is positive too if ``start`` is positive, else up to the first positive s.
+    """
+    s = start
+    if exp_sum_sign(coefs, bases, s) > 0:
+        while s > 1 and exp_sum_sign(coefs, bases, s - 1) > 0:
+            s -= 1
+        return s
+    while exp_sum_sign(coefs, bases, s) <= 0:
+        s += 1
+    return s
 
 
 def correct_types(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> np.ndarray:
@@ -198,9 +204,8 @@ def correct_types(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> 
 
 def all_correct(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> bool:
     """Every training instance predicted as its true class after round t (exact)."""
-    C = check_corruption_matrix(C, check_int("K", K, minimum=2))
-    ok = correct_types(K, n, c, d, lam, C, t)
-    return bool(np.all(ok[C > 0]))
+    ok = correct_types(K, n, c, d, lam, C, t)  # validates K, C (K x K) and t
+    return bool(np.all(ok[check_corruption_matrix(C) > 0]))
 
 
 def train_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> dict:
@@ -209,10 +214,8 @@ def train_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: int) ->
     Weights are the label shares (classes have n instances each). ``clean`` /
     ``noisy`` are None when there are no clean / noisy instances.
     """
-    K = check_int("K", K, minimum=2)
-    C = check_corruption_matrix(C, K)
-    ok = correct_types(K, n, c, d, lam, C, t)
-    W = C / K
+    ok = correct_types(K, n, c, d, lam, C, t)  # validates K, C (K x K) and t
+    W = check_corruption_matrix(C) / K
     diag = np.eye(K, dtype=bool)
     clean_w, noisy_w = W[diag].sum(), W[~diag].sum()
     return {

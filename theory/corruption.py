@@ -114,8 +114,8 @@ def exact_label_counts(C, n: int) -> np.ndarray:
             f"C[{k}, {j}] * n == {float(raw[k, j]):.6g} is not a whole number of instances "
             f"(n == {n}); choose n or eta so that every C[k, j] * n is an integer"
         )
-    counts = counts.astype(np.int64)
     # Rounding can only move a row sum if entries were within 1e-9 of .5, excluded above.
+    # check_label_counts returns the whole-number floats as int64.
     return check_label_counts(counts, n)
 
 

@@ -84,30 +84,35 @@ __all__ = [
 
 _mu, _lam, _N, _m, _K = sp.symbols("mu lambda N m K", positive=True)
 _s = sp.symbols("s", positive=True)
+# fixed symbols of the verifications (module level: their names and assumptions are not part of any check)
+_eps, _x, _t, _a, _p = sp.symbols("epsilon x t a p")
+_pr_a, _pr_A, _pr_t, _pr_p, _pr_Lk, _pr_Lk2 = sp.symbols("a A t p L_k L_k2", positive=True)
+_pr_eta, _pr_mu, _pr_g, _pr_gp = sp.symbols("eta mu g g_prev", positive=True)
+_pr_ell = sp.Symbol("ell", real=True)
+_pr_L0, _pr_L1, _pr_u, _pr_x = sp.symbols("L0 L1 u x", positive=True)  # x = 1/A
 
 
-def verify_active_set_linearisation(m: int = 3, K: int = 5) -> dict:
+def verify_active_set_linearisation(m: int = 3) -> dict:
     """Residuals that must simplify to 0.
 
     * ``first_order``: softmax over an active set of m classes (logits eps z_j),
-      expanded to first order in eps, minus (1 + eps (z_j - mean z))/m.
+      expanded to first order in eps, minus (1 + eps (z_j - mean z))/m; one
+      entry per class (m = 3 by default).
     * ``scalar_fixed_point``: on an eigenvector of G with eigenvalue mu, the
       linear fixed point x = (t - x) mu s / m (slope 1/m) solved for x, minus
-      t mu/(mu + m N lam) (s = 1/(N lam)).
+      t mu/(mu + m N lam) (s = 1/(N lam); symbolic m).
     * ``lambda_substitution``: mu/(mu + K N lam') with lam' = lam m/K, minus
       mu/(mu + m N lam): the active-set filters are the linearised filters at
-      lambda m / K (so :func:`theory.conditions.min_rounds` applies).
+      lambda m / K (so :func:`theory.conditions.min_rounds` applies; symbolic m and K).
     """
-    z = sp.symbols(f"z0:{m}", real=True)
-    eps = sp.Symbol("epsilon", real=True)
-    e = [sp.exp(eps * zj) for zj in z]
+    z = sp.symbols(f"z0:{m}")
+    e = [sp.exp(_eps * zj) for zj in z]
     tot = sp.Add(*e)
     mean = sp.Add(*z) / m
-    first = [sp.simplify(sp.series(ej / tot, eps, 0, 2).removeO() - (1 + eps * (zj - mean)) / m) for ej, zj in zip(e, z)]
-    x, t = sp.symbols("x t", real=True)
-    sol = sp.solve(sp.Eq(x, (t - x) * _mu * _s / m), x)[0]
-    fp = sp.simplify(sol.subs(_s, 1 / (_N * _lam)) - t * _mu / (_mu + m * _N * _lam))
-    sub = sp.simplify(_mu / (_mu + K * _N * (_lam * m / K)) - _mu / (_mu + m * _N * _lam))
+    first = [sp.simplify(sp.series(ej / tot, _eps, n=2).removeO() - (1 + _eps * (zj - mean)) / m) for ej, zj in zip(e, z)]
+    sol = sp.solve(sp.Eq(_x, (_t - _x) * _mu * _s / _m), _x)[0]
+    fp = sp.simplify(sol.subs(_s, 1 / (_N * _lam)) - _t * _mu / (_mu + _m * _N * _lam))
+    sub = sp.simplify(_mu / (_mu + _K * _N * (_lam * _m / _K)) - _mu / (_mu + _m * _N * _lam))
     return {"first_order": first, "scalar_fixed_point": fp, "lambda_substitution": sub}
 
 
@@ -121,14 +126,19 @@ def active_set_rounds(K, n, c, d, lam, counts) -> int | None:
     """Correction 1: linearised minimum round with softmax slope 1/m on the m active classes (lambda -> lambda m / K)."""
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
     m = active_classes(counts)
-    C = counts / counts.sum(axis=1, keepdims=True)
+    C = counts / n  # every row of counts sums to n (validated)
     return min_rounds(K, n, c, d, lam * m / K, C)
+
+
+# backtracking steps of _limit_newton: 1, 1/2, ..., 2^-34 (the last is taken whatever the merit)
+_BACKTRACK = 0.5 ** np.arange(35)
 
 
 def _limit_newton(a, w, T, r, L, tol=1e-13, max_iter=200):
     """Newton (merit backtracking) on the class-decoupled limit of one class:
     r_tau - T_tau + softmax(a r_tau + L) = 0 per type, sum_tau w_tau r_tau + mean(L) 1 = 0
     (the mean(L) term fixes softmax's shift freedom; at a solution it vanishes).
+    Stops as soon as the max residual is <= tol, else after max_iter (default 200) Newton steps.
     Returns (r, L, max residual)."""
     m, K = T.shape
     nv = m * K + K
@@ -151,17 +161,19 @@ def _limit_newton(a, w, T, r, L, tol=1e-13, max_iter=200):
             J[sl, sl] = np.eye(K) + a * H
             J[sl, m * K :] = H
             J[m * K :, sl] = w[t] * np.eye(K)
-        J[m * K :, m * K :] = 1.0 / K
+        # no mutate: the gauge block only sets the step along L's shift direction 1, which softmax ignores and
+        # which stays 0 from a zero-mean L (any nonzero value gives the same iterates up to rounding)
+        J[m * K :, m * K :] = 1.0 / K  # pragma: no mutate
         step = -np.linalg.solve(J, R)
         f0 = float(R @ R)
-        tau = 1.0
-        while True:
+        for tau in _BACKTRACK:
             rn = r + tau * step[: m * K].reshape(m, K)
             Ln = L + tau * step[m * K :]
             Rn, Pn = resid(rn, Ln)
-            if float(Rn @ Rn) <= (1 - 1e-4 * tau) * f0 or tau < 1e-10:
+            # no mutate: Armijo test of a safeguard (it rejects a full Newton step on ~0.5 % of random problems,
+            # where plain Newton converges too); the result is checked by its residual, which every caller asserts
+            if float(Rn @ Rn) <= (1 - 1e-4 * tau) * f0:  # pragma: no mutate
                 break
-            tau *= 0.5
         r, L, R, P = rn, Ln, Rn, Pn
     return r, L, float(np.max(np.abs(R)))
 
@@ -199,43 +211,57 @@ def decoupled_rounds(K, n, c, d, lam, counts, rounds) -> int | None:
             if not res <= 1e-10:
                 raise RuntimeError(f"decoupled_rounds: residual {res:.3e} at round {t} (class {k}), must be <= 1e-10")
             P = T - r
-            other = np.delete(P, kk, axis=1).max(axis=1) if labels.size > 1 else np.zeros(1)
-            perfect[t] &= bool(np.all(P[:, kk] - other > 1e-9))
+            margins = P[:, [kk]] - np.delete(P, kk, axis=1)  # own label minus each other label (labels.size >= 2)
+            # no mutate: > vs >= at the tie tolerance differs only for a margin of exactly 1e-9
+            perfect[t] &= bool(np.all(margins > 1e-9))  # pragma: no mutate
             T = P
     hits = np.flatnonzero(perfect)
     return int(hits[0]) if hits.size else None
 
 
-def verify_operating_point_linearisation(K: int = 3) -> dict:
-    """Residuals that must simplify to 0 (symbolic label shares q, K classes).
+def _softmax_jacobian(q) -> sp.Matrix:
+    """diag(q) - q q^T: the Jacobian of softmax at logits where softmax equals q (checked in
+    :func:`verify_operating_point_linearisation`, ``jacobian``)."""
+    q = sp.Matrix(q)
+    return sp.diag(*q) - q * q.T
 
+
+def verify_operating_point_linearisation(K: int = 3) -> dict:
+    """Residuals that must be 0 (symbolic label shares q, K classes; all are rational functions,
+    brought to canonical form by ``sp.cancel``, which gives 0 exactly for a zero function).
+
+    * ``jacobian``: d/deps softmax(log q + eps v) at eps = 0 minus H v for q on
+      the simplex (q_K = 1 - q_1 - ... - q_(K-1)) and any v: H = diag q - q q^T is the
+      softmax Jacobian at q.
     * ``linear_step``: e' = (I + a H)^-1 (a H e + H dL) solves the linearisation
       e' = H (a (e - e') + dL) of p' = softmax(a (T - p') + L) around p' = q,
-      T = q + e (H = diag q - q q^T, the softmax Jacobian at q).
+      T = q + e.
     * ``pair_rate``: on a pair (K = 2, q = (p, 1 - p)) the direction (1, -1)
       is an eigenvector of (I + a H)^-1 a H with eigenvalue 2 a p (1-p) / (1 + 2 a p (1-p)).
     * ``uniform_rate``: at q uniform on K classes, a zero-sum direction has
       eigenvalue a/(a + K) (the linearised alpha with beta = 1).
     """
-    a = sp.Symbol("a", positive=True)
-    q = sp.symbols(f"q0:{K}", positive=True)
-    e = sp.Matrix(sp.symbols(f"e0:{K}", real=True))
-    dL = sp.Matrix(sp.symbols(f"L0:{K}", real=True))
-    H = sp.diag(*q) - sp.Matrix(q) * sp.Matrix(q).T
+    q = sp.symbols(f"q0:{K}")
+    v = sp.Matrix(sp.symbols(f"v0:{K}"))
+    grow = [sp.exp(sp.log(qj) + _eps * vj) for qj, vj in zip(q, v)]
+    d_softmax = sp.Matrix([gj / sp.Add(*grow) for gj in grow]).diff(_eps).subs(_eps, 0)
+    jac = (d_softmax - _softmax_jacobian(q) * v).subs(q[-1], 1 - sp.Add(*q[:-1])).applyfunc(sp.cancel)
+    e = sp.Matrix(sp.symbols(f"e0:{K}"))
+    dL = sp.Matrix(sp.symbols(f"L0:{K}"))
+    H = _softmax_jacobian(q)
     eye = sp.eye(K)
-    e_new = (eye + a * H).inv() * (a * H * e + H * dL)
-    lin = (e_new - H * (a * (e - e_new) + dL)).applyfunc(sp.simplify)
-    p = sp.Symbol("p", positive=True)
-    H2 = sp.Matrix([[p * (1 - p), -p * (1 - p)], [-p * (1 - p), p * (1 - p)]])
-    M2 = (sp.eye(2) + a * H2).inv() * a * H2
-    v = sp.Matrix([1, -1])
-    lam2 = 2 * a * p * (1 - p) / (1 + 2 * a * p * (1 - p))
-    pair = (M2 * v - lam2 * v).applyfunc(sp.simplify)
-    Hu = (sp.eye(K) - sp.ones(K, K) / K) / K
-    Mu = (sp.eye(K) + a * Hu).inv() * a * Hu
+    e_new = (eye + _a * H).inv() * (_a * H * e + H * dL)
+    lin = (e_new - H * (_a * (e - e_new) + dL)).applyfunc(sp.cancel)
+    H2 = _softmax_jacobian([_p, 1 - _p])
+    M2 = (sp.eye(2) + _a * H2).inv() * _a * H2
+    v2 = sp.Matrix([1, -1])
+    lam2 = 2 * _a * _p * (1 - _p) / (1 + 2 * _a * _p * (1 - _p))
+    pair = (M2 * v2 - lam2 * v2).applyfunc(sp.cancel)
+    Hu = _softmax_jacobian([sp.Rational(1, K)] * K)
+    Mu = (eye + _a * Hu).inv() * _a * Hu
     w = sp.Matrix([1, -1] + [0] * (K - 2))
-    uni = (Mu * w - a / (a + K) * w).applyfunc(sp.simplify)
-    return {"linear_step": lin, "pair_rate": pair, "uniform_rate": uni}
+    uni = (Mu * w - _a / (_a + K) * w).applyfunc(sp.cancel)
+    return {"jacobian": jac, "linear_step": lin, "pair_rate": pair, "uniform_rate": uni}
 
 
 def operating_point_rounds(K, n, c, d, lam, counts, rounds: int = 10_000) -> int | None:
@@ -258,8 +284,9 @@ def operating_point_rounds(K, n, c, d, lam, counts, rounds: int = 10_000) -> int
         for i, (k, q, M, _) in enumerate(state):
             devs[i] = M @ devs[i]
             P = q[:, None] + devs[i]
-            other = np.delete(P, k, axis=0).max(axis=0)
-            ok = ok and bool(np.all(P[k] - other > 1e-12))
+            margins = P[k] - np.delete(P, k, axis=0)  # own class minus each other class, per present type
+            # no mutate: > vs >= at the tie tolerance differs only for a margin of exactly 1e-12
+            ok = ok and bool(np.all(margins > 1e-12))  # pragma: no mutate
         if ok:
             return t
     return None
@@ -278,13 +305,13 @@ def verify_pair_recursion() -> dict:
     * ``step_time``: the ODE time int_0^{h} A / (L0 + L1 u) du of one implicit
       step h = L0 / A (Lambda linear over the step) is 1 - L1/(2A) + O(A^-2).
     """
-    a, A, t, pp, Lk, Lk2 = sp.symbols("a A t p L_k L_k2", positive=True)
+    a, A, t, pp, Lk, Lk2 = _pr_a, _pr_A, _pr_t, _pr_p, _pr_Lk, _pr_Lk2
     z1 = a * (t - pp) + Lk
     z2 = a * (pp - t) + Lk2
     pk = sp.exp(z1) / (sp.exp(z1) + sp.exp(z2))
     pk2 = sp.exp(z2) / (sp.exp(z1) + sp.exp(z2))
-    pair_logit = sp.simplify(sp.expand_log(sp.log(sp.simplify(pk / pk2)), force=True) - (2 * a * (t - pp) + Lk - Lk2))
-    eta, mu, g, gp = sp.symbols("eta mu g g_prev", positive=True)
+    pair_logit = sp.simplify(sp.expand_log(sp.log(sp.simplify(pk / pk2))) - (2 * a * (t - pp) + Lk - Lk2))
+    eta, mu, g, gp = _pr_eta, _pr_mu, _pr_g, _pr_gp
     pc, pn = mu + eta * g, mu - (1 - eta) * g
     mean = sp.simplify((1 - eta) * pc + eta * pn - mu)
 
@@ -292,16 +319,16 @@ def verify_pair_recursion() -> dict:
         return sp.log(x / (1 - x))
 
     tc, tn = mu + eta * gp, mu - (1 - eta) * gp  # targets: the previous outputs, same class mean mu
-    ell = sp.Symbol("ell", real=True)
+    ell = _pr_ell
     # clean and noisy equations logit p = A (t - p) + ell, written as residuals; their difference
     # eliminates ell and must equal Lambda(g) - A (g_prev - g)
     eq_c = logit(pc) - A * (tc - pc) - ell
     eq_n = logit(pn) - A * (tn - pn) - ell
     lam_g = sp.log((mu + eta * g) / (1 - mu - eta * g)) - sp.log((mu - (1 - eta) * g) / (1 - mu + (1 - eta) * g))
     recursion = sp.simplify(sp.expand((eq_c - eq_n) - (lam_g - A * (gp - g))))
-    L0, L1, u, x = sp.symbols("L0 L1 u x", positive=True)  # x = 1/A
+    L0, L1, u, x = _pr_L0, _pr_L1, _pr_u, _pr_x  # x = 1/A
     tau = sp.integrate(1 / (x * (L0 + L1 * u)), (u, 0, L0 * x))
-    step_time = sp.simplify(sp.series(tau, x, 0, 2).removeO() - (1 - L1 * x / 2))
+    step_time = sp.simplify(sp.series(tau, x, n=2).removeO() - (1 - L1 * x / 2))
     return {"pair_logit": pair_logit, "mean": mean, "recursion": recursion, "step_time": step_time}
 
 
@@ -324,19 +351,22 @@ def pair_formula_rounds(K, n, c, d, lam, counts) -> int | None:
             if labels[0] != k:
                 return None
             continue
-        eta = float(counts[k, labels[labels != k]].sum()) / counts[k].sum() if k in labels else 1.0
+        eta = float(n - counts[k, k]) / n  # share of wrong labels in class k (1 if label k is absent)
         if not eta < 0.5:
             return None
         mu = 1.0 - eta
 
         def Lam(gap, mu=mu, eta=eta):
-            return math.log((mu + eta * gap) / (1 - mu - eta * gap)) - math.log((mu - (1 - eta) * gap) / (1 - mu + (1 - eta) * gap))
+            # log((mu + eta g)/(1 - mu - eta g)) - log((mu - (1 - eta) g)/(1 - mu + (1 - eta) g)) with mu = 1 - eta,
+            # written with 1 - mu - eta g = eta (1 - g) and mu - (1 - eta) g = mu (1 - g): no cancellation near g = 1
+            rest = 1.0 - gap
+            return math.log((1.0 - eta * rest) / (eta * rest)) - math.log(mu * rest / (eta + mu * gap))
 
         g_star = (0.5 - eta) / (1 - eta)
         g1 = brentq(lambda x: A * x + Lam(x) - A, 0.0, 1.0 - 1e-15, xtol=1e-15)
         if g1 < g_star:
             continue  # the teacher is already perfect on this class
-        integral = quad(lambda x: A / Lam(x), g_star, g1, limit=200)[0]
+        integral = quad(lambda x: A / Lam(x), g_star, g1)[0]
         fits = 1 + integral + 0.5 * math.log(Lam(g1) / Lam(g_star))
         worst = max(worst, math.ceil(fits) - 1)
     return worst

