@@ -71,8 +71,13 @@ def _pragma_lines() -> list[tuple[str, str]]:
         text = src.read_text().splitlines()
         for i, line in enumerate(text):
             if "# pragma: no mutate" in line:
-                above = text[i - 1].strip() if i else ""
-                reason = above.split("# no mutate:", 1)[1].strip() if "# no mutate:" in above else "NO REASON GIVEN"
+                block = []  # the comment lines right above, the first of which starts "# no mutate:"
+                j = i - 1
+                while j >= 0 and text[j].strip().startswith("#"):
+                    block.insert(0, text[j].strip().lstrip("#").strip())
+                    j -= 1
+                starts = [k for k, ln in enumerate(block) if ln.startswith("no mutate:")]
+                reason = " ".join(block[starts[-1]:])[len("no mutate:"):].strip() if starts else "NO REASON GIVEN"
                 out.append((f"{src}:{i + 1}", reason))
     return out
 

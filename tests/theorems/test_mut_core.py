@@ -518,3 +518,18 @@ def test_outputs_and_verdicts_match_brute_force_unbalanced():
         assert np.abs(margin).min() > 1e-6
         assert np.array_equal(theory.correct_types(K, n, c, d, lam, C, t)[y, z], margin > 0)
         assert theory.all_correct(K, n, c, d, lam, C, t) == bool(np.all(margin > 0))
+
+
+@pytest.mark.parametrize("ties", ["share", "lowest"])
+def test_metrics_pll_targets_is_decided_column_by_column(ties):
+    # Each column's runner-up must be found within that column: the columns below have runner-ups of very
+    # different size (0.30 vs 0.05), so a runner-up threshold taken over the whole matrix would miss column 1's.
+    from sims.metrics import pll_targets
+
+    P = np.array([[0.60, 0.90], [0.30, 0.05], [0.10, 0.05 - 1e-3]])
+    T = pll_targets(P, ties=ties)
+    for col in range(P.shape[1]):
+        order = np.argsort(-P[:, col], kind="stable")
+        expected = np.zeros(P.shape[0])
+        expected[order[:2]] = 0.5  # no ties within 1e-9 here, so both rules give half to each of the top two
+        np.testing.assert_array_equal(T[:, col], expected)

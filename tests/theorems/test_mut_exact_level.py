@@ -510,3 +510,15 @@ def test_exp_sum_sign_with_overflowing_terms_of_both_signs():
     for s in (3, 4):
         exact = sum(cf * b**s for cf, b in zip(coefs, bases))
         assert exp_sum_sign(coefs, bases, s) == (exact > 0) - (exact < 0) == -1
+
+
+def test_positive_rounds_settles_a_near_tie_beyond_the_exact_power_limit():
+    # h(s) = -1 + (1 + 1e-20) (999/1000)^(s - 350): positive up to s = 350, where it is only 1e-20 (relative)
+    # above 0. s = 350 > EXACT_POWER_LIMIT, so its sign comes from mpmath; the working digits must resolve
+    # 1e-20 there (fewer digits would report a tie and end the interval at 349). Checked against exact sums.
+    base = Fraction(999, 1000)
+    coefs = [Fraction(-1), Fraction(10**20 + 1, 10**20) / base**350]
+    bases = [Fraction(1), base]
+    exact = {s: sum(cf * b**s for cf, b in zip(coefs, bases)) for s in (349, 350, 351)}
+    assert exact[349] > 0 and exact[350] > 0 > exact[351]
+    assert positive_rounds(coefs, bases) == [(1, 350)]
