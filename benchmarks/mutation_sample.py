@@ -155,7 +155,12 @@ def main(argv=None) -> int:
         start = time.monotonic()
         subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False)
         Path("mutants/sample_wall.txt").write_text(f"{time.monotonic() - start:.0f}\n")
-    chosen = json.loads(Path("mutants/sample.json").read_text())
+    try:
+        chosen = json.loads(Path("mutants/sample.json").read_text())
+    except (OSError, ValueError) as exc:
+        print(f"mutation_sample: error: no readable sample in mutants/sample.json ({exc.__class__.__name__}); "
+              "run without --summary-only first", file=sys.stderr)
+        return 2
     text = summary(chosen)
     Path("mutants/sample_summary.md").write_text(text + "\n")
     print(text)

@@ -187,6 +187,7 @@ def _first_positive_fits(coefs, bases, start: int) -> int:
         while s > 1 and exp_sum_sign(coefs, bases, s - 1) > 0:
             s -= 1
         return s
+    s += 1  # start is not positive (already evaluated)
     while exp_sum_sign(coefs, bases, s) <= 0:
         s += 1
     return s

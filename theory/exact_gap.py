@@ -64,6 +64,8 @@ all of them with the certified exact rounds of :mod:`theory.exact_level`.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import sympy as sp
 
@@ -90,6 +92,10 @@ _pr_a, _pr_A, _pr_t, _pr_p, _pr_Lk, _pr_Lk2 = sp.symbols("a A t p L_k L_k2", pos
 _pr_eta, _pr_mu, _pr_g, _pr_gp = sp.symbols("eta mu g g_prev", positive=True)
 _pr_ell = sp.Symbol("ell", real=True)
 _pr_L0, _pr_L1, _pr_u, _pr_x = sp.symbols("L0 L1 u x", positive=True)  # x = 1/A
+# Lambda(g) of the pair recursion (class mean mu, wrong-label share eta, gap g); numeric form: _pair_lambda
+PAIR_LAMBDA = sp.log((_pr_mu + _pr_eta * _pr_g) / (1 - _pr_mu - _pr_eta * _pr_g)) - sp.log(
+    (_pr_mu - (1 - _pr_eta) * _pr_g) / (1 - _pr_mu + (1 - _pr_eta) * _pr_g)
+)
 
 
 def verify_active_set_linearisation(m: int = 3) -> dict:
@@ -324,7 +330,7 @@ def verify_pair_recursion() -> dict:
     # eliminates ell and must equal Lambda(g) - A (g_prev - g)
     eq_c = logit(pc) - A * (tc - pc) - ell
     eq_n = logit(pn) - A * (tn - pn) - ell
-    lam_g = sp.log((mu + eta * g) / (1 - mu - eta * g)) - sp.log((mu - (1 - eta) * g) / (1 - mu + (1 - eta) * g))
+    lam_g = PAIR_LAMBDA
     recursion = sp.simplify(sp.expand((eq_c - eq_n) - (lam_g - A * (gp - g))))
     L0, L1, u, x = _pr_L0, _pr_L1, _pr_u, _pr_x  # x = 1/A
     tau = sp.integrate(1 / (x * (L0 + L1 * u)), (u, 0, L0 * x))
@@ -332,11 +338,17 @@ def verify_pair_recursion() -> dict:
     return {"pair_logit": pair_logit, "mean": mean, "recursion": recursion, "step_time": step_time}
 
 
+def _pair_lambda(gap: float, eta: float) -> float:
+    """Lambda(g) of :func:`verify_pair_recursion` (``recursion``) at class mean mu = 1 - eta:
+    log((mu + eta g)/(1 - mu - eta g)) - log((mu - (1 - eta) g)/(1 - mu + (1 - eta) g)), written with
+    1 - mu - eta g = eta (1 - g) and mu - (1 - eta) g = mu (1 - g) so that nothing cancels near g = 1."""
+    mu, rest = 1.0 - eta, 1.0 - gap
+    return math.log((1.0 - eta * rest) / (eta * rest)) - math.log(mu * rest / (eta + mu * gap))
+
+
 def pair_formula_rounds(K, n, c, d, lam, counts) -> int | None:
     """Correction 4 (formula, see module doc): predicted first perfect round when every class has at most two
     given labels (else ValueError); None when some class's true label is not in the strict majority."""
-    import math
-
     from scipy.integrate import quad
     from scipy.optimize import brentq
 
@@ -354,20 +366,12 @@ def pair_formula_rounds(K, n, c, d, lam, counts) -> int | None:
         eta = float(n - counts[k, k]) / n  # share of wrong labels in class k (1 if label k is absent)
         if not eta < 0.5:
             return None
-        mu = 1.0 - eta
-
-        def Lam(gap, mu=mu, eta=eta):
-            # log((mu + eta g)/(1 - mu - eta g)) - log((mu - (1 - eta) g)/(1 - mu + (1 - eta) g)) with mu = 1 - eta,
-            # written with 1 - mu - eta g = eta (1 - g) and mu - (1 - eta) g = mu (1 - g): no cancellation near g = 1
-            rest = 1.0 - gap
-            return math.log((1.0 - eta * rest) / (eta * rest)) - math.log(mu * rest / (eta + mu * gap))
-
         g_star = (0.5 - eta) / (1 - eta)
-        g1 = brentq(lambda x: A * x + Lam(x) - A, 0.0, 1.0 - 1e-15, xtol=1e-15)
+        g1 = brentq(lambda x: A * x + _pair_lambda(x, eta) - A, 0.0, 1.0 - 1e-15, xtol=1e-15)
         if g1 < g_star:
             continue  # the teacher is already perfect on this class
-        integral = quad(lambda x: A / Lam(x), g_star, g1)[0]
-        fits = 1 + integral + 0.5 * math.log(Lam(g1) / Lam(g_star))
+        integral = quad(lambda x: A / _pair_lambda(x, eta), g_star, g1)[0]
+        fits = 1 + integral + 0.5 * math.log(_pair_lambda(g1, eta) / _pair_lambda(g_star, eta))
         worst = max(worst, math.ceil(fits) - 1)
     return worst
 

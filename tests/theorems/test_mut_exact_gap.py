@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -322,3 +323,21 @@ def test_pair_formula_handles_a_single_wrong_label_in_a_large_class():
         counts[k, k], counts[k, k ^ 1] = n - 1, 1
     assert exact_gap.pair_formula_rounds(K, n, 0.5, 0.1, lam, counts) == 0
     assert min_rounds_exact(K, n, 0.5, 0.1, lam, counts, 5) == 0
+
+
+def test_pair_lambda_is_the_symbolic_lambda_of_the_pair_recursion():
+    # The numeric Lambda used by pair_formula_rounds is a rewritten (cancellation-free) form of PAIR_LAMBDA, the
+    # Lambda(g) from which verify_pair_recursion's "recursion" residual is built, at class mean mu = 1 - eta.
+    # Compared at points spread over (0, 1) x (0, 1/2) against 30-digit mpmath; the values are O(1e-3)..O(30), so
+    # a relative 1e-12 allows for float64 rounding only.
+    from theory.exact_gap import PAIR_LAMBDA, _pair_lambda, verify_pair_recursion
+
+    assert sp.simplify(verify_pair_recursion()["recursion"]) == 0
+    eta, mu, g = (sp.Symbol(name, positive=True) for name in ("eta", "mu", "g"))
+    assert {eta, mu, g} == PAIR_LAMBDA.free_symbols
+    reference = sp.lambdify((g, eta), PAIR_LAMBDA.subs(mu, 1 - eta), "mpmath")
+    for gap in (1e-3, 0.1, 0.5, 0.9, 1 - 1e-6):
+        for e in (1e-3, 0.05, 0.2, 0.45):
+            with mpmath.workdps(30):
+                want = float(reference(mpmath.mpf(gap), mpmath.mpf(e)))
+            assert math.isclose(_pair_lambda(gap, e), want, rel_tol=1e-12), (gap, e)
