@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 
 import theory
-from theory._validate import check_block_correlations, check_fraction, check_int, check_positive
+from theory.validate import check_block_correlations, check_fraction, check_int, check_positive
 
 from . import features as feat
 from . import metrics

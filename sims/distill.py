@@ -62,7 +62,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 
-from theory._validate import check_block_correlations, check_fraction, check_int, check_positive
+from theory.validate import check_block_correlations, check_fraction, check_int, check_positive
 
 from . import features as feat
 from . import metrics

@@ -37,7 +37,7 @@ import scipy.linalg.blas
 import scipy.linalg.lapack
 import scipy.sparse.linalg
 
-from theory._validate import check_block_correlations, check_int, check_positive
+from theory.validate import check_block_correlations, check_int, check_positive
 
 __all__ = [
     "PAPER_HALF_WIDTH",

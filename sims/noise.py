@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import corruption as _corruption
-from theory._validate import check_corruption_matrix, check_fraction, check_int
+from theory.validate import check_corruption_matrix, check_fraction, check_int
 
 __all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "corrupt_labels", "label_counts"]
 

@@ -46,7 +46,7 @@ import sys
 
 import numpy as np
 
-from theory._validate import check_block_correlations, check_int, check_positive
+from theory.validate import check_block_correlations, check_int, check_positive
 
 from . import features as feat
 from . import metrics

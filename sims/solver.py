@@ -78,7 +78,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from theory._validate import (
+from theory.validate import (
     check_block_correlations,
     check_int,
     check_label_counts,
@@ -806,7 +806,7 @@ def fit_block(
     until delta is a descent direction, started from ``init_logits`` (the
     teacher's per-type logits (K, K, K), required then; for CE an optional warm
     start). ``counts`` (K x K ints, rows summing to n) are validated with
-    theory._validate.check_label_counts; c, d with check_block_correlations.
+    theory.validate.check_label_counts; c, d with check_block_correlations.
     """
     K = check_int("K", K, minimum=2)
     n = check_int("n", n, minimum=1)

@@ -13,8 +13,8 @@ import numpy as np
 import sympy as sp
 
 from . import symbolic as S
-from ._exact import rational
-from ._validate import check_block_correlations, check_int, check_positive
+from .rational import rational
+from .validate import check_block_correlations, check_int, check_positive
 
 __all__ = [
     "block_eigenvalues",
@@ -66,7 +66,7 @@ def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, floa
 
 
 def filters_exact(K: int, n: int, c, d, lam) -> tuple[Fraction, Fraction, Fraction]:
-    """The same filters as exact fractions (inputs read by :func:`theory._exact.rational`)."""
+    """The same filters as exact fractions (inputs read by :func:`theory.rational.rational`)."""
     K, n, _, _ = _check_block(K, n, c, d)
     check_positive("lam", lam)
     return tuple(_filt_exact_fn(K, n, rational(c), rational(d), rational(lam)))

@@ -11,7 +11,7 @@ Two routes to the same answer, which the tests compare:
 * :func:`rounds_report`, exact for any label shares (balanced or not): every
   margin is a sum of three exponentials in s (:func:`theory.predictions.margin_terms`),
   whose sign pattern over the integers is settled exactly by
-  :func:`theory._exact.positive_rounds`.
+  :func:`theory.rational.positive_rounds`.
 
 Ties count as failures throughout. Rounds are t = 0 (teacher), 1, 2, ...; the
 number of fits is s = t + 1.
@@ -26,8 +26,8 @@ import numpy as np
 import sympy as sp
 
 from . import symbolic as S
-from ._exact import exp_sum_sign, intersect_intervals, positive_rounds, rational_matrix
-from ._validate import check_corruption_matrix, check_fraction, check_int, check_rounds
+from .rational import exp_sum_sign, intersect_intervals, positive_rounds, rational_matrix
+from .validate import check_corruption_matrix, check_fraction, check_int, check_rounds
 from .block_model import filters, filters_exact
 from .corruption import NOISE_MODELS
 from .predictions import fresh_margin_sign, margin_terms
@@ -179,7 +179,7 @@ def min_rounds_balanced(K: int, n: int, c: float, d: float, lam: float, C) -> in
 def _first_positive_fits(coefs, bases, start: int) -> int:
     """Smallest s >= 1 with sum_i coefs[i] bases[i]^s > 0, for a sign pattern (<= 0 ... <= 0, > 0 ...) over s >= 1.
 
-    Exact (:func:`theory._exact.exp_sum_sign`) from any integer ``start`` >= 1: walks down while
+    Exact (:func:`theory.rational.exp_sum_sign`) from any integer ``start`` >= 1: walks down while
     s - 1 is positive too if ``start`` is positive, else up to the first positive s.
     """
     s = start

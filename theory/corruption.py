@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validate import check_corruption_matrix, check_fraction, check_int, check_label_counts
+from .validate import check_corruption_matrix, check_fraction, check_int, check_label_counts
 
 __all__ = [
     "symmetric",

@@ -38,7 +38,7 @@ Three layers, each checked against the next:
    "not perfect" when some margin is proved < 0, else "undecided" (then the
    whole chain is recomputed at twice the precision, up to ``max_prec``).
    Model parameters c, d, lam are read as exact rationals
-   (:func:`theory._exact.rational`, so 0.4 is 2/5), like the rest of theory/.
+   (:func:`theory.rational.rational`, so 0.4 is 2/5), like the rest of theory/.
 
 Rounds are t = 0 (teacher, one-hot targets), 1, 2, ... (t + 1 fits); round t's
 targets are round t-1's outputs. Ties count as failures.
@@ -55,8 +55,8 @@ import numpy as np
 import sympy as sp
 from scipy.special import log_softmax, softmax
 
-from ._exact import rational
-from ._validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
+from .rational import rational
+from .validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
 from .corruption import corruption_matrix, exact_label_counts
 
 __all__ = [

@@ -41,8 +41,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from ._exact import exp_sum_sign, rational_matrix
-from ._validate import check_corruption_matrix, check_int
+from .rational import exp_sum_sign, rational_matrix
+from .validate import check_corruption_matrix, check_int
 from .block_model import filters_exact
 from .predictions import fresh_margin_sign, margin_terms, score_exact
 

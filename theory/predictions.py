@@ -11,7 +11,7 @@ is the share of class-k training instances given label l (each class has n
 instances). For the idealised population, ``C`` is the corruption matrix itself.
 
 The expressions are lambdified from :mod:`theory.symbolic`; the sign decisions
-(:func:`margin_terms`) are made in exact arithmetic by :mod:`theory._exact`.
+(:func:`margin_terms`) are made in exact arithmetic by :mod:`theory.rational`.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ import numpy as np
 import sympy as sp
 
 from . import symbolic as S
-from ._exact import rational, rational_matrix
-from ._validate import check_corruption_matrix, check_int, check_rounds
+from .rational import rational, rational_matrix
+from .validate import check_corruption_matrix, check_int, check_rounds
 from .block_model import filters, filters_exact
 
 __all__ = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 import theory
-from theory._validate import check_int
+from theory.validate import check_int
 
 from .. import features as feat
 from .. import metrics

@@ -15,7 +15,7 @@ import math
 import numpy as np
 
 import theory
-from theory._validate import check_int
+from theory.validate import check_int
 
 from .. import features as feat
 from .. import metrics

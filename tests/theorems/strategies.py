@@ -236,7 +236,7 @@ def pll_case(draw, max_K=4, max_n=6):
     """
     from fractions import Fraction
 
-    from theory._exact import rational
+    from theory.rational import rational
 
     mode = draw(st.sampled_from(["wrong_teacher", "first_tie", "second_tie", "generic"]))
     if mode == "generic":

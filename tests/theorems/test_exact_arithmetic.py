@@ -1,4 +1,4 @@
-"""The exact sign machinery behind every "all instances correct" verdict (theory._exact)."""
+"""The exact sign machinery behind every "all instances correct" verdict (theory.rational)."""
 
 from fractions import Fraction
 
@@ -6,7 +6,7 @@ import mpmath
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory._exact import exp_sum_sign, intersect_intervals, positive_rounds, rational
+from theory.rational import exp_sum_sign, intersect_intervals, positive_rounds, rational
 
 
 def test_rational_reads_decimals():

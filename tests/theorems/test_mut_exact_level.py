@@ -1,4 +1,4 @@
-"""Contracts of theory.exact_level and theory._exact that the broader tests leave implicit.
+"""Contracts of theory.exact_level and theory.rational that the broader tests leave implicit.
 
 The certificate is checked against an independent reference: Newton's method in
 mpmath (60 digits) on the documented reduced system
@@ -19,7 +19,7 @@ import pytest
 import sympy as sp
 
 from theory import exact_level as el
-from theory._exact import (
+from theory.rational import (
     EXACT_POWER_LIMIT,
     exp_sum_sign,
     intersect_intervals,
@@ -350,7 +350,7 @@ def test_derive_type_system_shapes_and_default_counts():
     assert {"n0", "n1", "n2"} <= names  # default counts are symbols n_0..n_{m-1}
 
 
-# ---------------------------------------------------------------------------- theory._exact
+# ---------------------------------------------------------------------------- theory.rational
 
 
 def test_rational_snaps_within_relative_tolerance_only():

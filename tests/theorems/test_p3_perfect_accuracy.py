@@ -127,7 +127,7 @@ def test_balanced_closed_form_equals_exact_analysis(case):
         # independent exact check: margin (beta^s - alpha^s) Delta - alpha^s for every noisy type, plain Fractions
         from fractions import Fraction
 
-        from theory._exact import rational
+        from theory.rational import rational
 
         Lq = K * K * n * rational(lam)
         cq, dq = rational(c), rational(d)

@@ -5,7 +5,7 @@ from fractions import Fraction
 import numpy as np
 
 import theory
-from theory._exact import exp_sum_sign, intersect_intervals
+from theory.rational import exp_sum_sign, intersect_intervals
 from theory.exact_level import _up
 from theory.predictions import margin_terms
 
