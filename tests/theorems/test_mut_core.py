@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import theory
-from theory import _validate as V
+from theory import validate as V
 from theory import conditions
 from theory.predictions import fresh_margin_sign
 
