@@ -317,18 +317,7 @@ def _stacked_fit(model, T: np.ndarray, K: int) -> tuple[np.ndarray, np.ndarray]:
 def _run_linear(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
     """Linear level of one noise model: every (eta, seed) problem stacked into one (problems K) x N array,
     so that each round is a single product with the explicit operator (compute-bound instead of
-    memory-bound).
-
-    Same bytes for any --jobs: the products run on one BLAS thread (a joblib worker gets one thread,
-    the main process would otherwise use all cores, and a different split of a product changes its
-    round-off), and each row's residual is that of its own problem."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _run_linear_1thread(sweep, cell, K, n)
-
-
-def _run_linear_1thread(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
+    memory-bound). Each row's residual is that of its own problem."""
     from .distill import one_hot
 
     model = _linear_model(K, n, sweep.c, sweep.d, sweep.lam)
@@ -363,7 +352,19 @@ def _run_linear_1thread(sweep: Sweep, cell: Cell, K, n) -> list[dict]:
 
 
 def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
-    """All rows of one cell: for every seed, rounds 0..R of SD and the PLL student (reported as round 1)."""
+    """All rows of one cell: for every seed, rounds 0..R of SD and the PLL student (reported as round 1).
+
+    Runs on one BLAS thread throughout, in the main process (--jobs 1) as in a joblib or Dask worker, so
+    that the rows are the same bytes for any --jobs: a multi-threaded BLAS splits a product (and OpenBLAS
+    its ``dlauum``, which forms the gmm level's sampled Gram matrix) differently, which changes the last
+    bits of G and of the products, and so of the residual column."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _run_cell(sweep, cell)
+
+
+def _run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
     from .distill import _BlockExact, _GramExact, exact_pll, exact_sd, one_hot
 
     K = sweep.K

@@ -211,6 +211,41 @@ def test_same_csv_whatever_the_number_of_jobs_at_a_realistic_size(tmp_path):
     assert pd.rows_to_csv(rows1) == pd.rows_to_csv(rows2)
 
 
+def _quick_gmm_sweep(**kw):
+    """The quick grid's gmm level alone (D = 1e7 >= N: the Gram matrix is sampled through LAPACK ``dlauum``,
+    which OpenBLAS splits over its threads), cut down to what the --jobs tests need."""
+    sweep = replace(pd.Sweep(), **pd.QUICK)
+    sweep = replace(sweep, levels=("gmm",), **kw)
+    assert sweep.dim >= sweep.K * sweep.gmm_per_class
+    return sweep
+
+
+def test_same_csv_whatever_the_number_of_jobs_with_the_gmm_level(tmp_path):
+    """The main process (--jobs 1) runs with two BLAS threads, the joblib workers (--jobs 2) with one; the
+    CSVs, residual column included, must be the same bytes."""
+    from threadpoolctl import threadpool_limits
+
+    sweep = _quick_gmm_sweep(noises=("symmetric",), etas=(0.0, 0.4), rounds=2, seeds=1, gmm_per_class=8)
+    with threadpool_limits(limits=2, user_api="blas"):
+        rows1, _ = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path / "a", progress=False)
+    rows2, _ = pd.run_sweep(sweep, jobs=2, cache_dir=tmp_path / "b", progress=False)
+    assert len(rows1) == 1 * 1 * 1 * (3 + 1)  # noises, gmm etas (every 2nd), seeds, (SD rounds 0..2 + PLL)
+    assert {r["level"] for r in rows1} == {"gmm"} and all(r["residual"] > 0 for r in rows1)
+    assert pd.rows_to_csv(rows1) == pd.rows_to_csv(rows2)
+
+
+def test_gmm_cell_rows_do_not_depend_on_the_callers_blas_threads():
+    from threadpoolctl import threadpool_limits
+
+    sweep = _quick_gmm_sweep(noises=("symmetric",), etas=(0.0,), rounds=1, seeds=1, gmm_per_class=8)
+    cell = pd.Cell("symmetric", 0.0, "gmm")
+    rows = {}
+    for threads in (1, 2):
+        with threadpool_limits(limits=threads, user_api="blas"):
+            rows[threads] = pd.run_cell(sweep, cell)
+    assert len(rows[1]) == 3 and rows[1] == rows[2]  # every float bit for bit
+
+
 def test_linear_residual_of_a_problem_does_not_depend_on_the_other_problems():
     def residuals(etas):
         sweep = pd.Sweep(etas=etas, rounds=5, seeds=2, n=100, levels=("linear",), noises=("symmetric",))

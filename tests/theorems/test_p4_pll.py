@@ -74,6 +74,7 @@ def pll_informative(K, n, c, d, lam, counts, rule="share"):
 @pytest.mark.parametrize("rule", ["share", "lowest"])
 @given(case=pll_case(max_K=4, max_n=6))
 @example(case=(4, 4, 0.4, 0.1, 1e-3, np.array([[2, 2, 0, 0], [2, 2, 0, 0], [0, 0, 3, 1], [0, 0, 1, 3]]), "example"))
+@example(case=(3, 3, 0.4, 0.1, 1e-3, np.ones((3, 3), dtype=int), "true class tied for second"))
 def test_pll_matches_brute_force(rule, case):
     """Targets, "true class in the teacher's top two" and student verdicts of the exact analysis equal the explicit
     teacher/student computation."""
@@ -140,6 +141,30 @@ def test_true_class_outside_top_two():
         assert rep.teacher_contains_true[0, z[i]] == (T[0, i] > 0)
     assert not rep.teacher_contains_true[0, 1]
     assert rep.teacher_contains_true[0, 0]
+
+
+def test_true_class_tied_for_second_place_is_in_the_top_two():
+    """Uniform noise, K = 3 (C_kl = 1/3): a noisy instance's teacher ranks its given label first and its true class
+    tied with the third class for second place. Under "share" the two share the second half (1/4 each), so the
+    teacher's top two contain the true class although it gets less than 1/2; under "lowest" only the lower index
+    of the two is kept. Exact comparisons (Fractions, and floats of 1/4 and 1/2)."""
+    from fractions import Fraction as F
+
+    assert theory.pll_targets([F(1), F(5), F(1)], "share") == [F(1, 4), F(1, 2), F(1, 4)]
+    K, n, c, d, lam = 3, 3, 0.4, 0.1, 1e-3
+    C = np.full((K, K), 1 / 3)
+    share = theory.pll_analysis(K, n, c, d, lam, C, ties="share")
+    lowest = theory.pll_analysis(K, n, c, d, lam, C, ties="lowest")
+    for k in range(K):
+        for l in range(K):
+            if l == k:
+                assert share.teacher_correct[k, l] and share.teacher_contains_true[k, l]
+                continue
+            (j,) = set(range(K)) - {k, l}
+            assert not share.teacher_correct[k, l]
+            assert share.targets[k, l, l] == 0.5 and share.targets[k, l, k] == share.targets[k, l, j] == 0.25
+            assert share.teacher_contains_true[k, l]
+            assert lowest.teacher_contains_true[k, l] == (k < j) == (lowest.targets[k, l, k] == 0.5)
 
 
 @given(block_params(max_K=5, max_n=6), st.data())
