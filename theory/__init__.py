@@ -1,8 +1,12 @@
 """Symbolic theory of label averaging in self-distillation of linear probes.
 
-Derivations live in :mod:`theory.symbolic` (sympy); every numeric function
-below is generated from them (lambdify) or, for sign decisions at boundaries,
-evaluated on the same expressions in exact rational arithmetic.
+Derivations live in :mod:`theory.symbolic`, :mod:`theory.symbolic_exact` and
+:mod:`theory.symbolic_gap` (sympy). Every closed form the numeric functions
+below use was printed by sympy.lambdify into the checked-in module
+:mod:`theory._generated` (``python -m theory.generate``; a test derives again
+and fails when it is stale), so importing theory does not import sympy. Sign
+decisions at boundaries evaluate the same expressions in exact rational
+arithmetic.
 
 Array conventions: targets/outputs are K x N (columns = instances, class-major);
 per-type results are indexed [true class k, given label l, output class j].

@@ -1,7 +1,7 @@
 """The class-wise correlation (block) model and the label-averaging operator, numerically.
 
-The numeric functions here are generated from :mod:`theory.symbolic` with
-:func:`sympy.lambdify`; the brute-force helpers (explicit N x N matrices) are
+The numeric functions here are the twins of :mod:`theory.symbolic`'s block
+spectrum that ``python -m theory.generate`` printed into :mod:`theory._generated`; the brute-force helpers (explicit N x N matrices) are
 what the tests compare them with.
 """
 
@@ -10,9 +10,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-import sympy as sp
 
-from . import symbolic as S
+from ._generated import block_eigenvalues_np, filters_arith, filters_np
 from .rational import rational
 from .validate import check_block_correlations, check_int, check_positive
 
@@ -26,12 +25,6 @@ __all__ = [
     "spectral_operator",
 ]
 
-_spec = S.cached_block_spectrum()
-_args = (S.K, S.n, S.c, S.d)
-_eig_fn = sp.lambdify(_args, _spec["mu"], modules="numpy")
-_filt_fn = sp.lambdify(_args + (S.lam,), _spec["filters"], modules="numpy")
-# Pure-arithmetic version (no numpy calls) so that it also runs on Fractions.
-_filt_exact_fn = sp.lambdify(_args + (S.lam,), _spec["filters"], modules=[{}, "math"])
 
 
 def _check_block(K, n, c, d):
@@ -50,7 +43,7 @@ def block_eigenvalues(K: int, n: int, c: float, d: float) -> tuple[float, float,
     """
     K, n, c, d = _check_block(K, n, c, d)
     # the constant-direction eigenvalue may be a round-off below 0 at the PSD boundary (validated above)
-    return tuple(max(float(v), 0.0) for v in _eig_fn(K, n, c, d))
+    return tuple(max(float(v), 0.0) for v in block_eigenvalues_np(K, n, c, d))
 
 
 def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, float, float]:
@@ -62,14 +55,14 @@ def filters(K: int, n: int, c: float, d: float, lam: float) -> tuple[float, floa
     """
     K, n, c, d = _check_block(K, n, c, d)
     lam = check_positive("lam", lam)
-    return tuple(max(float(v), 0.0) for v in _filt_fn(K, n, c, d, lam))
+    return tuple(max(float(v), 0.0) for v in filters_np(K, n, c, d, lam))
 
 
 def filters_exact(K: int, n: int, c, d, lam) -> tuple[Fraction, Fraction, Fraction]:
     """The same filters as exact fractions (inputs read by :func:`theory.rational.rational`)."""
     K, n, _, _ = _check_block(K, n, c, d)
     check_positive("lam", lam)
-    return tuple(_filt_exact_fn(K, n, rational(c), rational(d), rational(lam)))
+    return tuple(filters_arith(K, n, rational(c), rational(d), rational(lam)))
 
 
 def block_gram(K: int, n: int, c: float, d: float) -> np.ndarray:

@@ -23,9 +23,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-import sympy as sp
 
-from . import symbolic as S
+from ._generated import NOISE_THRESHOLDS, balanced_threshold_np
 from .rational import exp_sum_sign, intersect_intervals, positive_rounds, rational_matrix
 from .validate import check_corruption_matrix, check_fraction, check_int, check_rounds
 from .block_model import filters, filters_exact
@@ -47,9 +46,6 @@ __all__ = [
     "is_balanced",
 ]
 
-(_alpha_s, _beta_s, _Delta_s), _margin_expr, _threshold_expr, _ = S.derive_balanced_threshold()
-_threshold_fn = sp.lambdify((_alpha_s, _beta_s, _Delta_s), _threshold_expr, modules="numpy")
-_noise_thr_fn = {name: sp.lambdify(free, expr, modules="math") for name, (expr, free) in S.derive_noise_thresholds().items()}
 
 
 @dataclass(frozen=True)
@@ -141,7 +137,7 @@ def noisy_threshold_fits(K, n, c, d, lam, Ckk: float, Ckl: float) -> float:
     delta = Ckk - Ckl
     if not delta > 0:
         raise ValueError(f"C_kk - C_kl == {delta}, must be > 0 for the noisy instance to be correctable")
-    return float(_threshold_fn(alpha, beta, delta))
+    return float(balanced_threshold_np(alpha, beta, delta))
 
 
 def min_rounds_balanced(K: int, n: int, c: float, d: float, lam: float, C) -> int | None:
@@ -254,10 +250,10 @@ def noise_threshold(noise: str, K: int, superclass_size: int = 2) -> float:
     """
     K = check_int("K", K, minimum=2)
     if noise in ("symmetric", "asymmetric"):
-        return float(_noise_thr_fn[noise](K))
+        return float(NOISE_THRESHOLDS[noise](K))
     if noise == "superclass":
         m = check_int("superclass_size", superclass_size, minimum=2, maximum=K)
         if K % m:
             raise ValueError(f"superclass_size == {m}, must divide K == {K}")
-        return float(_noise_thr_fn[noise](m))
+        return float(NOISE_THRESHOLDS[noise](m))
     raise ValueError(f"noise == {noise!r}, must be one of {', '.join(NOISE_MODELS)}")

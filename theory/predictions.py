@@ -19,9 +19,8 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
-import sympy as sp
 
-from . import symbolic as S
+from ._generated import fresh_logits_arith, margin_coefficients_arith, type_score_arith, type_score_np
 from .rational import rational, rational_matrix
 from .validate import check_corruption_matrix, check_int, check_rounds
 from .block_model import filters, filters_exact
@@ -37,14 +36,8 @@ __all__ = [
     "clustering_ratio",
 ]
 
-_score_syms, _score_expr = S.derive_type_scores()
-_score_fn = sp.lambdify(_score_syms, _score_expr, modules="numpy")
-# pure-arithmetic twin: exact on Fractions (pass K as a Fraction so that 1/K stays exact)
-score_exact = sp.lambdify(_score_syms, _score_expr, modules=[{}, "math"])
-_margin_syms, _margin_coeffs, _ = S.derive_margin_coefficients()
-_margin_fn = sp.lambdify(_margin_syms, _margin_coeffs, modules=[{}, "math"])
-_fresh_syms, _fresh_expr = S.derive_fresh_logits()
-_fresh_fn = sp.lambdify(_fresh_syms, _fresh_expr, modules=[{}, "math"])
+# pure-arithmetic twin of the type score: exact on Fractions (pass K as a Fraction so that 1/K stays exact)
+score_exact = type_score_arith
 
 
 def one_hot_type_targets(K: int) -> np.ndarray:
@@ -71,7 +64,7 @@ def outputs_for_targets(K, n, c, d, lam, C, targets, fits: int) -> np.ndarray:
     class_mean = (C[:, :, None] * T).sum(axis=1)  # tbar_k[j] = sum_l C[k, l] T[k, l, j]
     overall = class_mean.mean(axis=0)
     # (K, K, K) float64: the closed form always contains the type's own target T
-    return _score_fn(alpha, beta, g, fits, T, class_mean[:, None, :], overall[None, None, :], K)
+    return type_score_np(alpha, beta, g, fits, T, class_mean[:, None, :], overall[None, None, :], K)
 
 
 def type_outputs(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> np.ndarray:
@@ -141,7 +134,7 @@ def margin_terms(K, n, c, d, lam, C, targets=None, winner=None):
                 continue
             tt = Tq[k][l]
             terms[(k, l)] = [
-                tuple(_margin_fn(tt[w], tt[j], m[k][w], m[k][j], o[w], o[j]))
+                tuple(margin_coefficients_arith(tt[w], tt[j], m[k][w], m[k][j], o[w], o[j]))
                 for j in range(K)
                 if j != w
             ]
@@ -166,7 +159,7 @@ def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
         for j in range(K):
             # logit_j = (c - d) R_k[j] + d R_all[j]; R_k depends on class k's mean label share
             out[k, j] = float(
-                _fresh_fn(beta, g, class_mean[k][j], overall[j], c, d, n, K, fits)
+                fresh_logits_arith(beta, g, class_mean[k][j], overall[j], c, d, n, K, fits)
             )
     return out
 
@@ -181,7 +174,7 @@ def fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j
     cq, dq = rational(c), rational(d)
     mk = [rational(v) for v in class_mean[k]]
     oq = [rational(v) for v in overall]
-    val = _fresh_fn(beta, g, mk[k], oq[k], cq, dq, n, K, fits) - _fresh_fn(beta, g, mk[j], oq[j], cq, dq, n, K, fits)
+    val = fresh_logits_arith(beta, g, mk[k], oq[k], cq, dq, n, K, fits) - fresh_logits_arith(beta, g, mk[j], oq[j], cq, dq, n, K, fits)
     return (val > 0) - (val < 0)
 
 

@@ -26,19 +26,20 @@ from theory.exact_gap import (
     gap_table,
     operating_point_rounds,
     pair_formula_rounds,
-    verify_pair_recursion,
-    verify_active_set_linearisation,
-    verify_operating_point_linearisation,
 )
 from theory.exact_level import (
     UNDECIDED,
     certified_rounds,
-    derive_type_system,
     exact_boundary,
     min_rounds_exact,
     mixing_matrix,
     solve_reduced,
-    verify_type_reduction,
+)
+from theory.symbolic_exact import derive_type_system, verify_type_reduction
+from theory.symbolic_gap import (
+    verify_active_set_linearisation,
+    verify_operating_point_linearisation,
+    verify_pair_recursion,
 )
 
 from .strategies import labels_from_counts

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import exact_gap
+from theory import exact_gap, symbolic_gap
 from theory.conditions import min_rounds
 from theory.corruption import corruption_matrix, exact_label_counts
 from theory.exact_gap import (
@@ -24,9 +24,8 @@ from theory.exact_gap import (
     gap_table,
     operating_point_rounds,
     pair_formula_rounds,
-    verify_active_set_linearisation,
-    verify_operating_point_linearisation,
 )
+from theory.symbolic_gap import verify_active_set_linearisation, verify_operating_point_linearisation
 from theory.exact_level import _softmax_rows
 
 
@@ -59,7 +58,7 @@ def test_softmax_jacobian_matches_finite_differences():
     """diag(q) - q q^T is the Jacobian of softmax at logits log q (central differences, step 1e-6:
     truncation error ~1e-12, rounding ~1e-10; tolerance 1e-8)."""
     q = np.array([0.5, 0.3, 0.2])
-    H = np.array(exact_gap._softmax_jacobian(sp.Matrix([sp.Rational(5, 10), sp.Rational(3, 10), sp.Rational(2, 10)])), dtype=float)
+    H = np.array(symbolic_gap._softmax_jacobian(sp.Matrix([sp.Rational(5, 10), sp.Rational(3, 10), sp.Rational(2, 10)])), dtype=float)
     z0, h = np.log(q), 1e-6
     fd = np.empty((3, 3))
     for j in range(3):
@@ -77,7 +76,7 @@ def test_operating_point_jacobian_check_detects_a_wrong_hessian(monkeypatch):
         q = sp.Matrix(q)
         return sp.diag(*q) + q * q.T
 
-    monkeypatch.setattr(exact_gap, "_softmax_jacobian", wrong)
+    monkeypatch.setattr(symbolic_gap, "_softmax_jacobian", wrong)
     res = verify_operating_point_linearisation(K=2)
     assert not _is_zero_matrix(res["jacobian"])
     assert not _is_zero_matrix(res["pair_rate"])
@@ -330,7 +329,8 @@ def test_pair_lambda_is_the_symbolic_lambda_of_the_pair_recursion():
     # Lambda(g) from which verify_pair_recursion's "recursion" residual is built, at class mean mu = 1 - eta.
     # Compared at points spread over (0, 1) x (0, 1/2) against 30-digit mpmath; the values are O(1e-3)..O(30), so
     # a relative 1e-12 allows for float64 rounding only.
-    from theory.exact_gap import PAIR_LAMBDA, _pair_lambda, verify_pair_recursion
+    from theory.exact_gap import _pair_lambda
+    from theory.symbolic_gap import PAIR_LAMBDA, verify_pair_recursion
 
     assert sp.simplify(verify_pair_recursion()["recursion"]) == 0
     eta, mu, g = (sp.Symbol(name, positive=True) for name in ("eta", "mu", "g"))

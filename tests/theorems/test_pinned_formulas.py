@@ -159,7 +159,7 @@ def test_type_system_with_symbolic_counts():
     system."""
     import sympy as sp
 
-    from theory.exact_level import derive_type_system
+    from theory.symbolic_exact import derive_type_system
 
     types = [(0, 0), (0, 1), (1, 1)]
     eqs, r, t = derive_type_system(types)
@@ -174,10 +174,10 @@ def test_type_system_with_symbolic_counts():
 
 def test_symbolic_report_keys():
     """The named checks of the symbolic reports (their keys are the public names of the checks)."""
-    from theory import exact_gap, symbolic
+    from theory import symbolic, symbolic_gap
 
     assert set(symbolic.derive_fixed_point()) == {"L", "grad", "claimed", "W", "Phi", "T", "P", "N"}
-    assert set(exact_gap.verify_pair_recursion()) == {"pair_logit", "mean", "recursion", "step_time"}
+    assert set(symbolic_gap.verify_pair_recursion()) == {"pair_logit", "mean", "recursion", "step_time"}
     explicit = set(symbolic.verify_block_spectrum_explicit(2, 1))
     assert {f"algebra_{a}{b}" for a in "BJ" for b in "BJ"} <= explicit
     assert {f"algebra_unnormalised_{a}{b}" for a in "BJ" for b in "BJ"} <= explicit
@@ -191,7 +191,7 @@ def test_operating_point_linearisation_three_classes():
     """The operating-point identities hold for K = 3 (the pair direction e_1 - e_2 padded with zeros)."""
     import sympy as sp
 
-    from theory.exact_gap import verify_operating_point_linearisation
+    from theory.symbolic_gap import verify_operating_point_linearisation
 
     for name, value in verify_operating_point_linearisation(K=3).items():
         assert sp.simplify(value) == sp.zeros(*value.shape), name

@@ -1,0 +1,53 @@
+"""theory/_generated.py is what the sympy derivations print now, and importing theory needs no sympy."""
+
+import subprocess
+import sys
+
+import pytest
+
+from theory import _generated, generate
+
+
+@pytest.fixture(scope="module")
+def fresh():
+    return generate.render()
+
+
+def test_generated_module_is_current(fresh):
+    """Derives every expression again; a stale file names the functions that differ."""
+    current = generate.TARGET.read_text()
+    assert current == fresh, f"stale: {generate.stale_functions(current, fresh)}; run python -m theory.generate"
+
+
+def test_stale_check_names_the_changed_function(fresh):
+    """The staleness report finds a one-character change in one function and in the header."""
+    changed = fresh.replace("def filters_arith(K, n, c, d, lam):\n    return ((1 - c)", "def filters_arith(K, n, c, d, lam):\n    return ((1 + c)")
+    assert changed != fresh
+    assert generate.stale_functions(changed, fresh) == ["filters_arith"]
+    assert generate.stale_functions("x = 1\n" + fresh, fresh) == ["header"]
+    assert generate.stale_functions(fresh, fresh) == []
+
+
+def test_check_command_exit_status(tmp_path, monkeypatch, fresh, capsys):
+    """``python -m theory.generate --check`` exits 0 on the current file and 1 on a stale one, writing nothing."""
+    target = tmp_path / "_generated.py"
+    monkeypatch.setattr(generate, "TARGET", target)
+    target.write_text(fresh)
+    assert generate.main(["--check"]) == 0
+    target.write_text(fresh.replace("numpy.log", "numpy.log1p"))
+    assert generate.main(["--check"]) == 1
+    assert "balanced_threshold_np" in capsys.readouterr().out
+    assert "log1p" in target.read_text()
+    assert generate.main([]) == 0 and target.read_text() == fresh
+
+
+def test_every_generated_function_is_exported():
+    names = [n for n in dir(_generated) if callable(getattr(_generated, n)) and not n.startswith("_")]
+    assert sorted(set(names) - {"NOISE_THRESHOLDS"}) == sorted(set(_generated.__all__) - {"NOISE_THRESHOLDS"})
+    assert set(_generated.NOISE_THRESHOLDS) == {"symmetric", "asymmetric", "superclass"}
+
+
+def test_import_theory_loads_neither_sympy_nor_scipy():
+    code = "import sys, theory; print(sorted(m for m in ('sympy', 'scipy') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
