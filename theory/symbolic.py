@@ -8,7 +8,7 @@ be true). The numeric functions in :mod:`theory.block_model`,
 generated from the expressions here with :func:`sympy.lambdify`, so the numbers
 the simulations use and the algebra cannot drift apart.
 
-Steps (letters follow the issue that specified them):
+Steps:
 
 (a) ``derive_fixed_point``: the gradient of the ridge-penalised soft-target
     cross-entropy of a linear probe, and the fixed point
