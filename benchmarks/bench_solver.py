@@ -28,12 +28,12 @@ match the paper's uniform(-0.05, 0.05) entries).
     starts from the previous round's logits);
 (f) full-rank Gram matrices at N = 2000: the exact block Gram and a Gaussian-
     mixture Gram sampled at D = 10^6 (sims.features.sample_gmm_gram). fit_gram's
-    dense route (Newton + preconditioned CG, sims._gram) against the pivoted-
-    Cholesky route that fit_gram used for every matrix before (method="lowrank"),
+    dense route (Newton + preconditioned CG, sims._gram) against its low-rank
+    route (pivoted Cholesky, method="lowrank"),
     same labels: the time ratio, per-fit times with and without the one-off
     preparation (prepare_gram), and rounds 1..10 of SD (soft targets,
     warm-started with coef0); GCE PLL student from the teacher (dense route only:
-    the old route's GCE fit at full rank takes many minutes);
+    the low-rank route's GCE fit at full rank takes many minutes);
 (g) the dense route as N grows: N = 500, 1000, 2000, 4000, 8000 (--quick: up to
     2000), block Gram and D = 10^6 mixture Gram; preparation and per-fit times
     and their log-log growth exponents.
@@ -208,7 +208,7 @@ def dense_vs_lowrank(args, rng, rows):
         rows.append((f"(f) {name} dense round 0", t_dense, f_dense.residual, f_dense.iterations))
         rows.append((f"(f) {name} dense rounds 1-10 (mean, warm)", float(np.mean(soft)),
                      r["dense_rounds_1_10"]["residual_max"], int(np.sum(r["dense_rounds_1_10"]["newton"]))))
-        rows.append((f"(f) {name} lowrank (old route) round 0", t_old, old.residual, old.iterations))
+        rows.append((f"(f) {name} low-rank route round 0", t_old, old.residual, old.iterations))
         rows.append((f"(f) {name} GCE PLL dense", t_gce, gce.residual, gce.iterations))
     return res
 
@@ -332,7 +332,7 @@ def main(argv=None):
         rows.append((f"(e) fit_block 60 rounds ({'warm' if warm else 'cold'})", tmin, r["max_residual"], sum(r["iterations"])))
     out["block"] = blk
 
-    # (f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth
+    # (f) dense route vs the low-rank (pivoted-Cholesky) route on full-rank Gram matrices; (g) growth
     run_gram_sections(args, out, rows)
 
     print_rows(rows)
@@ -345,8 +345,8 @@ def main(argv=None):
 
 
 def run_gram_sections(args, out, rows):
-    """(f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth with N."""
-    progress("(f) full-rank Gram matrices at N = 2000: dense route vs the old route; (g) dense route as N grows")
+    """(f) dense route vs the low-rank (pivoted-Cholesky) route on full-rank Gram matrices; (g) growth with N."""
+    progress("(f) full-rank Gram matrices at N = 2000: dense route vs the low-rank route; (g) dense route as N grows")
     with threadpool_limits(1):
         out["full_rank_N2000"] = dense_vs_lowrank(args, np.random.default_rng(SEED + 1), rows)
         out["dense_scaling"] = dense_scaling(args, rows)
@@ -360,9 +360,9 @@ def print_rows(rows):
 
 def print_gram_summary(out):
     for name, r in out["full_rank_N2000"].items():
-        print(f"(f) {name}: old route / dense = {r['ratio_lowrank_over_dense']:.1f}x "
+        print(f"(f) {name}: low-rank route / dense = {r['ratio_lowrank_over_dense']:.1f}x "
               f"({r['ratio_lowrank_over_dense_with_prepare']:.1f}x counting prepare_gram); "
-              f"max |P_dense - P_old| = {r['max_output_diff']:.1e}")
+              f"max |P_dense - P_lowrank| = {r['max_output_diff']:.1e}")
     sc = out["dense_scaling"]
     for name in ("block", "gmm_D1e6"):
         print(f"(g) {name}: growth exponents (log-log slope over N): prepare {sc[f'{name}_exponent_prepare_time']:.2f}, "
