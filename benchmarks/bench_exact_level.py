@@ -1,7 +1,10 @@
 """Speed and agreement of the certified exact-level rounds (theory.exact_level).
 
-Run: ``python benchmarks/bench_exact_level.py [--quick]`` from the repository root
-(OMP_NUM_THREADS=1 recommended). Results go to results/bench_exact_level.json.
+Run: ``python benchmarks/bench_exact_level.py [--quick] [--gap] [--report FILE]`` from the
+repository root (OMP_NUM_THREADS=1 recommended). Results go to results/bench_exact_level.json
+(results/bench_exact_level_gap.json with --gap), and a markdown report of what was measured
+(with the machine's cores, BLAS and load) to ``--report`` (default
+results/bench/bench_exact_level.md, or bench_exact_level_gap.md with --gap).
 
 (a) speed (wall and CPU time: the machine may be shared): certified first perfect round on the paper's setting (K=4, c=0.4,
     d=0.1, lam=1e-5), both noise models, eta = 0, 0.05, ..., 0.9 (superclass
@@ -38,6 +41,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import _report  # noqa: E402
 from sims.exact_boundary_check import DEFAULT_SETTINGS, exact_level_agreement  # noqa: E402
 from theory.corruption import corruption_matrix, exact_label_counts  # noqa: E402
 from theory.exact_level import certified_rounds  # noqa: E402
@@ -108,7 +112,17 @@ def main(argv=None):
     p.add_argument("--quick", action="store_true", help="speed only, no agreement runs")
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--gap", action="store_true", help="only the gap corrections (c)")
+    p.add_argument("--report", default=None, metavar="FILE",
+                   help="markdown report of this run (default results/bench/bench_exact_level.md, "
+                        "or bench_exact_level_gap.md with --gap)")
     args = p.parse_args(argv)
+    if args.report is None:
+        args.report = os.path.join(_report.ROOT, "results", "bench",
+                                   "bench_exact_level_gap.md" if args.gap else "bench_exact_level.md")
+    problem = _report.check_writable(args.report)
+    if problem:
+        p.error(f"argument --report: {problem}")
+    load_at_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     if args.gap:
         res = gap([1e-5, 1e-4], 80)
         for key, v in res.items():
@@ -118,6 +132,7 @@ def main(argv=None):
         os.makedirs("results", exist_ok=True)
         with open("results/bench_exact_level_gap.json", "w") as fh:
             json.dump(res, fh, indent=1, default=str)
+        write_report(args.report, res, args, load_at_start)
         return
     res = {"speed": speed(args.rounds)}
     print(json.dumps(res["speed"], indent=1))
@@ -133,6 +148,48 @@ def main(argv=None):
     os.makedirs("results", exist_ok=True)
     with open("results/bench_exact_level.json", "w") as fh:
         json.dump(res, fh, indent=1, default=str)
+    write_report(args.report, res, args, load_at_start)
+
+
+def write_report(path, res, args, load_at_start):
+    """The markdown report of one run: the sections that ran, from the numbers just measured."""
+    intro = [f"Certified exact level (theory.exact_level) on the paper's setting: K={K_}, c={C_}, d={D_}; "
+             f"{args.rounds} rounds unless stated. Times are wall and CPU time of this process."]
+    sections = []
+    if "speed" in res:
+        rows = [(mode.replace("_", " "), r["cells"], r["rounds_checked"], r["seconds"], r["cpu_seconds"],
+                 r["ms_per_round"], r["cpu_ms_per_round"]) for mode, r in res["speed"].items()]
+        sections.append(("(a) Speed: certified first perfect round, lambda = 1e-5",
+                         ["Superclass pairs at n=500, symmetric noise at n=600, eta = 0, 0.05, ..., 0.9.", ""]
+                         + _report.table(("rounds checked", "cells", "rounds", "wall s", "CPU s", "wall ms per round",
+                                          "CPU ms per round"), rows)))
+    if "agreement" in res:
+        a = res["agreement"]
+        names = list(a["confusion"])  # the confusion vocabulary of exact_level_agreement, in its order
+        rows = [(key, *(b["confusion"][k] for k in names), b["undecided"], f"{b['first_equal']} / {b['cells']}")
+                for key, b in a["by_setting"].items()]
+        rows.append(("all", *(a["confusion"][k] for k in names), a["undecided"],
+                     f"{a['first_round']['equal']} / {a['first_round']['cells']}"))
+        body = ["Certified verdict against the float exact solvers "
+                "(`exact_level_agreement` in sims.exact_boundary_check), counted per (cell, round); "
+                "undecided rounds are counted apart.", ""]
+        body += _report.table(("setting", *(k.replace("_", " ") for k in names), "undecided",
+                               "cells with equal first perfect round"), rows)
+        body += ["", f"Share of decided rounds that agree: {_report.fmt(a['agreement'], 6)}; "
+                     f"rounds that disagree: {len(a['disagreements'])}."]
+        sections.append(("(b) Agreement with the float exact solvers", body))
+    if args.gap:
+        rows = []
+        for key, v in res.items():
+            for method, m in v["summary"].items():
+                rows.append((key, method, f"{m['exact_matches']} / {m['cells']}", m["mean_abs_error"], m["gap_share"]))
+        sections.append(("(c) Gap corrections against the certified exact rounds (n=500, 80 rounds)",
+                         _report.table(("noise and lambda", "prediction", "cells predicted exactly",
+                                        "mean absolute error", "share of the total gap"), rows)))
+    facts = _report.machine_facts(load_at_start)
+    quick = "speed only, no agreement runs" if args.quick and not args.gap else None
+    _report.write(path, _report.render("Exact-level benchmark", intro, sections, facts, quick))
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """Benchmark of the exact solvers in sims.solver against two baselines.
 
-Run: ``python benchmarks/bench_solver.py [--quick] [--baseline-threads T]`` from
-the repository root. Everything runs in one process on this machine; speeds are
+Run: ``python benchmarks/bench_solver.py [--quick] [--baseline-threads T] [--report FILE]``
+from the repository root. Everything runs in one process on this machine; speeds are
 reported as ratios against baselines run in the same process. Results go to
-results/bench/bench_solver.json; a table is printed.
+results/bench/bench_solver.json, a table is printed, and a markdown report of what was
+measured (with the machine's cores, BLAS and load) is written to ``--report``
+(default results/bench/bench_solver.md).
 
 Setting (the paper's numerical solver): K=4, n=500 (N=2000), lam=1e-5, c=0.4,
 d=0.1, one-hot given labels with symmetric noise eta=0.5 (sampled), on a valid
@@ -26,12 +28,12 @@ match the paper's uniform(-0.05, 0.05) entries).
     starts from the previous round's logits);
 (f) full-rank Gram matrices at N = 2000: the exact block Gram and a Gaussian-
     mixture Gram sampled at D = 10^6 (sims.features.sample_gmm_gram). fit_gram's
-    dense route (Newton + preconditioned CG, sims._gram) against the pivoted-
-    Cholesky route that fit_gram used for every matrix before (method="lowrank"),
+    dense route (Newton + preconditioned CG, sims._gram) against its low-rank
+    route (pivoted Cholesky, method="lowrank"),
     same labels: the time ratio, per-fit times with and without the one-off
     preparation (prepare_gram), and rounds 1..10 of SD (soft targets,
     warm-started with coef0); GCE PLL student from the teacher (dense route only:
-    the old route's GCE fit at full rank takes many minutes);
+    the low-rank route's GCE fit at full rank takes many minutes);
 (g) the dense route as N grows: N = 500, 1000, 2000, 4000, 8000 (--quick: up to
     2000), block Gram and D = 10^6 mixture Gram; preparation and per-fit times
     and their log-log growth exponents.
@@ -55,6 +57,8 @@ from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
 from sims import metrics, solver  # noqa: E402
 from sims._cli import OneLineParser, write_text  # noqa: E402
+
+from benchmarks import _report  # noqa: E402
 from sims.features import block_gram, perturbed_features, sample_gmm_gram  # noqa: E402
 
 K, n, c, d, lam, eta = 4, 500, 0.4, 0.1, 1e-5, 0.5
@@ -204,7 +208,7 @@ def dense_vs_lowrank(args, rng, rows):
         rows.append((f"(f) {name} dense round 0", t_dense, f_dense.residual, f_dense.iterations))
         rows.append((f"(f) {name} dense rounds 1-10 (mean, warm)", float(np.mean(soft)),
                      r["dense_rounds_1_10"]["residual_max"], int(np.sum(r["dense_rounds_1_10"]["newton"]))))
-        rows.append((f"(f) {name} lowrank (old route) round 0", t_old, old.residual, old.iterations))
+        rows.append((f"(f) {name} low-rank route round 0", t_old, old.residual, old.iterations))
         rows.append((f"(f) {name} GCE PLL dense", t_gce, gce.residual, gce.iterations))
     return res
 
@@ -244,9 +248,17 @@ def main(argv=None):
                     help="cap Adam at 2000 iterations, N scaling up to n=1000 in (d) and N=2000 in (g)")
     ap.add_argument("--only-gram", action="store_true",
                     help="run only (f) and (g), the full-rank Gram sections (results/bench/bench_solver_gram.json)")
+    ap.add_argument("--report", default=None, metavar="FILE",
+                    help="markdown report of this run (default results/bench/bench_solver.md, "
+                         "or bench_solver_gram.md with --only-gram)")
     args = ap.parse_args(argv)
     if args.baseline_threads < 1:
         ap.error(f"argument --baseline-threads: {args.baseline_threads} is not >= 1")
+    if args.report is None:
+        args.report = ROOT / "results" / "bench" / ("bench_solver_gram.md" if args.only_gram else "bench_solver.md")
+    problem = _report.check_writable(args.report)
+    if problem:
+        ap.error(f"argument --report: {problem}")
     rng = np.random.default_rng(SEED)
     out = dict(setting=dict(K=K, n=n, c=c, d=d, lam=lam, eta=eta, seed=SEED), quick=args.quick,
                baseline_blas_threads=args.baseline_threads,
@@ -258,7 +270,7 @@ def main(argv=None):
         run_gram_sections(args, out, rows)
         print_rows(rows)
         print_gram_summary(out)
-        finish(out, "bench_solver_gram.json")
+        finish(out, "bench_solver_gram.json", args.report)
         return 0
     X, G, T = setting(n, rng)
     rows = []
@@ -320,7 +332,7 @@ def main(argv=None):
         rows.append((f"(e) fit_block 60 rounds ({'warm' if warm else 'cold'})", tmin, r["max_residual"], sum(r["iterations"])))
     out["block"] = blk
 
-    # (f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth
+    # (f) dense route vs the low-rank (pivoted-Cholesky) route on full-rank Gram matrices; (g) growth
     run_gram_sections(args, out, rows)
 
     print_rows(rows)
@@ -328,13 +340,13 @@ def main(argv=None):
     print(f"Adam / exact (fit_gram) time ratio: {res_b['speed_ratio_vs_exact']:.1f}"
           + (" (Adam capped at 2000 iterations by --quick)" if args.quick else ""))
     print(f"sklearn / exact (fit_features) time ratio: {res_c['speed_ratio_vs_exact']:.1f}")
-    finish(out, "bench_solver.json")
+    finish(out, "bench_solver.json", args.report)
     return 0
 
 
 def run_gram_sections(args, out, rows):
-    """(f) dense route vs the old pivoted-Cholesky route on full-rank Gram matrices; (g) growth with N."""
-    progress("(f) full-rank Gram matrices at N = 2000: dense route vs the old route; (g) dense route as N grows")
+    """(f) dense route vs the low-rank (pivoted-Cholesky) route on full-rank Gram matrices; (g) growth with N."""
+    progress("(f) full-rank Gram matrices at N = 2000: dense route vs the low-rank route; (g) dense route as N grows")
     with threadpool_limits(1):
         out["full_rank_N2000"] = dense_vs_lowrank(args, np.random.default_rng(SEED + 1), rows)
         out["dense_scaling"] = dense_scaling(args, rows)
@@ -348,21 +360,99 @@ def print_rows(rows):
 
 def print_gram_summary(out):
     for name, r in out["full_rank_N2000"].items():
-        print(f"(f) {name}: old route / dense = {r['ratio_lowrank_over_dense']:.1f}x "
+        print(f"(f) {name}: low-rank route / dense = {r['ratio_lowrank_over_dense']:.1f}x "
               f"({r['ratio_lowrank_over_dense_with_prepare']:.1f}x counting prepare_gram); "
-              f"max |P_dense - P_old| = {r['max_output_diff']:.1e}")
+              f"max |P_dense - P_lowrank| = {r['max_output_diff']:.1e}")
     sc = out["dense_scaling"]
     for name in ("block", "gmm_D1e6"):
         print(f"(g) {name}: growth exponents (log-log slope over N): prepare {sc[f'{name}_exponent_prepare_time']:.2f}, "
               f"round 0 {sc[f'{name}_exponent_round0_time']:.2f}, warm round 1 {sc[f'{name}_exponent_round1_warm_time']:.2f}")
 
 
-def finish(out, filename):
+def finish(out, filename, report=None):
     path = ROOT / "results" / "bench" / filename
     print(f"load average at start {out['load_average_at_start']}, at end {list(__import__('os').getloadavg())}")
     out["load_average_at_end"] = list(__import__("os").getloadavg())
     write_text(path, json.dumps(out, indent=2))
     print(f"wrote {path}")
+    report = Path(report) if report is not None else path.with_suffix(".md")
+    _report.write(report, render_report(out))
+    print(f"wrote {report}")
+
+
+def render_report(out) -> str:
+    """The markdown report of one run: every section that ran, times in seconds, ratios within this run."""
+    st = out["setting"]
+    intro = [
+        f"Setting: K={st['K']}, n={st['n']} (N={st['K'] * st['n']}), lambda={st['lam']:g}, c={st['c']}, "
+        f"d={st['d']}, symmetric noise eta={st['eta']} (sampled, seed {st['seed']}). Times are seconds of wall "
+        "time on this machine; every ratio compares two runs made in this process. The exact solvers run with "
+        f"one BLAS thread (their default); the baselines with {out['baseline_blas_threads']} "
+        f"(--baseline-threads). "
+        "Residual: the largest entry of |P - softmax((T - P) G / (N lambda))|.",
+    ]
+    sections = []
+    if "exact" in out:
+        a = out["exact"]
+        rows = [(key.replace("_blas_threads_1", ", 1 BLAS thread").replace("_blas_threads_default", ", BLAS default"),
+                 r["time_min"], r["time_median"], r["residual"], r["iterations"])
+                for key, r in a.items() if isinstance(r, dict)]
+        sections.append(("(a) Exact solvers on the perturbed Gram matrix",
+                         _report.table(("solver", "time (min of 3)", "median", "residual",
+                                        "Newton steps"), rows)
+                         + ["", f"Largest output difference fit_gram vs fit_features: "
+                                f"{_report.fmt(a['max_output_diff_gram_vs_features'])}."]))
+    if "adam" in out:
+        b, c = out["adam"], out["sklearn"]
+        rows = [
+            ("the paper's approach: Adam (lr 1e-3) on the squared fixed-point residual", b["time"], b["residual"],
+             b["iterations"], f"{_report.fmt(b['speed_ratio_vs_exact'])}x fit_gram"),
+            ("scikit-learn LogisticRegression (lbfgs, tol 1e-12), soft labels as sample weights", c["time"],
+             c["residual"], c["iterations"], f"{_report.fmt(c['speed_ratio_vs_exact'])}x fit_features"),
+        ]
+        body = _report.table(("baseline", "time", "residual", "iterations", "time ratio"), rows)
+        if b.get("capped_by_quick"):
+            body += ["", f"Adam was capped at {b['max_iter']} iterations."]
+        sections.append(("(b, c) Baselines", body))
+    if "scaling" in out:
+        rows = [(r["N"], r["rank"], r["D"], r["fit_gram_time"], r["fit_gram_residual"], r["fit_features_time"],
+                 r["fit_features_residual"]) for r in out["scaling"]]
+        sections.append(("(d) Low-rank route as N grows (perturbed Gram)",
+                         _report.table(("N", "rank", "D", "fit_gram", "residual", "fit_features", "residual"), rows)))
+    if "block" in out:
+        rows = [(kind, r["time_min"], r["per_fit"], r["max_residual"], sum(r["iterations"]))
+                for kind, r in out["block"].items()]
+        sections.append(("(e) Type-reduced block solver, 60 rounds of SD",
+                         _report.table(("starts", "60 rounds (min of 5)", "per fit", "largest residual",
+                                        "Newton steps"), rows)))
+    if "full_rank_N2000" in out:
+        rows = []
+        for name, r in out["full_rank_N2000"].items():
+            r0, rs, old = r["dense_round0"], r["dense_rounds_1_10"], r["lowrank_round0"]
+            rows.append((name, r["prepare_time"], r0["time"], rs["time_mean"], rs["time_max"],
+                         max(r0["residual"], rs["residual_max"]), old["time"], r["ratio_lowrank_over_dense"],
+                         r["ratio_lowrank_over_dense_with_prepare"], r["max_output_diff"], r["gce_dense"]["time"]))
+        sections.append(("(f) Full-rank Gram matrices: dense route against the low-rank route",
+                         _report.table(("Gram", "prepare_gram", "round 0", "rounds 1-10 mean", "max",
+                                        "largest residual", "low-rank route, round 0", "ratio per fit",
+                                        "ratio with preparation", "largest output difference",
+                                        "GCE PLL student"), rows)))
+    if "dense_scaling" in out:
+        sc = out["dense_scaling"]
+        rows, exps = [], []
+        for name, pts in sc.items():
+            if isinstance(pts, list):
+                rows += [(name, p["N"], p["prepare_time"], p["round0_time"], p["round1_warm_time"], p["residual"])
+                         for p in pts]
+                exps.append((name, sc[f"{name}_exponent_prepare_time"], sc[f"{name}_exponent_round0_time"],
+                             sc[f"{name}_exponent_round1_warm_time"]))
+        sections.append(("(g) Dense route as N grows",
+                         _report.table(("Gram", "N", "prepare_gram", "round 0", "round 1 (warm)", "residual"), rows)
+                         + ["", "Growth exponents (log-log slope of time against N):", ""]
+                         + _report.table(("Gram", "prepare_gram", "round 0", "round 1 (warm)"), exps)))
+    facts = _report.machine_facts(out.get("load_average_at_start"))
+    quick = "Adam capped at 2000 iterations, smaller N in (d) and (g)" if out["quick"] else None
+    return _report.render("Solver benchmark", intro, sections, facts, quick)
 
 
 if __name__ == "__main__":

@@ -4,14 +4,17 @@ mutmut (configured in pyproject.toml, [tool.mutmut]) generates every mutant;
 running all of them (about 6500) takes hours on 2 cores, so this script runs a
 stratified random sample (the same share of every file, seeded) and reports
 the kill rate per file with a 95 % Wilson interval, and every survivor with
-its diff. Results stay in mutants/ (ignored by git).
+its diff. Results stay in mutants/ (ignored by git); the summary is also written
+as a markdown report (``--report``, default mutants/sample_summary.md) that says
+how the sample was drawn and on which machine.
 
     pip install -e ".[mutation]"
-    python benchmarks/mutation_sample.py --share 0.1 --seed 0
+    python benchmarks/mutation_sample.py --share 0.1 --seed 0 --report docs/mutation.md
 
 Steps: ``mutmut run`` with a name that matches no mutant (generates the
 mutants and records which tests call which function), then ``mutmut run`` on
-the sample, then the summary (``--summary-only`` reprints it).
+the sample, then the summary (``--summary-only`` rewrites the report from the
+last sample).
 """
 
 from __future__ import annotations
@@ -19,12 +22,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks import _report  # noqa: E402
 
 STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", 36: "timeout",
           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 37: "type check", None: "not checked"}
@@ -134,10 +142,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the sample (default 0)")
     p.add_argument("--max-children", type=int, default=2, help="parallel mutmut workers (default 2)")
     p.add_argument("--only", default=None, help="comma-separated source files to sample from (e.g. theory/pll.py)")
-    p.add_argument("--summary-only", action="store_true", help="only print the summary of the last sample")
+    p.add_argument("--summary-only", action="store_true",
+                   help="only print the summary of the last sample (and rewrite its report)")
+    p.add_argument("--report", default="mutants/sample_summary.md", metavar="FILE",
+                   help="markdown report of the sample (default mutants/sample_summary.md)")
     args = p.parse_args(argv)
     if not 0 < args.share <= 1:
         p.error(f"--share == {args.share}, must be in (0, 1]")
+    problem = _report.check_writable(args.report)
+    if problem:
+        p.error(f"--report: {problem}")
     if not args.summary_only:
         if not _metas():
             subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), "no-such-mutant"], check=False)
@@ -151,6 +165,10 @@ def main(argv=None) -> int:
                 by_file.setdefault(src, []).append(name)
         chosen = sample(by_file, args.share, args.seed)
         Path("mutants/sample.json").write_text(json.dumps(chosen))
+        Path(SETTINGS).write_text(json.dumps({
+            "share": args.share, "seed": args.seed, "only": args.only, "max_children": args.max_children,
+            "sampled": len(chosen), "generated": sum(map(len, by_file.values())),
+            "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}))
         print(f"running {len(chosen)} of {sum(map(len, by_file.values()))} mutants", flush=True)
         start = time.monotonic()
         subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False)
@@ -162,9 +180,36 @@ def main(argv=None) -> int:
               "run without --summary-only first", file=sys.stderr)
         return 2
     text = summary(chosen)
-    Path("mutants/sample_summary.md").write_text(text + "\n")
+    _report.write(args.report, render_report(text))
     print(text)
+    print(f"wrote {args.report}")
     return 0
+
+
+SETTINGS = "mutants/sample_settings.json"
+
+
+def render_report(text: str) -> str:
+    """The summary as a markdown report: how the sample was drawn, what mutmut ran, the machine."""
+    try:
+        st = json.loads(Path(SETTINGS).read_text())
+    except (OSError, ValueError):
+        st = None
+    if st is None:
+        drawn = ["How the sample was drawn was not recorded (mutants/sample_settings.json is missing)."]
+        load = None
+    else:
+        cmd = f"python benchmarks/mutation_sample.py --share {st['share']} --seed {st['seed']}"
+        if st.get("only"):
+            cmd += f" --only {st['only']}"
+        drawn = [f"Sample drawn and run by `{cmd}` (max {st['max_children']} mutmut workers): "
+                 f"{st['sampled']} of the {st['generated']} mutants mutmut generated, the same share of every "
+                 "file. Each mutant is run against the test selection of `[tool.mutmut]` in pyproject.toml; "
+                 "a mutant counts as killed when a test fails or it times out."]
+        load = st.get("load_average_at_start")
+    sections = [("Summary", [text])]
+    facts = _report.machine_facts(load)
+    return _report.render("Mutation testing", drawn, sections, facts)
 
 
 if __name__ == "__main__":
