@@ -98,7 +98,7 @@ def render(checks, cached=None) -> str:
         "`python -m sims.paper_checks --check`, which fails when a verdict or key number below no longer matches the code.",
         "",
         "Paper: H. Jeong and H. W. Chung, \"Rethinking Self-Distillation: Label Averaging and Enhanced Soft Label "
-        "Refinement with Partial Labels\", ICLR 2025. Claims are paraphrased from ../shared/BRIEF.md. Two notions of "
+        "Refinement with Partial Labels\", ICLR 2025. Claims are paraphrased from the paper: P1 from its Theorem 2.1 (the t-th student's outputs in closed form), P3 from its Theorem 4.1 (condition Eq. 10), the others from its text and experiments. Two notions of "
         "accuracy are used and named in every entry: (a) predictions on the training instances against their true "
         "labels, (b) accuracy on fresh samples of the same distribution. Agreement between the theory's verdict "
         "(100 % or not) and the observed one is always counted on informative cells, where either side says 100 %, "
