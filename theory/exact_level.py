@@ -331,7 +331,7 @@ def _krawczyk(cell, Tt, Tbox, r_float, J_float):
     """One certified round. Returns (output balls, contraction bound) or (None, None) if the test fails."""
     flint = cell.flint
     arb, arb_mat = flint.arb, flint.arb_mat
-    K, m, Km = cell.K, cell.m, cell.Km
+    Km = cell.Km
     try:
         Yf = np.linalg.inv(J_float)
     except np.linalg.LinAlgError:
@@ -375,7 +375,7 @@ def _chain(cell, rounds, full):
     """Certified rounds at the current flint precision. Returns report fields (first, per_round, ...)."""
     flint = cell.flint
     arb = flint.arb
-    K, m, Km = cell.K, cell.m, cell.Km
+    K, m = cell.K, cell.m
     ks, ls = cell.ks, cell.ls
     T0 = np.zeros((m, K))
     T0[np.arange(m), ls] = 1.0
