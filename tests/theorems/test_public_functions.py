@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import math
 import re
 
 import numpy as np
@@ -28,6 +27,7 @@ import theory.exact_gap
 import theory.exact_level
 import theory.predictions
 import theory.validate
+from theory import validate as V
 
 MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "validate")
 
@@ -433,3 +433,80 @@ def test_invalid_value_is_rejected_by_name(fn, param):
         msg = str(info.value)
         assert named.search(msg), f"{PUBLIC[fn]}({param}={b!r}): message does not name {name!r}: {msg}"
         assert any(e in msg for e in b.expected()), f"{PUBLIC[fn]}({param}={b!r}): message does not show {b.expected()}: {msg}"
+
+
+B2 = (2, 1, 0.4, 0.1, 1e-3)  # smallest admissible block model: K = 2, n = 1
+
+
+C2 = theory.symmetric(2, 0.25)
+
+
+UNBAL = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: theory.rounds_report(*B2, C2).first is not None,
+        lambda: theory.min_rounds(*B2, C2) is not None,
+        lambda: theory.min_rounds_balanced(*B2, C2) is not None,
+        lambda: theory.correct_types(*B2, C2, 0).shape == (2, 2),
+        lambda: theory.all_correct(*B2, np.eye(2), 0),
+        lambda: theory.train_accuracy(*B2, np.eye(2), 0)["all"] == 1.0,
+        lambda: theory.population_accuracy(*B2, C2, 0) == 1.0,
+        lambda: theory.noise_threshold("symmetric", 2) == 0.5,
+        lambda: theory.noise_threshold("asymmetric", 2) == 0.5,
+        lambda: theory.noise_threshold("superclass", 2, 2) == 0.5,
+        lambda: theory.symmetric(2, 0.0).tolist() == [[1.0, 0.0], [0.0, 1.0]],
+        lambda: theory.symmetric(2, 1.0).tolist() == [[0.0, 1.0], [1.0, 0.0]],
+        lambda: theory.asymmetric(2, 0.0).tolist() == [[1.0, 0.0], [0.0, 1.0]],
+        lambda: theory.superclass_groups(2, 2) == [[0, 1]],
+        lambda: theory.superclass(2, 0.5).tolist() == [[0.5, 0.5], [0.5, 0.5]],
+        lambda: theory.exact_label_counts(C2, 4).tolist() == [[3, 1], [1, 3]],
+        lambda: theory.exact_label_counts(np.eye(2), 1).tolist() == [[1, 0], [0, 1]],
+        lambda: theory.counts_from_labels([0, 1], [1, 1], 2).tolist() == [[0, 1], [0, 1]],
+        lambda: len(theory.block_eigenvalues(2, 1, 0.4, 0.1)) == 3,
+        lambda: theory.block_gram(2, 1, 0.4, 0.1).tolist() == [[1.0, 0.1], [0.1, 1.0]],
+        lambda: theory.block_projectors(2, 1)[2].tolist() == [[0.5, 0.5], [0.5, 0.5]],
+        lambda: theory.filters(*B2)[0] > 0,
+        lambda: theory.filters_exact(*B2)[0] > 0,
+        lambda: theory.label_averaging_operator(np.eye(2), 2, 1e-3).shape == (2, 2),
+        lambda: theory.spectral_operator(*B2, 0).tolist() == [[1.0, 0.0], [0.0, 1.0]],
+        lambda: theory.outputs_for_targets(*B2, C2, theory.predictions.one_hot_type_targets(2), 0).shape == (2, 2, 2),
+        lambda: theory.type_outputs(*B2, C2, 0).shape == (2, 2, 2),
+        lambda: theory.instance_outputs(*B2, [0, 1], 0).shape == (2, 2),
+        lambda: theory.instance_outputs(3, 2, 0.4, 0.1, 1e-3, [0, 0, 1, 1, 2, 2], 0).shape == (3, 6),
+        lambda: len(theory.predictions.margin_terms(*B2, C2)[1]) == 4,
+        lambda: theory.fresh_logits(*B2, C2, C2.mean(axis=0), 1).shape == (2, 2),
+        # unbalanced given labels: overall = (1/2, 1/3, 1/6), the mean of class_mean's rows
+        lambda: theory.fresh_logits(3, 4, 0.4, 0.1, 1e-3, UNBAL, UNBAL.mean(axis=0), 1).shape == (3, 3),
+        lambda: theory.clustering_ratio(*B2, 0) < 1,
+        lambda: theory.pll_analysis(*B2, C2).condition in (True, False),
+        lambda: V.check_int("K", 2, minimum=2, maximum=2) == 2,
+        lambda: V.check_int("K", 4.0) == 4,
+        lambda: V.check_fraction("eta", 0.0) == 0.0,
+        lambda: V.check_fraction("eta", 1.0) == 1.0,
+        lambda: V.check_positive("lam", 5e-324) == 5e-324,
+        lambda: V.check_rounds("t", 0) == 0,
+        lambda: V.check_label_counts([[1, 0], [0, 1]], 1).tolist() == [[1, 0], [0, 1]],
+    ],
+)
+def test_boundary_values_accepted(call):
+    assert call()
+
+
+def test_integral_floats_and_bounds_accepted():
+    """Whole-number floats count as integers; bounds are inclusive; the PSD boundary d = d_min is accepted."""
+    assert theory.symmetric(2.0, 0.1).shape == (2, 2)
+    assert theory.spectral_operator(2, 1, 0.4, 0.1, 1e-3, 0).shape == (2, 2)
+    K, n, c = 3, 2, 0.4
+    d_min = -(1 - c + n * c) / (K * n - n)
+    # at the PSD boundary the constant eigenvalue is 0 up to round-off of its sum (a few ulps), never negative
+    assert 0.0 <= theory.block_eigenvalues(K, n, c, d_min)[2] <= 1e-15
+    assert theory.noise_threshold("superclass", 4, 4) == 0.75
+    assert theory.exact_label_counts(theory.symmetric(4, 0.3), 10).tolist() == [[7, 1, 1, 1], [1, 7, 1, 1], [1, 1, 7, 1], [1, 1, 1, 7]]
+    # whole-number float counts are accepted
+    assert theory.empirical_corruption([[3.0, 1.0], [0.0, 4.0]]).tolist() == [[0.75, 0.25], [0.0, 1.0]]
+    C = [[1.0, 0.0], [1e-10, 1.0 - 1e-10]]  # a row sum off by < 1e-9 is accepted
+    assert theory.is_balanced(np.array([[0.5, 0.5], [0.5, 0.5]]))
+    assert not theory.is_balanced(np.array(C))
