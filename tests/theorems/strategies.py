@@ -111,7 +111,7 @@ def brute_margins(P, y):
 
 
 # ----------------------------------------------------------------------------
-# Strategies aimed at the informative region (issue 9, item 2)
+# Strategies aimed at the informative region
 # ----------------------------------------------------------------------------
 # A block problem is "informative" for P3 when its first perfect round lies in
 # [1, max_round]: the teacher is wrong somewhere and SD fixes it within reach
@@ -307,3 +307,14 @@ def informative_share(strategy, classify):
 
     body()
     return sum(seen), len(seen)
+
+
+def raises_naming(name, *shown, exc=ValueError):
+    """``pytest.raises`` for an error whose message names ``name`` and shows each of ``shown`` (the offending value,
+    shape or bound), whatever the wording around them."""
+    import re
+
+    import pytest
+
+    parts = [rf"(?=.*(?<![\w.]){re.escape(name)}(?!\w))"] + [rf"(?=.*{re.escape(s)})" for s in shown]
+    return pytest.raises(exc, match="(?s)^" + "".join(parts))

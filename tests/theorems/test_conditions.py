@@ -10,7 +10,6 @@ import pytest
 import theory
 from theory import conditions
 
-
 K3 = dict(K=3, n=4, c=0.4, d=0.1, lam=1e-3)
 
 

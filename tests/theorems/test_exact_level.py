@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-
 from sims.solver import fit_block, fit_gram
 from theory import exact_level as el
 from theory.block_model import block_gram
@@ -39,7 +38,6 @@ from theory.exact_level import (
 )
 
 from .strategies import labels_from_counts, small_cells
-
 
 # Float outputs of two exact solvers of the same strictly convex problem agree
 # to the solvers' residual tolerance (1e-10) times the conditioning of the
@@ -100,7 +98,7 @@ def _ref_margin(P, ks, K):
 
 
 @pytest.mark.parametrize("full", [True, False])
-def test_certified_enclosures_pin_the_reference_solution(full):
+def test_certified_enclosures_contain_the_60_digit_reference(full):
     K, n, c, d, lam, counts = CELL
     rounds = 3
     ref = _reference_chain(K, n, c, d, lam, counts, rounds)
@@ -215,7 +213,7 @@ def test_missing_flint_is_reported(monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "flint", None)  # makes ``import flint`` fail
-    with pytest.raises(ImportError, match=r"^theory\.exact_level needs python-flint \(pip install 'python-flint>=0\.6'\)$"):
+    with pytest.raises(ImportError, match=r"python-flint"):  # names the package to install
         el._flint()
 
 
@@ -294,14 +292,10 @@ def test_contraction_matrix_bounds_the_exact_residual_matrix():
 
 def test_solve_reduced_contract():
     K, n, c, d, lam, counts = CELL
-    with pytest.raises(ValueError, match=r"^targets has shape \(3, 3\), must be \(3, 3, 3\)$"):
-        solve_reduced(K, n, c, d, lam, counts, np.eye(3))
-    with pytest.raises(ValueError, match=r"^n == 0, must be >= 1$"):
-        solve_reduced(K, 0, c, d, lam, counts, _one_hot_types(K))
-    with pytest.raises(RuntimeError, match=r"^solve_reduced: max\|F\| == .* after 0 Newton steps, must be <= tol == 1e-13$"):
+    with pytest.raises(RuntimeError, match=r"after 0 Newton steps.*1e-13"):
         solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), max_iter=0)
     # tol == 0 is out of reach in float: the default limit of 100 Newton steps ends the solve
-    with pytest.raises(RuntimeError, match=r"after 100 Newton steps, must be <= tol == 0$"):
+    with pytest.raises(RuntimeError, match=r"after 100 Newton steps"):
         solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), tol=0.0)
     # targets given as exact fractions are read as float64
     frac = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K).astype(int) * Fraction(1))

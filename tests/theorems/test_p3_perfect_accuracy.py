@@ -20,11 +20,12 @@ from .strategies import (
     block_params,
     explicit_block_gram,
     explicit_operator,
+    informative_share,
     label_counts,
     labels_from_counts,
-    informative_share,
     noise_rate_near,
     p3_case,
+    raises_naming,
 )
 
 MAX_T = 40  # rounds checked by brute force
@@ -288,7 +289,7 @@ def _explicit_fresh(K, n, c, d, lam, counts, t):
     return np.stack([R @ np.where(cls == k, c, d) for k in range(K)])
 
 
-def test_population_accuracy_round_index_pinned():
+def test_population_accuracy_round_index():
     """Unbalanced labels where fresh-sample accuracy changes with the round (1 -> 2/3 at t = 5, -> 1/3 at t = 10):
     theory.population_accuracy(t) follows the explicit logits after t + 1 fits at every round, and the explicit
     accuracies are not constant (so an off-by-one in the round index cannot pass)."""
@@ -308,7 +309,7 @@ def test_population_accuracy_round_index_pinned():
 @given(p3_case(max_K=4, max_n=6, max_round=20, balanced=False), st.integers(0, 12))
 def test_fresh_logits_values_equal_explicit(case, t):
     """theory.fresh_logits (N lambda times the logits, lambdified from the derived expression) equals R g_x with
-    explicit matrices: pins the class-sum coefficients (c - d) n and (c - d) n + d N and the round index s = t + 1."""
+    explicit matrices: fixes the class-sum coefficients (c - d) n and (c - d) n + d N and the round index s = t + 1."""
     K, n, c, d, lam, counts, mode = case
     C = counts / n
     L = theory.fresh_logits(K, n, c, d, lam, C, C.mean(axis=0), t + 1)
@@ -375,11 +376,15 @@ def test_balanced_closed_form_refuses_unbalanced():
         theory.min_rounds_balanced(3, 4, 0.4, 0.1, 1e-3, C)
 
 
-def test_threshold_shares():
-    with pytest.raises(ValueError, match=r"Ckk == 1.5, must be in \[0, 1\]"):
-        theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, 1.5, -0.5)
-    with pytest.raises(ValueError, match=r"must be > 0 for the noisy instance to be correctable"):
-        theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, 0.3, 0.4)
+def test_noisy_threshold_needs_a_positive_share_gap():
+    """noisy_threshold_fits is defined only for Delta = C_kk - C_kl > 0: at Delta = 0 (the boundary) the noisy
+    instance is never pulled to its class and the call is refused, as for Delta < 0; any Delta > 0 gives a finite
+    positive threshold."""
+    for Ckk, Ckl, delta in ((0.25, 0.25, "0.0"), (0.3, 0.4, "-0.1")):
+        with raises_naming("C_kk - C_kl", delta):
+            theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, Ckk, Ckl)
+    s = theory.noisy_threshold_fits(3, 4, 0.4, 0.1, 1e-3, 0.25 + 1e-6, 0.25)
+    assert math.isfinite(s) and s > 0
 
 
 def test_balanced_condition_ties_fail():

@@ -196,8 +196,7 @@ def test_student_condition_half(params, data):
     """If every PLL target gives the true class its full 1/2 (true class in the strict top two, not sharing
     a tie) and the PLL targets are balanced over classes, the student is perfect iff every class-mean PLL
     target gives each wrong label strictly less than 1/2. (With a shared tie the true class can get 1/4;
-    e.g. uniform noise with K=3 then satisfies the 1/2 condition and still fails, found by the thorough
-    profile.)"""
+    e.g. uniform noise with K=3 then satisfies the 1/2 condition and still fails.)"""
     K, n, c, d, lam = params
     counts = data.draw(label_counts(K, n, balanced=True)) if data is not None else np.ones((3, 3), dtype=int)
     C = counts / n

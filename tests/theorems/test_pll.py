@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 
-
 import theory
-
 
 K3 = dict(K=3, n=4, c=0.4, d=0.1, lam=1e-3)
 

@@ -7,11 +7,9 @@ by theory.exact_level.solve_reduced's float solution.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import sympy as sp
-
 
 from theory import symbolic_exact
 from theory.exact_level import solve_reduced

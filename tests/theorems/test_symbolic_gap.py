@@ -8,10 +8,8 @@ nonzero residual.
 
 from __future__ import annotations
 
-
 import numpy as np
 import sympy as sp
-
 
 from theory import symbolic_gap
 from theory.exact_level import _softmax_rows
