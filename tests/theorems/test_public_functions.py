@@ -51,12 +51,17 @@ class Bad:
 
 
 def _ints(minimum):
-    """Wrong type (a string, a non-integral float, a bool, NaN) and one below the minimum."""
-    return [Bad("3"), Bad(2.5), Bad(True), Bad(NAN), Bad(minimum - 7)]
+    """Wrong type (a string, a non-integral float, a bool, NaN), the value just below the minimum and one far below."""
+    return [Bad("3"), Bad(2.5), Bad(True), Bad(NAN), Bad(minimum - 1), Bad(minimum - 7)]
 
 
 def _reals(*out_of_range):
-    return [Bad("0.25"), Bad(NAN), Bad(INF), Bad(-INF), *(Bad(v) for v in out_of_range)]
+    """Wrong type (a string, a bool), NaN, both infinities and the given out-of-range values."""
+    return [Bad("0.25"), Bad(True), Bad(NAN), Bad(INF), Bad(-INF), *(Bad(v) for v in out_of_range)]
+
+
+# a share just outside [0, 1] on either side (the closest floats)
+SHARE_BAD = (1.5, -0.25, 1.0000000000000002, -5e-324)
 
 
 # block model K = 3, n = 4
@@ -152,14 +157,14 @@ TABLE = {
     ),
     theory.spectral_operator: ({**B, "fits": 2}, _bad_of(*BLOCK5, fits=_rounds_bad())),
     # theory.conditions
-    theory.is_balanced: (dict(C=C3), dict(C=_matrix_bad("C")[1:])),
-    theory.balanced_condition: (dict(C=C3), dict(C=_matrix_bad("C")[1:])),
+    theory.is_balanced: (dict(C=C3), dict(C=_matrix_bad("C")[1:] + [Bad([[1.0]], shows="(1, 1)")])),
+    theory.balanced_condition: (dict(C=C3), dict(C=_matrix_bad("C")[1:] + [Bad([[1.0]], shows="(1, 1)")])),
     theory.rounds_report: ({**B, "C": C3}, _bad_of(*BLOCK5, C=_matrix_bad("C"))),
     theory.min_rounds: ({**B, "C": C3}, _bad_of(*BLOCK5, C=_matrix_bad("C"))),
     theory.min_rounds_balanced: ({**B, "C": C3}, _bad_of(*BLOCK5, C=_matrix_bad("C"))),
     theory.noisy_threshold_fits: (
         {**B, "Ckk": 0.75, "Ckl": 0.125},
-        _bad_of(*BLOCK5, Ckk=_reals(1.5, -0.25), Ckl=_reals(1.5, -0.25)),
+        _bad_of(*BLOCK5, Ckk=_reals(*SHARE_BAD), Ckl=_reals(*SHARE_BAD)),
     ),
     theory.correct_types: ({**B, "C": C3, "t": 2}, _bad_of(*BLOCK5, C=_matrix_bad("C"), t=_rounds_bad())),
     theory.all_correct: ({**B, "C": C3, "t": 2}, _bad_of(*BLOCK5, C=_matrix_bad("C"), t=_rounds_bad())),
@@ -170,13 +175,13 @@ TABLE = {
         dict(noise=_choice_bad("pairflip", "Symmetric"), K=_ints(2), superclass_size=_ints(2) + [Bad(3), Bad(5)]),
     ),
     # theory.corruption
-    theory.symmetric: (dict(K=3, eta=0.25), dict(K=_ints(2), eta=_reals(1.5, -0.25))),
-    theory.asymmetric: (dict(K=3, eta=0.25), dict(K=_ints(2), eta=_reals(1.5, -0.25))),
+    theory.symmetric: (dict(K=3, eta=0.25), dict(K=_ints(2), eta=_reals(*SHARE_BAD))),
+    theory.asymmetric: (dict(K=3, eta=0.25), dict(K=_ints(2), eta=_reals(*SHARE_BAD))),
     theory.superclass: (
         dict(K=4, eta=0.25, size=2, groups=None),
         dict(
             K=_ints(2),
-            eta=_reals(1.5, -0.25),
+            eta=_reals(*SHARE_BAD),
             size=_ints(2) + [Bad(3), Bad(5)],
             groups=[Bad([[0, 1], [2]]), Bad([[0, 1], [2], [3]]), Bad([[0, 1], [1, 2, 3]])],
         ),
@@ -187,13 +192,13 @@ TABLE = {
         dict(
             noise=_choice_bad("pairflip", "Superclass"),
             K=_ints(2),
-            eta=_reals(1.5, -0.25),
+            eta=_reals(*SHARE_BAD),
             superclass_size=_ints(2) + [Bad(3), Bad(5)],
         ),
     ),
     theory.exact_label_counts: (
         dict(C=C3, n=8),
-        dict(C=_matrix_bad("C")[1:] + [Bad(theory.symmetric(3, 0.3), shows="5.6")], n=_ints(1) + [Bad(3)]),
+        dict(C=_matrix_bad("C")[1:] + [Bad([[1.0]], shows="(1, 1)"), Bad(theory.symmetric(3, 0.3), shows="5.6")], n=_ints(1) + [Bad(3)]),
     ),
     theory.counts_from_labels: (
         dict(true_labels=[0, 1, 1], given_labels=[0, 1, 0], K=2),
@@ -307,10 +312,10 @@ TABLE = {
         ),
     ),
     # theory.validate: the parameter is reported under the name passed in
-    theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(NAN), Bad(1), Bad(6)])),
+    theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
     theory.validate.check_real: (dict(name="gamma", value=0.5), dict(value=_reals())),
     theory.validate.check_positive: (dict(name="gamma", value=0.5), dict(value=_reals(0.0, -0.0, -0.25))),
-    theory.validate.check_fraction: (dict(name="gamma", value=0.5), dict(value=_reals(1.5, -0.25, 1.0000000000000002, -5e-324))),
+    theory.validate.check_fraction: (dict(name="gamma", value=0.5), dict(value=_reals(*SHARE_BAD))),
     theory.validate.check_rounds: (dict(name="gamma", value=3), dict(value=_rounds_bad())),
     theory.validate.check_block_correlations: (dict(K=3, n=4, c=0.4, d=0.1), _bad_of("c", "d")),
     theory.validate.check_corruption_matrix: (dict(C=C3, K=3, name="gamma"), dict(C=_matrix_bad("gamma"))),

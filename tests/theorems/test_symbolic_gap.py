@@ -85,7 +85,10 @@ def test_softmax_jacobian_matches_finite_differences():
 
 def test_operating_point_jacobian_check_detects_a_wrong_hessian(monkeypatch):
     """The ``jacobian`` residual depends on H: with diag(q) + q q^T it is nonzero (``linear_step`` alone
-    holds for any matrix H, which is why the Jacobian is checked separately)."""
+    holds for any matrix H, which is why the Jacobian is checked separately).
+
+    verify_operating_point_linearisation takes no Jacobian argument, so the wrong ingredient is swapped in for
+    symbolic_gap._softmax_jacobian; test_softmax_jacobian_matches_finite_differences checks the true one."""
 
     def wrong(q):
         q = sp.Matrix(q)
