@@ -138,6 +138,30 @@ def test_decoupled_rounds_none_when_never_perfect():
     assert decoupled_rounds(K, n, c, d, lam, _superclass_cell(K, n, 0.5), 5) is None
 
 
+@pytest.mark.parametrize("res, raises", [(1e-10, False), (1.5e-10, True)])
+def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
+    """The documented RuntimeError of a Newton solve that does not converge: a residual of exactly 1e-10 is
+    accepted, 1.5e-10 is refused with the residual, round and class named. The real solver always converges on
+    valid input, so its returned residual is replaced by a wrapper (the only way to reach this branch)."""
+    real = exact_gap._limit_newton
+
+    def fake(*args, **kwargs):
+        r, L, _ = real(*args, **kwargs)
+        return r, L, res
+
+    monkeypatch.setattr(exact_gap, "_limit_newton", fake)
+    K, n, c, d, lam = 2, 20, 0.4, 0.1, 1e-3
+    counts = _superclass_cell(K, n, 0.3)
+    if raises:
+        with raises_naming("residual", "1.500e-10", "round 0", "class 0", "1e-10", exc=RuntimeError):
+            decoupled_rounds(K, n, c, d, lam, counts, 3)
+    else:
+        monkeypatch.setattr(exact_gap, "_limit_newton", real)
+        expected = decoupled_rounds(K, n, c, d, lam, counts, 60)
+        monkeypatch.setattr(exact_gap, "_limit_newton", fake)
+        assert decoupled_rounds(K, n, c, d, lam, counts, 60) == expected
+
+
 def _pair_lam_for_round(s_star, eta, K, n, c):
     """lambda at which the pair closed form (test_exact_level) puts the first perfect fit count at s_star:
     rate = 2 a p (1-p) / (1 + 2 a p (1-p)) with rate^s_star = (2p - 1)/(2p), a = (1 - c)/(K n lam)."""
