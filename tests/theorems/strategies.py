@@ -31,7 +31,7 @@ def block_params(draw, max_K=5, max_n=6, min_K=2, min_n=1, min_d=None):
     n = draw(st.integers(min_n, max_n))
     # c and d on a grid of 1e-4: keeps hypothesis away from d ~ 1e-300, where
     # beta and g agree to 300 digits and the exact analysis needs that many
-    # (covered on its own in test_exact_arithmetic.py).
+    # (covered on its own in test_rational.py).
     c = draw(st.integers(500 if min_d is None else round(min_d * 10_000) + 300, 9500)) / 10_000
     d_min = -(1 - c + n * c) / (n * (K - 1))
     lo = math.ceil(max(d_min, -0.5 if min_d is None else min_d) * 10_000)

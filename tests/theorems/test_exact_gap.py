@@ -163,7 +163,7 @@ def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
 
 
 def _pair_lam_for_round(s_star, eta, K, n, c):
-    """lambda at which the pair closed form (test_exact_level) puts the first perfect fit count at s_star:
+    """lambda at which the pair closed form (test_operating_point_rounds_equal_pair_closed_form) puts the first perfect fit count at s_star:
     rate = 2 a p (1-p) / (1 + 2 a p (1-p)) with rate^s_star = (2p - 1)/(2p), a = (1 - c)/(K n lam)."""
     p = 1 - eta
     rate = math.exp(-math.log(2 * p / (2 * p - 1)) / s_star)
