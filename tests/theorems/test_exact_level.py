@@ -1,140 +1,52 @@
-"""Exact level: the type reduction (sympy), the certified rounds (ball arithmetic) and the gap corrections.
+"""Contract of theory.exact_level: the reduced float solver, the certificate and its report.
 
-Twins: sims.solver.fit_gram on the explicit N x N block Gram (dense, shares no
-code with the reduction), sims.solver.fit_block (the suite's type-reduced float
-solver) and theory.exact_level.solve_reduced (this module's float solver).
+The certificate is checked against an independent reference: Newton's method in
+mpmath (60 digits) on the documented reduced system
+F_tau(r) = r_tau - T_tau + softmax(s (M r)_tau), M[tau, sigma] = (1-c) [tau = sigma]
++ ((c-d) [k_tau = k_sigma] + d) n_sigma, s = 1/(K n lam) -- written out here, sharing
+no code with the library. At 128 bits the enclosures are ~1e-37 wide, so the
+reference fixes the reported centres to the last float bit.
+
+Float twins: sims.solver.fit_gram on the explicit N x N block Gram (dense, shares
+no code with the reduction) and sims.solver.fit_block (the suite's type-reduced
+float solver).
 """
 
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
+import mpmath
 import numpy as np
 import pytest
-import sympy as sp
-from hypothesis import event, given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings
 
-from sims import metrics
 from sims.solver import fit_block, fit_gram
+from theory import exact_level as el
 from theory.block_model import block_gram
-from theory.conditions import min_rounds
 from theory.corruption import corruption_matrix, exact_label_counts
-from theory.exact_gap import (
-    active_set_rounds,
-    decoupled_rounds,
-    gap_table,
-    operating_point_rounds,
-    pair_formula_rounds,
-)
 from theory.exact_level import (
+    DEFAULT_PREC,
     UNDECIDED,
+    _up,
     certified_rounds,
     exact_boundary,
     min_rounds_exact,
     mixing_matrix,
     solve_reduced,
 )
-from theory.symbolic_exact import derive_type_system, verify_type_reduction
-from theory.symbolic_gap import (
-    verify_active_set_linearisation,
-    verify_operating_point_linearisation,
-    verify_pair_recursion,
-)
 
-from .strategies import labels_from_counts
+from .strategies import labels_from_counts, small_cells
 
 # Float outputs of two exact solvers of the same strictly convex problem agree
 # to the solvers' residual tolerance (1e-10) times the conditioning of the
 # fixed point (below 1e3 for the drawn problems): 1e-9 leaves room for both.
 SOLVER_TOL = 1e-9
-# A float margin this close to 0 is a near tie: the float chain's verdict there
-# is not reliable (outputs accurate to ~1e-9 after a few rounds), so only the
-# certificate decides; such rounds are labelled and skipped in the comparison.
-NEAR_TIE = 1e-7
-ROUNDS = 10
 
 
-def _is_zero(expr) -> bool:
-    return sp.simplify(expr) == 0
-
-
-def _all_zero(value) -> bool:
-    if isinstance(value, sp.MatrixBase):
-        return all(_is_zero(e) for e in value)
-    if isinstance(value, (list, tuple)):
-        return all(_all_zero(v) for v in value)
-    return _is_zero(value)
-
-
-# ---------------------------------------------------------------------------- symbolic
-
-
-@pytest.mark.parametrize("layout", [None, {(0, 0): 3, (0, 1): 2, (1, 0): 1, (1, 1): 1}])
-def test_type_reduction_residuals_vanish(layout):
-    res = verify_type_reduction(layout)
-    assert set(res) == {"logits", "invariant_subspace", "mixing_is_aggregated_gram", "permutation", "hessian_variance", "reduced_logits"}
-    for name, value in res.items():
-        assert _all_zero(value), name
-
-
-def test_active_set_linearisation_residuals_vanish():
-    for name, value in verify_active_set_linearisation().items():
-        assert _all_zero(value), name
-
-
-def test_pair_recursion_residuals_vanish():
-    for name, value in verify_pair_recursion().items():
-        assert _all_zero(value), name
-
-
-def test_operating_point_linearisation_residuals_vanish():
-    for name, value in verify_operating_point_linearisation(K=2).items():
-        assert _all_zero(value), name
-
-
-def test_symbolic_type_system_vanishes_at_the_float_solution():
-    """The sympy system over types, lambdified, is solved by solve_reduced's solution (to its tolerance)."""
-    K, n, c, d, lam = 3, 4, 0.5, 0.1, 0.02
-    counts = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 3]])
-    T = _one_hot_types(K)
-    sol = solve_reduced(K, n, c, d, lam, counts, T)
-    ks, ls = np.nonzero(counts)
-    types = list(zip(ks.tolist(), ls.tolist()))
-    eqs, r, t = derive_type_system(types, counts[ks, ls].tolist())
-    s_sym = sp.Symbol("s", positive=True)
-    c_sym, d_sym = sp.symbols("c d", real=True)
-    values = {s_sym: 1 / (K * n * lam), c_sym: c, d_sym: d}
-    for a in range(len(types)):
-        for j in range(K):
-            values[r[a, j]] = sol.r[a, j]
-            values[t[a, j]] = T[ks[a], ls[a], j]
-    worst = max(abs(float(e.subs(values))) for row in eqs for e in row)
-    assert worst < 1e-12  # solve_reduced stops at max|F| <= 1e-13; sympy evaluates with ~15 digits
-
-
-# ---------------------------------------------------------------------------- reduction vs dense
-
-
-@st.composite
-def small_cells(draw, max_K=3, max_n=6):
-    """(K, n, c, d, lam, counts): block model with d >= 0 and label counts with a majority of correct labels
-    in every class and at least one noisy label in class 0 (so that perfect rounds occur late enough to
-    differ), lambda log-uniform in [10^-2.5, 10^-1.5]: small enough for the softmax to saturate (logit
-    scale 1/(N lambda) of 3 to 300), where the exact and linearised rounds differ in 9 of the 40 examples
-    of the default profile (both signs of the difference occur)."""
-    K = draw(st.integers(2, max_K))
-    n = draw(st.integers(3, max_n))
-    c = draw(st.integers(30, 90)) / 100
-    d = draw(st.integers(0, round(c * 100) - 5)) / 100
-    lam = 10 ** draw(st.floats(-2.5, -1.5))
-    counts = np.zeros((K, K), dtype=np.int64)
-    for k in range(K):
-        noisy = draw(st.integers(1 if k == 0 else 0, (n - 1) // 2))
-        counts[k, k] = n - noisy
-        for _ in range(noisy):
-            counts[k, draw(st.sampled_from([j for j in range(K) if j != k]))] += 1
-    return K, n, c, d, lam, counts
+# A small cell with absent types, rounds 0, 1 "not perfect" and 2, 3 "perfect".
+CELL = (3, 4, 0.5, 0.1, 0.02, np.array([[3, 1, 0], [0, 4, 0], [1, 0, 3]]))
 
 
 def _one_hot_types(K):
@@ -143,20 +55,285 @@ def _one_hot_types(K):
     return T
 
 
-def _dense_chain(K, n, c, d, lam, counts, rounds):
-    """Per round: min over instances of the float margin (true class minus best other), dense fit_gram."""
-    G = block_gram(K, n, c, d)
-    y = np.repeat(np.arange(K), n)
-    z = labels_from_counts(counts)
-    T = np.zeros((K, K * n))
-    T[z, np.arange(K * n)] = 1.0
-    out, coef, outputs = [], None, []
-    for _ in range(rounds + 1):
-        fit = fit_gram(G, T, lam, coef0=coef)
-        out.append(float(metrics.margins(fit.outputs, y).min()))
-        outputs.append((fit.outputs, y, z))
-        T, coef = fit.outputs, fit.coef
-    return out, outputs
+def _reference_chain(K, n, c, d, lam, counts, rounds, dps=60):
+    """Per round the m x K outputs (mpf) of the present types in row-major (k, l) order."""
+    ks, ls = np.nonzero(counts)
+    nm = [int(v) for v in counts[ks, ls]]
+    m = len(ks)
+    out = []
+    with mpmath.workdps(dps):
+        q = lambda x: mpmath.mpf(Fraction(str(x)).numerator) / Fraction(str(x)).denominator  # noqa: E731
+        cq, dq, lq = q(c), q(d), q(lam)
+        s = 1 / (K * n * lq)
+        M = [[((1 - cq) if a == b else 0) + ((cq - dq) * (ks[a] == ks[b]) + dq) * nm[b] for b in range(m)] for a in range(m)]
+        T = [[mpmath.mpf(int(j == ls[a])) for j in range(K)] for a in range(m)]
+        r = [[mpmath.mpf(0)] * K for _ in range(m)]
+        for _ in range(rounds + 1):
+            for _ in range(100):
+                P = []
+                for a in range(m):
+                    z = [s * sum(M[a][b] * r[b][j] for b in range(m)) for j in range(K)]
+                    e = [mpmath.exp(v - max(z)) for v in z]
+                    P.append([v / sum(e) for v in e])
+                F = mpmath.matrix([r[a][j] - T[a][j] + P[a][j] for a in range(m) for j in range(K)])
+                if mpmath.norm(F, mpmath.inf) < mpmath.mpf(10) ** (8 - dps):
+                    break
+                J = mpmath.eye(m * K)
+                for a in range(m):
+                    for i in range(K):
+                        for b in range(m):
+                            for j in range(K):
+                                J[a * K + i, b * K + j] += P[a][i] * (int(i == j) - P[a][j]) * s * M[a][b]
+                dx = mpmath.lu_solve(J, F)
+                r = [[r[a][j] - dx[a * K + j] for j in range(K)] for a in range(m)]
+            else:
+                raise AssertionError("reference Newton did not converge")
+            T = [[T[a][j] - r[a][j] for j in range(K)] for a in range(m)]
+            out.append(T)
+    return out
+
+
+def _ref_margin(P, ks, K):
+    return min(P[a][ks[a]] - P[a][j] for a in range(len(ks)) for j in range(K) if j != ks[a])
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_certified_enclosures_contain_the_60_digit_reference(full):
+    K, n, c, d, lam, counts = CELL
+    rounds = 3
+    ref = _reference_chain(K, n, c, d, lam, counts, rounds)
+    rep = certified_rounds(K, n, c, d, lam, counts, rounds, full=full)
+    ks, ls = np.nonzero(counts)
+    margins = [_ref_margin(P, ks, K) for P in ref]
+    expected = ["perfect" if mg > 0 else "not perfect" for mg in margins]
+    assert expected == ["not perfect", "not perfect", "perfect", "perfect"]  # the cell is what it claims
+    checked = rounds + 1 if full else 3  # without ``full`` checking stops at the first perfect round
+    assert rep.per_round == tuple(expected[:checked])
+    assert rep.first == 2 and rep.rounds == rounds
+    # decided at the starting precision: no doubling, with or without ``full``
+    assert rep.prec == DEFAULT_PREC
+    for field in (rep.margin_bounds, rep.max_radius, rep.max_contraction, rep.outputs_mid, rep.outputs_rad):
+        assert len(field) == checked
+    absent = counts == 0
+    for t in range(checked):
+        mid, rad = rep.outputs_mid[t], rep.outputs_rad[t]
+        assert mid.dtype == np.float64 and mid.shape == (K, K, K)
+        assert np.all(np.isnan(mid[absent])) and np.all(np.isnan(rad[absent]))
+        for a, (k, l) in enumerate(zip(ks, ls)):
+            for j in range(K):
+                # the enclosure is ~1e-37 wide: its float centre is the float nearest the true output
+                # (1 ulp of slack for a true value within 1e-37 of a rounding boundary)
+                assert abs(mid[k, l, j] - float(ref[t][a][j])) <= math.ulp(float(ref[t][a][j]))
+                assert 0 < rad[k, l, j] <= rep.max_radius[t]
+        assert rep.max_radius[t] == np.nanmax(rad)
+        # 128 bits (u = 2.9e-39); enclosures widen by a factor below 2 per round: 1e-30 leaves a 10^8 margin
+        assert rep.max_radius[t] < 1e-30
+        lo, hi = rep.margin_bounds[t]
+        true = float(margins[t])
+        assert lo <= hi
+        assert abs(lo - true) <= math.ulp(true) and abs(hi - true) <= math.ulp(true)
+        # Krawczyk's contraction ||I - Y J(X)||: Y is the float inverse of J, so the bound is float
+        # round-off (~Km u cond(J)), far below 1 (1e-10: cond(J) < 10^4 for this cell)
+        assert 0 < rep.max_contraction[t] < 1e-10
+
+
+def test_full_rounds_after_the_first_perfect_one_and_min_rounds_exact():
+    K, n, c, d, lam, counts = CELL
+    assert min_rounds_exact(K, n, c, d, lam, counts, 3) == 2
+    assert min_rounds_exact(K, n, c, d, lam, counts, 1) is None  # rounds 0, 1 proved not perfect
+    rep = certified_rounds(K, n, c, d, lam, counts, 1, full=True)
+    assert rep.first is None and rep.per_round == ("not perfect", "not perfect")
+    assert all(hi < 0 for _, hi in rep.margin_bounds)
+
+
+def test_undecided_rounds_with_full_are_reported_as_unknown():
+    """At 53 bits the paper's superclass cell (eta = 0.46) loses the Krawczyk test after a few rounds: with
+    ``full`` every later round is undecided too, with NaN margin bounds and infinite radius/contraction."""
+    K, n = 4, 500
+    counts = exact_label_counts(corruption_matrix("superclass", K, 0.46), n)
+    rep = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 40, prec=53, max_prec=53, full=True)
+    assert rep.prec == 53 and rep.first == UNDECIDED and len(rep.per_round) == 41
+    i = rep.per_round.index(UNDECIDED)
+    assert 0 < i < 40
+    assert set(rep.per_round[:i]) == {"not perfect"} and set(rep.per_round[i:]) == {UNDECIDED}
+    for t in range(i, 41):
+        assert all(math.isnan(b) for b in rep.margin_bounds[t])
+        assert rep.max_radius[t] == math.inf and rep.max_contraction[t] == math.inf
+        assert rep.outputs_mid[t] is None and rep.outputs_rad[t] is None
+    for t in range(i):
+        assert rep.max_radius[t] < 1e-3 and rep.max_contraction[t] < 1
+    # without ``full`` the chain stops at the undecided round; more bits decide it
+    short = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 40, prec=53, max_prec=53)
+    assert short.per_round == rep.per_round[: i + 1] and short.first == UNDECIDED
+    more = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, i, prec=53, max_prec=106, full=True)
+    assert more.prec == 106 and UNDECIDED not in more.per_round
+
+
+def test_full_certificate_raises_precision_for_late_rounds():
+    """With ``full``, rounds left undecided at 53 bits (here 77 of 151, after the first perfect round 2 was
+    decided) make certified_rounds double the precision; 106 bits decide every round."""
+    from theory.exact_level import UNDECIDED, certified_rounds
+
+    args = (3, 3, 0.5, 0.1, 0.05, np.array([[3, 0, 0], [0, 3, 0], [1, 0, 2]]), 150)
+    low = certified_rounds(*args, prec=53, max_prec=53, full=True)
+    assert low.first == 2 and UNDECIDED in low.per_round  # the undecided rounds come after a decided first
+    high = certified_rounds(*args, prec=53, max_prec=106, full=True)
+    assert high.prec == 106 and high.first == 2 and UNDECIDED not in high.per_round
+
+
+def test_certified_max_radius_is_the_largest_output_radius():
+    """max_radius[t] is the largest radius of round t's output enclosures (a finite float when certified)."""
+    from theory.exact_level import certified_rounds
+
+    rep = certified_rounds(3, 2, 0.5, 0.1, 0.2, np.array([[2, 0, 0], [1, 1, 0], [0, 1, 1]]), 3, full=True)
+    assert len(rep.max_radius) == 4 and "undecided" not in rep.per_round
+    for t, r in enumerate(rep.max_radius):
+        assert isinstance(r, float) and 0 <= r < 1e-6
+        assert r == np.nanmax(rep.outputs_rad[t])
+
+
+def test_report_fields_and_early_stop():
+    K, n = 4, 500
+    counts = exact_label_counts(corruption_matrix("superclass", K, 0.1), n)
+    rep = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 30)
+    assert rep.first == len(rep.per_round) - 1
+    assert rep.per_round[-1] == "perfect" and set(rep.per_round[:-1]) == {"not perfect"}
+    assert rep.margin_bounds[-1][0] > 0 and all(hi < 0 for _, hi in rep.margin_bounds[:-1])
+    assert all(0 <= x < 1 for x in rep.max_contraction)
+    assert min_rounds_exact(K, n, 0.4, 0.1, 1e-5, counts, rep.first - 1) is None
+
+
+def test_precision_bounds_are_inclusive():
+    args = dict(K=2, n=2, c=0.5, d=0.1, lam=0.01, counts=np.array([[2, 0], [0, 2]]), rounds=0)
+    rep = certified_rounds(**args, prec=53, max_prec=53)
+    assert rep.prec == 53 and rep.first == 0
+
+
+def test_missing_flint_is_reported(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "flint", None)  # makes ``import flint`` fail
+    with pytest.raises(ImportError, match=r"python-flint"):  # names the package to install
+        el._flint()
+
+
+def test_ball_float_encloses_the_ball_with_a_rounding_allowance_only():
+    """(m, r) floats with [m - r, m + r] containing the ball b, and rad(b) <= r <= rad(b) (1 + 4u) + 2u |m| + 1e-290
+    (u = 2^-53: rounding of the midpoint and of the radius to float): the interval widens the ball by
+    rounding-sized terms only."""
+    import flint
+
+    u = 2.0**-53
+    old = flint.ctx.prec
+    flint.ctx.prec = 200
+    try:
+        balls = [flint.arb(0), flint.arb(0, 1e-300), flint.arb(0, 1.0), flint.arb(1) / 3, flint.arb(-2) / 3 + flint.arb(0, 1e-20),
+                 flint.arb(10) ** 20 / 7, flint.arb(1e-310) / 3, flint.arb(-5, 0.25),
+                 flint.arb(1.5, 1e-3), flint.arb(-2.0, 0.25), flint.arb(1e-3)]
+        for b in balls:
+            m, r = el._ball_float(b)
+            assert r >= float(b.rad()) >= 0
+            lo, hi = flint.arb(m) - flint.arb(r), flint.arb(m) + flint.arb(r)  # exact: float values at 200 bits
+            assert lo <= b.lower() and b.upper() <= hi, (b, m, r)
+            assert r <= float(b.rad()) * (1 + 4 * u) + abs(m) * 2 * u + 1e-290, (b, m, r)
+    finally:
+        flint.ctx.prec = old
+
+
+def test_up_is_an_upper_bound():
+    """_up inflates a non-negative float bound: never below its argument, strictly above it, positive at 0."""
+    v = np.array([0.0, 1e-300, 1.0, 3.5, 1e300])
+    u = _up(v)
+    assert np.all(u > v)
+    assert np.all(u >= v * (1 + 1e-12))
+
+
+def test_contraction_matrix_bounds_the_exact_residual_matrix():
+    """The float bound of |I - Y J(X)| used by the certificate is entrywise >= the ball-arithmetic enclosure of
+    |I - Y J(x)| at a point x (Y the float inverse of the midpoint Jacobian, so most entries are rounding-sized:
+    that is where the float dot-product error term is needed)."""
+    from theory.exact_level import _Cell, _contraction_matrix, _flint
+
+    flint = _flint()
+    K, n, c, d, lam = 3, 2, 0.5, 0.1, 0.2
+    counts = np.array([[2, 0, 0], [1, 1, 0], [0, 1, 1]])
+    cell = _Cell(flint, K, n, c, d, lam, counts)
+    Km, m = cell.Km, cell.m
+    x = flint.arb_mat(Km, 1, [float(v) for v in np.random.default_rng(0).normal(size=Km)])
+    pX = cell.softmax_balls(cell.Mbig * x)
+    # exact-ball Jacobian J[(a, i), (b, j)] = delta + (diag(p_a) - p_a p_a^T)[i, j] M[a, b]
+    J = flint.arb_mat(Km, Km)
+    for a in range(m):
+        for i in range(K):
+            pi = pX[a * K + i]
+            for b in range(m):
+                for j in range(K):
+                    h = (pi if i == j else 0) - pi * pX[a * K + j]
+                    J[a * K + i, b * K + j] = h * cell.Mbig[a * K, b * K] + (1 if a * K + i == b * K + j else 0)
+    Jf = np.array([[float(J[i, j].mid()) for j in range(Km)] for i in range(Km)])
+    Yf = np.linalg.inv(Jf)
+    Y = flint.arb_mat(Km, Km, [float(v) for v in Yf.ravel()])
+    E = flint.arb_mat(Km, Km, [float(v) for v in np.eye(Km).ravel()]) - Y * J
+    exact_upper = np.array([[float(E[i, j].abs_upper()) for j in range(Km)] for i in range(Km)])
+    bound = _contraction_matrix(cell, pX, Yf, np.abs(Yf), np.eye(Km))
+    assert np.all(bound >= exact_upper)
+    assert np.all(bound > 0)
+
+
+def test_solve_reduced_contract():
+    K, n, c, d, lam, counts = CELL
+    with pytest.raises(RuntimeError, match=r"after 0 Newton steps.*1e-13"):
+        solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), max_iter=0)
+    # tol == 0 is out of reach in float: the default limit of 100 Newton steps ends the solve
+    with pytest.raises(RuntimeError, match=r"after 100 Newton steps"):
+        solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), tol=0.0)
+    # targets given as exact fractions are read as float64
+    frac = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K).astype(int) * Fraction(1))
+    assert frac.outputs.dtype == np.float64
+    # integer targets are read as float64; outputs NaN exactly for absent types
+    sol = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K).astype(int))
+    assert sol.outputs.dtype == np.float64 and sol.r.dtype == np.float64
+    assert np.array_equal(np.isnan(sol.outputs).any(axis=2), counts == 0)
+    assert sol.r.shape == (np.count_nonzero(counts), K)
+    assert sol.residual <= 1e-13 and sol.iterations >= 1
+    ref = _reference_chain(K, n, c, d, lam, counts, 0)[0]
+    ks, ls = np.nonzero(counts)
+    got = sol.outputs[ks, ls]
+    # Newton stops at max|F| <= 1e-13 and the Jacobian's inverse is O(1) here: outputs to 1e-12
+    assert np.max(np.abs(got - np.array([[float(v) for v in row] for row in ref]))) < 1e-12
+    # ``iterations`` counts the Newton steps: the solve succeeds with that many allowed, fails with one fewer
+    k = sol.iterations
+    assert k >= 3
+    assert solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), max_iter=k).iterations == k
+    with pytest.raises(RuntimeError, match=f"after {k - 1} Newton steps"):
+        solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), max_iter=k - 1)
+    # a warm start at the solution needs no Newton step, also when max|F| equals tol (tol is inclusive)
+    again = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), r0=sol.r, tol=sol.residual)
+    assert again.iterations == 0 and np.array_equal(again.r, sol.r) and again.residual == sol.residual
+
+
+def test_solve_reduced_saturated_softmax():
+    """lam = 1e-5 with n = 3: logit scale 1/(N lam) ~ 1.7e4, the softmax saturates along the Newton path
+    (trial logits far beyond exp's range); the solution still matches the reference."""
+    K, n, c, d, lam = 2, 3, 0.5, 0.1, 1e-5
+    counts = np.array([[2, 1], [0, 3]])
+    sol = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K))
+    ref = _reference_chain(K, n, c, d, lam, counts, 0)[0]
+    ks, ls = np.nonzero(counts)
+    assert np.max(np.abs(sol.outputs[ks, ls] - np.array([[float(v) for v in row] for row in ref]))) < 1e-11
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_solve_reduced_converges_from_far_starts(seed):
+    """The reduced objective is strictly convex: damped Newton reaches the unique solution from any start, here
+    residuals r0 of size ~300 (logits ~1e5, full Newton steps overshoot and are cut back by the line search)."""
+    K, n, c, d, lam = 3, 4, 0.5, 0.1, 1e-3
+    counts = CELL[-1]
+    near = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K))
+    r0 = 300 * np.random.default_rng(seed).standard_normal(near.r.shape)
+    far = solve_reduced(K, n, c, d, lam, counts, _one_hot_types(K), r0=r0)
+    # both stop at max|F| <= 1e-13; the Jacobian's inverse is O(1) here: solutions agree to 1e-12
+    assert np.max(np.abs(far.r - near.r)) < 1e-12
 
 
 @settings(max_examples=15)
@@ -173,6 +350,19 @@ def test_reduced_solution_equals_dense_solve(cell):
     blk = fit_block(K, n, c, d, lam, counts, _one_hot_types(K))
     assert np.max(np.abs(red.outputs[y, z].T - dense.outputs)) < SOLVER_TOL
     assert np.max(np.abs(blk.outputs[y, z].T - dense.outputs)) < SOLVER_TOL
+
+
+def test_mixing_matrix_entries():
+    """s M [tau, sigma] = ((1-c) [tau = sigma] + ((c-d) [same class] + d) n_sigma) / (K n lam)."""
+    K, n, c, d, lam, counts = CELL
+    ks, ls = np.nonzero(counts)
+    nm = counts[ks, ls]
+    got = mixing_matrix(K, n, c, d, lam, counts)
+    m = ks.size
+    want = np.array([[((1 - c) * (a == b) + ((c - d) * (ks[a] == ks[b]) + d) * nm[b]) / (K * n * lam) for b in range(m)]
+                     for a in range(m)])
+    assert got.dtype == np.float64 and got.shape == (m, m)
+    assert np.max(np.abs(got - want)) <= 1e-13 * np.max(np.abs(want))  # a few float roundings
 
 
 def test_mixing_matrix_reproduces_dense_logits():
@@ -192,108 +382,6 @@ def test_mixing_matrix_reproduces_dense_logits():
     assert np.max(np.abs(Z - Zt)) < 1e-10 * np.max(np.abs(Z))  # float round-off of sums of <= N terms
 
 
-# ---------------------------------------------------------------------------- certified vs dense
-
-
-def _check_certified_against_dense(cell, record, label=event):
-    K, n, c, d, lam, counts = cell
-    rep = certified_rounds(K, n, c, d, lam, counts, ROUNDS, full=True)
-    margins, fits = _dense_chain(K, n, c, d, lam, counts, ROUNDS)
-    assert len(rep.per_round) == ROUNDS + 1
-    for t, (verdict, m) in enumerate(zip(rep.per_round, margins)):
-        if verdict == UNDECIDED:
-            # undecided only near a tie (or after an earlier undecided round)
-            assert abs(m) < 1e-6 or UNDECIDED in rep.per_round[:t], (t, m)
-            continue
-        # soundness: the dense float outputs lie in the enclosures (up to the solvers' tolerance)
-        P, y, z = fits[t]
-        mid, rad = rep.outputs_mid[t][y, z].T, rep.outputs_rad[t][y, z].T
-        assert np.all(np.abs(P - mid) <= rad + SOLVER_TOL * (t + 1))
-        lo, hi = rep.margin_bounds[t]
-        assert lo - SOLVER_TOL * (t + 1) <= m <= hi + SOLVER_TOL * (t + 1)
-        if abs(m) < NEAR_TIE:
-            label("near tie in the float chain")
-            continue
-        assert (verdict == "perfect") == (m > metrics.TIE_TOL), (t, verdict, m)
-    float_first = next((t for t, m in enumerate(margins) if m > metrics.TIE_TOL), None)
-    if rep.first != UNDECIDED and all(abs(m) >= NEAR_TIE for m in margins):
-        assert rep.first == float_first
-    lin = min_rounds(K, n, c, d, lam, counts / n)
-    lin_capped = lin if lin is not None and lin <= ROUNDS else None
-    differs = lin_capped != rep.first
-    label("exact and linearised rounds differ" if differs else "exact and linearised rounds agree")
-    record.append(differs)
-
-
-def test_certified_rounds_match_dense_solves_and_reach_gap_cases():
-    """Certified verdicts agree with a dense float chain; the strategy reaches cells where the exact and
-    linearised first perfect rounds differ (asserted: the property is not vacuous for the gap)."""
-    record: list[bool] = []
-
-    @given(small_cells())
-    def prop(cell):
-        _check_certified_against_dense(cell, record)
-
-    prop()
-    assert any(record), "no drawn cell had different exact and linearised rounds"
-    assert not all(record)
-
-
-# Pinned cells found by a random search (seeded numpy, 150 draws of the cell distribution above):
-# exact lags the linearised round, and (unbalanced labels) exact leads it.
-GAP_CELLS = [
-    ((3, 3, 0.77, 0.12, 10**-1.8389973971211682, np.array([[2, 1, 0], [0, 3, 0], [0, 0, 3]])), 1, 2),
-    ((3, 6, 0.34, 0.04, 10**-2.141716471781614, np.array([[5, 1, 0], [0, 5, 1], [0, 0, 6]])), 2, 3),
-    ((2, 5, 0.74, 0.09, 10**-2.5594037464297643, np.array([[5, 0], [1, 4]])), 5, 4),
-]
-
-
-@pytest.mark.parametrize("cell, linear, exact", GAP_CELLS)
-def test_pinned_gap_cells(cell, linear, exact):
-    K, n, c, d, lam, counts = cell
-    assert min_rounds(K, n, c, d, lam, counts / n) == linear
-    record: list[bool] = []
-    _check_certified_against_dense(cell, record, label=lambda _: None)
-    assert record == [True]
-    assert min_rounds_exact(K, n, c, d, lam, counts, ROUNDS) == exact
-
-
-# ---------------------------------------------------------------------------- API and the paper setting
-
-
-def test_report_fields_and_early_stop():
-    K, n = 4, 500
-    counts = exact_label_counts(corruption_matrix("superclass", K, 0.1), n)
-    rep = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 30)
-    assert rep.first == len(rep.per_round) - 1
-    assert rep.per_round[-1] == "perfect" and set(rep.per_round[:-1]) == {"not perfect"}
-    assert rep.margin_bounds[-1][0] > 0 and all(hi < 0 for _, hi in rep.margin_bounds[:-1])
-    assert all(0 <= x < 1 for x in rep.max_contraction)
-    assert min_rounds_exact(K, n, 0.4, 0.1, 1e-5, counts, rep.first - 1) is None
-
-
-def test_paper_setting_superclass_gap():
-    """K=4, n=500, c=0.4, d=0.1, lam=1e-5, superclass pairs eta=0.46 (paper_checks: 20 predicted, 37 observed)."""
-    K, n, c, d, lam = 4, 500, 0.4, 0.1, 1e-5
-    C = corruption_matrix("superclass", K, 0.46)
-    counts = exact_label_counts(C, n)
-    assert min_rounds(K, n, c, d, lam, C) == 20
-    rep = certified_rounds(K, n, c, d, lam, counts, 40)
-    # the float chain of fit_block gives the same first round
-    ks, ls = np.nonzero(counts)
-    T = _one_hot_types(K)
-    first = None
-    for t in range(41):
-        fit = fit_block(K, n, c, d, lam, counts, T)
-        if np.all(metrics.correct(fit.outputs[ks, ls].T, ks)):
-            first = t
-            break
-        T = np.where(np.isnan(fit.outputs), 1.0 / K, fit.outputs)
-    assert rep.first == first == 37
-    assert active_set_rounds(K, n, c, d, lam, counts) == 40  # correction 1 alone overshoots
-    assert decoupled_rounds(K, n, c, d, lam, counts, 60) == 37  # correction 2 (class-decoupled limit)
-
-
 def test_exact_boundary_and_ties():
     K, n, c, d, lam = 4, 20, 0.4, 0.1, 1e-3
     out = exact_boundary(K, n, c, d, lam, "superclass", [0.0, 0.2, 0.5, 0.9], 15)
@@ -305,96 +393,11 @@ def test_exact_boundary_and_ties():
         exact_boundary(K, n, c, d, lam, "symmetric", [0.1], 5)
 
 
-@pytest.mark.parametrize(
-    "bad, match",
-    [
-        (dict(K=1), "K == 1"),
-        (dict(lam=0.0), "lam == 0.0"),
-        (dict(rounds=-1), "rounds == -1"),
-        (dict(counts=np.array([[2, 0], [1, 0]])), "counts"),
-    ],
-)
-def test_validation_messages(bad, match):
-    args = dict(K=2, n=2, c=0.5, d=0.1, lam=0.01, counts=np.array([[2, 0], [0, 2]]), rounds=3)
-    args.update(bad)
-    with pytest.raises(ValueError, match=match):
-        certified_rounds(**args)
-
-
-def test_gap_corrections_symmetric_noise_no_active_set_effect():
-    """Symmetric noise keeps every class active: correction 1 equals the linearised round."""
-    K, n, c, d, lam = 4, 600, 0.4, 0.1, 1e-5
-    C = corruption_matrix("symmetric", K, 0.6)
-    counts = exact_label_counts(C, n)
-    assert active_set_rounds(K, n, c, d, lam, counts) == min_rounds(K, n, c, d, lam, C)
-    assert math.isfinite(decoupled_rounds(K, n, c, d, lam, counts, 40))
-
-
-def test_gap_table_paper_setting_superclass():
-    """Measured (benchmarks/bench_exact_level.py --gap): the class-decoupled limit reproduces the certified
-    exact round on the superclass grid; the closed forms bracket it at high noise."""
-    rows = gap_table(4, 500, 0.4, 0.1, 1e-5, "superclass", [0.1, 0.3, 0.48], 60)
-    assert [r["exact"] for r in rows] == [r["decoupled"] for r in rows] == [7, 15, 47]
-    assert [r["linear"] for r in rows] == [6, 10, 26]
-    assert [r["active_set"] for r in rows] == [12, 19, 50]
-    assert [r["operating_point"] for r in rows] == [4, 16, 50]
-    assert [r["pair_formula"] for r in rows] == [7, 15, 47]
-
-
-def test_pair_formula_validation():
-    counts = exact_label_counts(corruption_matrix("symmetric", 4, 0.3), 30)
-    with pytest.raises(ValueError, match="class 0 has 4 given labels"):
-        pair_formula_rounds(4, 30, 0.4, 0.1, 1e-4, counts)
-    counts = exact_label_counts(corruption_matrix("superclass", 4, 0.5), 30)
-    assert pair_formula_rounds(4, 30, 0.4, 0.1, 1e-4, counts) is None
-
-
-@pytest.mark.parametrize("eta", [0.1, 0.26, 0.4, 0.49])
-def test_operating_point_rounds_equal_pair_closed_form(eta):
-    """Superclass pairs: a noisy instance outputs p (1 - rate^s) for its true class, so the first perfect
-    round is the smallest s with rate^s < (2p - 1)/(2p), minus one (p = 1 - eta, rate from the sympy pair_rate)."""
-    K, n, c, d, lam = 4, 100, 0.4, 0.1, 1e-4
-    counts = exact_label_counts(corruption_matrix("superclass", K, eta), n)
-    a = (1 - c) / (K * n * lam)
-    p = 1 - eta
-    rate = 2 * a * p * (1 - p) / (1 + 2 * a * p * (1 - p))
-    s_star = math.log(2 * p / (2 * p - 1)) / math.log(1 / rate)
-    s = math.floor(s_star) + 1  # s_star is not an integer for these eta (checked: distance > 1e-3)
-    assert abs(s_star - round(s_star)) > 1e-3
-    assert operating_point_rounds(K, n, c, d, lam, counts) == s - 1
-
-
-def test_distill_json_reports_min_rounds_exact(capsys):
-    """``python -m sims.distill --json``: theory.min_rounds_exact next to theory.min_rounds, equal to the
-    certified round for the sample's counts, and equal to the first perfect round of the exact records."""
-    import json
-
-    from sims import distill
-
-    argv = ["--per-class", "20", "--noise", "superclass", "--eta", "0.3", "--exact-counts", "--lam", "1e-3",
-            "--rounds", "12", "--level", "exact", "--json"]
-    assert distill.main(argv) == 0
-    res = json.loads(capsys.readouterr().out)
-    th = res["theory"]
-    keys = list(th)
-    assert keys.index("min_rounds_exact") == keys.index("min_rounds") + 1
-    counts = np.array(res["params"]["label_counts"])
-    assert th["min_rounds_exact"] == min_rounds_exact(4, 20, 0.4, 0.1, 1e-3, counts, 12)
-    perfect = [r["round"] for r in res["records"] if r["method"] == "sd" and r["train_accuracy"] == 1.0]
-    assert th["min_rounds_exact"] == (min(perfect) if perfect else None)
-    # not reached within the rounds asked for: null
-    assert distill.main(argv[:-5] + ["--rounds", "1", "--level", "exact", "--json"]) == 0
-    res = json.loads(capsys.readouterr().out)
-    assert res["theory"]["min_rounds_exact"] is None
-
-
-def test_insufficient_precision_gives_undecided_not_a_wrong_verdict():
-    """At 53 bits the enclosures of the paper's superclass cell (eta = 0.46) outgrow the Krawczyk test after
-    a few rounds: the answer is "undecided" (never a wrong round); allowing more bits recovers round 37."""
-    K, n = 4, 500
-    counts = exact_label_counts(corruption_matrix("superclass", K, 0.46), n)
-    low = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 40, prec=53, max_prec=53)
-    assert low.first == UNDECIDED and low.per_round[-1] == UNDECIDED
-    assert set(low.per_round[:-1]) == {"not perfect"}
-    rescued = certified_rounds(K, n, 0.4, 0.1, 1e-5, counts, 40, prec=53, max_prec=256)
-    assert rescued.first == 37 and rescued.prec > 53
+def test_exact_boundary_superclass_size():
+    """superclass_size defaults to 2 (pairs); groups of 4 classes give different counts, hence rounds."""
+    K, n, c, d, lam = 4, 30, 0.4, 0.1, 1e-3
+    pairs = exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8)
+    assert pairs == exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8, superclass_size=2)
+    expected = min_rounds_exact(K, n, c, d, lam, exact_label_counts(corruption_matrix("superclass", K, 0.2, 4), n), 8)
+    assert exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8, superclass_size=4) == [expected]
+    assert expected != pairs[0]

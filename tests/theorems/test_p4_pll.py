@@ -7,7 +7,15 @@ from hypothesis import strategies as st
 
 import theory
 
-from .strategies import block_params, explicit_block_gram, explicit_operator, label_counts, labels_from_counts, pll_case
+from .strategies import (
+    block_params,
+    explicit_block_gram,
+    explicit_operator,
+    informative_share,
+    label_counts,
+    labels_from_counts,
+    pll_case,
+)
 
 # Brute-force ties: two teacher outputs (deviations from U) closer than REL_TIE
 # times the instance's deviation scale are tied. Exact ties appear in float64 at
@@ -188,8 +196,7 @@ def test_student_condition_half(params, data):
     """If every PLL target gives the true class its full 1/2 (true class in the strict top two, not sharing
     a tie) and the PLL targets are balanced over classes, the student is perfect iff every class-mean PLL
     target gives each wrong label strictly less than 1/2. (With a shared tie the true class can get 1/4;
-    e.g. uniform noise with K=3 then satisfies the 1/2 condition and still fails, found by the thorough
-    profile.)"""
+    e.g. uniform noise with K=3 then satisfies the 1/2 condition and still fails.)"""
     K, n, c, d, lam = params
     counts = data.draw(label_counts(K, n, balanced=True)) if data is not None else np.ones((3, 3), dtype=int)
     C = counts / n
@@ -281,3 +288,102 @@ def test_student_fresh_accuracy_matches_explicit(case):
         correct += m > tol
     event("fresh accuracy decided" if not undecided else "fresh margin within round-off")
     assert rep.student_fresh_accuracy == correct / K or undecided
+
+
+def _teacher_deviations(K, n, c, d, lam, counts):
+    """Explicit one-fit teacher deviations (K, N) and the true/given label of every instance."""
+    y, z, _, margin = _brute_pll(K, n, c, d, lam, counts, "share")
+    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
+    return (np.eye(K)[:, z] - 1.0 / K) @ A, y, z, margin
+
+
+# Small lambda: the teacher memorises the given labels and errs on the noisy types; large lambda: it smooths
+# them to the class majority; together the cases have teacher-correct and teacher-wrong present types.
+TEACHER_CASES = [
+    (4, 4, 0.4, 0.1, 1e-3, np.array([[2, 2, 0, 0], [2, 2, 0, 0], [0, 0, 3, 1], [0, 0, 1, 3]])),
+    (3, 3, 0.6, 0.3, 0.1, np.array([[0, 1, 2], [0, 0, 3], [2, 1, 0]])),
+]
+
+
+def test_pll_teacher_correct_matches_explicit_teacher():
+    """teacher_correct[k, l] is "the teacher's true-class output beats every other class", as in the explicit fit;
+    teacher_train_accuracy is the share of such instances."""
+    verdicts = set()
+    for K, n, c, d, lam, counts in TEACHER_CASES:
+        rep = theory.pll_analysis(K, n, c, d, lam, counts / n)
+        D, y, z, _ = _teacher_deviations(K, n, c, d, lam, counts)
+        N = K * n
+        right = np.zeros(N, dtype=bool)
+        for i in range(N):
+            col = D[:, i]
+            gap = col[y[i]] - np.delete(col, y[i]).max()
+            # explicit deviations carry ~N eps of the filter scale; the drawn gaps are >= 1e-3 of it
+            assert abs(gap) > FLOOR * np.abs(col).max()
+            right[i] = gap > 0
+            assert rep.teacher_correct[y[i], z[i]] == right[i], f"type {(y[i], z[i])}"
+        verdicts.update(right.tolist())
+        assert abs(rep.teacher_train_accuracy - right.mean()) <= 1e-14  # a float sum of <= 16 shares
+    assert verdicts == {True, False}  # the cases exercise both verdicts
+
+
+def test_pll_student_is_one_round():
+    """The student's verdict is its margin after ONE fit on the PLL targets (this case's margin changes sign
+    between one and two fits of type (2, 1))."""
+    K, n, c, d, lam, counts = TEACHER_CASES[1]
+    rep = theory.pll_analysis(K, n, c, d, lam, counts / n)
+    _, y, z, margin = _teacher_deviations(K, n, c, d, lam, counts)
+    floor = FLOOR * max(theory.filters(K, n, c, d, lam))
+    for i in range(K * n):
+        assert abs(margin[i]) > floor  # decided by float64 (see test_p4_pll.FLOOR)
+        assert rep.student_correct[y[i], z[i]] == (margin[i] > 0), f"type {(y[i], z[i])}"
+    assert not rep.student_correct[2, 1]
+
+
+def test_teacher_tie_is_not_correct():
+    """alpha = 1/4, beta = 3/4, Delta = 1/2 (see test_boundary_tie_counts_as_failure): the teacher's outputs of
+    the noisy type (0, 1) tie exactly between classes 0 and 1, so it is not correct; both classes are in its top two."""
+    C = np.array([[0.75, 0.25], [0.25, 0.75]])
+    rep = theory.pll_analysis(2, 8, 0.5, 0.0, 1.5 / 32, C)
+    assert rep.teacher_correct.tolist() == [[True, False], [False, True]]
+    assert rep.teacher_contains_true.all() and rep.targets[0, 1].tolist() == [0.5, 0.5]
+    assert rep.teacher_train_accuracy == 0.75
+
+
+def test_pll_class_mean_shares():
+    """Symmetric noise eta = 1/4, K = 3, rule "lowest" (hand count): a clean class-0 instance's target is (1/2, 1/2, 0)
+    (tie for second broken to the lower index), a noisy (0, 1) one's (1/2, 1/2, 0) and a noisy (0, 2) one's
+    (1/2, 0, 1/2); class 0's mean gives label 1 3/4 * 1/2 + 1/8 * 1/2 = 7/16 < 1/2: the condition holds.
+    K = 2: every target is (1/2, 1/2), the wrong share is exactly 1/2 (tied, condition fails) and the student's
+    fresh logits tie exactly, so no fresh sample is correct."""
+    rep = theory.pll_analysis(3, 4, 0.4, 0.1, 1e-3, theory.symmetric(3, 0.25), ties="lowest")
+    assert rep.class_mean_targets[0].tolist() == [0.5, 0.4375, 0.0625]
+    assert rep.max_wrong_share.tolist() == [0.4375] * 3
+    assert rep.condition is True and rep.tied_pairs == ()
+    two = theory.pll_analysis(2, 4, 0.4, 0.1, 1e-3, theory.symmetric(2, 0.25))
+    assert two.class_mean_targets.tolist() == [[0.5, 0.5], [0.5, 0.5]]
+    assert two.max_wrong_share.tolist() == [0.5, 0.5]
+    assert two.condition is False and set(two.tied_pairs) == {(0, 1), (1, 0)}
+    assert two.student_fresh_accuracy == 0.0
+
+
+@pytest.mark.parametrize("ties", ["share", "lowest"])
+def test_metrics_pll_targets_is_decided_column_by_column(ties):
+    # Each column's runner-up must be found within that column: the columns below have runner-ups of very
+    # different size (0.30 vs 0.05), so a runner-up threshold taken over the whole matrix would miss column 1's.
+    from sims.metrics import pll_targets
+
+    P = np.array([[0.60, 0.90], [0.30, 0.05], [0.10, 0.05 - 1e-3]])
+    T = pll_targets(P, ties=ties)
+    for col in range(P.shape[1]):
+        order = np.argsort(-P[:, col], kind="stable")
+        expected = np.zeros(P.shape[0])
+        expected[order[:2]] = 0.5  # no ties within 1e-9 here, so both rules give half to each of the top two
+        np.testing.assert_array_equal(T[:, col], expected)
+
+
+def test_at_least_half_of_the_examples_are_informative():
+    """At least half of the examples test_pll_matches_brute_force sees are non-trivial: the teacher errs on a present
+    type or ties in its top two (the criterion that property reports as an ``event``)."""
+    informative, total = informative_share(pll_case(max_K=4, max_n=6), lambda case: pll_informative(*case[:6])[0])
+    assert total > 0
+    assert informative >= total / 2, f"only {informative} of {total} examples are non-trivial"

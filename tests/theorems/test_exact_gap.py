@@ -1,8 +1,10 @@
-"""Contracts of theory.exact_gap that the pinned-value tests in test_exact_level.py do not state.
+"""Contract of theory.exact_gap: the corrections that explain why the exact softmax needs more rounds.
 
-Defaults, boundaries of the round horizons and thresholds, the single-label and
-own-label-absent branches, the Newton solver of the class-decoupled limit, and
-the sensitivity of the symbolic verifications to a wrong ingredient.
+Active classes, the class-decoupled limit (its Newton solver, the round horizon,
+single-label and own-label-absent classes), the operating-point closed form and
+the pair formula, each checked against an independent route (the linearised
+round at a changed lambda, the pair closed form, 30-digit mpmath) and on the
+paper's superclass grid.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import exact_gap, symbolic_gap
+from theory import exact_gap
 from theory.conditions import min_rounds
 from theory.corruption import corruption_matrix, exact_label_counts
 from theory.exact_gap import (
@@ -25,65 +27,9 @@ from theory.exact_gap import (
     operating_point_rounds,
     pair_formula_rounds,
 )
-from theory.symbolic_gap import verify_active_set_linearisation, verify_operating_point_linearisation
 from theory.exact_level import _softmax_rows
 
-
-def _is_zero_matrix(value) -> bool:
-    return all(sp.simplify(x) == 0 for x in value)
-
-
-# ---------------------------------------------------------------------------- symbolic
-
-
-def test_active_set_linearisation_default_has_three_active_classes():
-    """Documented default m = 3: one first-order residual per active class, all zero."""
-    res = verify_active_set_linearisation()
-    assert set(res) == {"first_order", "scalar_fixed_point", "lambda_substitution"}
-    assert len(res["first_order"]) == 3
-    assert all(r == 0 for r in res["first_order"])
-    assert res["scalar_fixed_point"] == 0 and res["lambda_substitution"] == 0
-
-
-def test_operating_point_linearisation_default_is_three_classes():
-    """Documented default K = 3: K-vectors for the K-class checks, a 2-vector for the pair; all zero."""
-    res = verify_operating_point_linearisation()
-    assert set(res) == {"jacobian", "linear_step", "pair_rate", "uniform_rate"}
-    assert [res[k].shape for k in ("jacobian", "linear_step", "pair_rate", "uniform_rate")] == [(3, 1), (3, 1), (2, 1), (3, 1)]
-    for name, value in res.items():
-        assert _is_zero_matrix(value), name
-
-
-def test_softmax_jacobian_matches_finite_differences():
-    """diag(q) - q q^T is the Jacobian of softmax at logits log q (central differences, step 1e-6:
-    truncation error ~1e-12, rounding ~1e-10; tolerance 1e-8)."""
-    q = np.array([0.5, 0.3, 0.2])
-    H = np.array(symbolic_gap._softmax_jacobian(sp.Matrix([sp.Rational(5, 10), sp.Rational(3, 10), sp.Rational(2, 10)])), dtype=float)
-    z0, h = np.log(q), 1e-6
-    fd = np.empty((3, 3))
-    for j in range(3):
-        dz = np.zeros(3)
-        dz[j] = h
-        fd[:, j] = (_softmax_rows((z0 + dz)[None])[0] - _softmax_rows((z0 - dz)[None])[0]) / (2 * h)
-    np.testing.assert_allclose(H, fd, atol=1e-8)
-
-
-def test_operating_point_jacobian_check_detects_a_wrong_hessian(monkeypatch):
-    """The ``jacobian`` residual depends on H: with diag(q) + q q^T it is nonzero (``linear_step`` alone
-    holds for any matrix H, which is why the Jacobian is checked separately)."""
-
-    def wrong(q):
-        q = sp.Matrix(q)
-        return sp.diag(*q) + q * q.T
-
-    monkeypatch.setattr(symbolic_gap, "_softmax_jacobian", wrong)
-    res = verify_operating_point_linearisation(K=2)
-    assert not _is_zero_matrix(res["jacobian"])
-    assert not _is_zero_matrix(res["pair_rate"])
-    assert _is_zero_matrix(res["linear_step"])
-
-
-# ---------------------------------------------------------------------------- active set
+from .strategies import raises_naming
 
 
 def test_active_classes_counts_distinct_labels_per_class():
@@ -102,7 +48,13 @@ def test_active_set_rounds_is_the_linearised_round_at_lambda_m_over_k():
     assert active_set_rounds(K, n, c, d, lam, counts) == min_rounds(K, n, c, d, lam * 2 / K, C)
 
 
-# ---------------------------------------------------------------------------- class-decoupled limit
+def test_gap_corrections_symmetric_noise_no_active_set_effect():
+    """Symmetric noise keeps every class active: correction 1 equals the linearised round."""
+    K, n, c, d, lam = 4, 600, 0.4, 0.1, 1e-5
+    C = corruption_matrix("symmetric", K, 0.6)
+    counts = exact_label_counts(C, n)
+    assert active_set_rounds(K, n, c, d, lam, counts) == min_rounds(K, n, c, d, lam, C)
+    assert math.isfinite(decoupled_rounds(K, n, c, d, lam, counts, 40))
 
 
 def _resid(a, w, T, r, L):
@@ -143,20 +95,6 @@ def test_limit_newton_stops_at_the_tolerance():
     first = next(i for i, s in enumerate(steps) if s <= 1e-3)
     r, L, res = exact_gap._limit_newton(a, w, T, r0, L0, tol=steps[first])  # residual exactly at tol: stop
     assert res == steps[first]
-
-
-def test_limit_newton_default_max_iter_is_200(monkeypatch):
-    """Documented default: at most 200 Newton steps (one linear solve each; tol = -1 is never reached)."""
-    calls = []
-    solve = np.linalg.solve
-
-    def counting_solve(*args):
-        calls.append(1)
-        return solve(*args)
-
-    monkeypatch.setattr(np.linalg, "solve", counting_solve)
-    exact_gap._limit_newton(5.0, np.array([0.7, 0.3]), np.eye(2), np.zeros((2, 2)), np.zeros(2), tol=-1.0)
-    assert len(calls) == 200
 
 
 def _superclass_cell(K=2, n=20, eta=0.3):
@@ -202,8 +140,9 @@ def test_decoupled_rounds_none_when_never_perfect():
 
 @pytest.mark.parametrize("res, raises", [(1e-10, False), (1.5e-10, True)])
 def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
-    """A Newton residual of exactly 1e-10 is accepted, 1.5e-10 raises RuntimeError naming the residual,
-    round and class (the solver's real residual is replaced by a wrapper)."""
+    """The documented RuntimeError of a Newton solve that does not converge: a residual of exactly 1e-10 is
+    accepted, 1.5e-10 is refused with the residual, round and class named. The real solver always converges on
+    valid input, so its returned residual is replaced by a wrapper (the only way to reach this branch)."""
     real = exact_gap._limit_newton
 
     def fake(*args, **kwargs):
@@ -214,7 +153,7 @@ def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
     K, n, c, d, lam = 2, 20, 0.4, 0.1, 1e-3
     counts = _superclass_cell(K, n, 0.3)
     if raises:
-        with pytest.raises(RuntimeError, match=r"decoupled_rounds: residual 1\.500e-10 at round 0 \(class 0\), must be <= 1e-10"):
+        with raises_naming("residual", "1.500e-10", "round 0", "class 0", "1e-10", exc=RuntimeError):
             decoupled_rounds(K, n, c, d, lam, counts, 3)
     else:
         monkeypatch.setattr(exact_gap, "_limit_newton", real)
@@ -223,11 +162,8 @@ def test_decoupled_rounds_residual_check_boundary(monkeypatch, res, raises):
         assert decoupled_rounds(K, n, c, d, lam, counts, 60) == expected
 
 
-# ---------------------------------------------------------------------------- operating point
-
-
 def _pair_lam_for_round(s_star, eta, K, n, c):
-    """lambda at which the pair closed form (test_exact_level) puts the first perfect fit count at s_star:
+    """lambda at which the pair closed form (test_operating_point_rounds_equal_pair_closed_form) puts the first perfect fit count at s_star:
     rate = 2 a p (1-p) / (1 + 2 a p (1-p)) with rate^s_star = (2p - 1)/(2p), a = (1 - c)/(K n lam)."""
     p = 1 - eta
     rate = math.exp(-math.log(2 * p / (2 * p - 1)) / s_star)
@@ -252,7 +188,19 @@ def test_operating_point_rounds_horizon_boundary():
     assert operating_point_rounds(K, n, c, 0.1, lam, counts, 19) is None
 
 
-# ---------------------------------------------------------------------------- pair formula
+@pytest.mark.parametrize("eta", [0.1, 0.26, 0.4, 0.49])
+def test_operating_point_rounds_equal_pair_closed_form(eta):
+    """Superclass pairs: a noisy instance outputs p (1 - rate^s) for its true class, so the first perfect
+    round is the smallest s with rate^s < (2p - 1)/(2p), minus one (p = 1 - eta, rate from the sympy pair_rate)."""
+    K, n, c, d, lam = 4, 100, 0.4, 0.1, 1e-4
+    counts = exact_label_counts(corruption_matrix("superclass", K, eta), n)
+    a = (1 - c) / (K * n * lam)
+    p = 1 - eta
+    rate = 2 * a * p * (1 - p) / (1 + 2 * a * p * (1 - p))
+    s_star = math.log(2 * p / (2 * p - 1)) / math.log(1 / rate)
+    s = math.floor(s_star) + 1  # s_star is not an integer for these eta (checked: distance > 1e-3)
+    assert abs(s_star - round(s_star)) > 1e-3
+    assert operating_point_rounds(K, n, c, d, lam, counts) == s - 1
 
 
 def test_pair_formula_single_label_and_three_label_classes():
@@ -260,54 +208,16 @@ def test_pair_formula_single_label_and_three_label_classes():
     assert pair_formula_rounds(K, n, c, d, lam, np.diag([n] * K)) == 0
     assert pair_formula_rounds(K, n, c, d, lam, np.array([[0, 6, 0], [6, 0, 0], [0, 0, 6]])) is None
     assert pair_formula_rounds(K, n, c, d, lam, np.array([[0, 3, 3], [0, 6, 0], [0, 0, 6]])) is None  # eta = 1
-    with pytest.raises(ValueError, match="class 1 has 3 given labels, the pair formula needs at most 2"):
+    with raises_naming("class 1", "3 given labels"):
         pair_formula_rounds(K, n, c, d, lam, np.array([[6, 0, 0], [2, 2, 2], [0, 0, 6]]))
 
 
-# ---------------------------------------------------------------------------- classes decouple
-
-
-def _three_class_cell(n, a, b):
-    """Class 0 clean (a single label), class 1 with a of n labelled 2, class 2 with b of n labelled 0."""
-    return np.array([[n, 0, 0], [0, n - a, a], [b, 0, n - b]])
-
-
-@pytest.mark.parametrize("a, b", [(1, 4), (4, 1)])
-@pytest.mark.parametrize("rule", ["decoupled", "operating_point", "pair_formula"])
-def test_cell_round_is_the_latest_class(rule, a, b):
-    """All three models treat each class on its own (the class offset is per class): a cell's first perfect
-    round is the largest of the rounds of the cells in which only one of its classes is noisy, whatever the
-    class order and with a clean single-label class first. eta = 0.1 vs 0.4 at lam = 1e-2: the low-noise
-    class is perfect from the teacher on, the other is not (the precondition below)."""
-    K, n, c, d, lam = 3, 10, 0.4, 0.1, 1e-2
-    rounds = {"decoupled": lambda cnt: decoupled_rounds(K, n, c, d, lam, cnt, 50),
-              "operating_point": lambda cnt: operating_point_rounds(K, n, c, d, lam, cnt, 50),
-              "pair_formula": lambda cnt: pair_formula_rounds(K, n, c, d, lam, cnt)}[rule]
-    only1, only2 = rounds(_three_class_cell(n, a, 0)), rounds(_three_class_cell(n, 0, b))
-    assert sorted([only1, only2])[0] == 0 < sorted([only1, only2])[1]
-    assert rounds(_three_class_cell(n, a, b)) == max(only1, only2)
-
-
-# ---------------------------------------------------------------------------- gap table
-
-
-def test_gap_table_rows_and_pair_formula_only_for_pairs():
-    """Row keys; the pair formula only for superclass pairs (None for symmetric noise and superclass
-    triples, where it would raise); small ``rounds`` make the horizon-bound columns None."""
-    keys = {"noise", "eta", "linear", "active_set", "operating_point", "decoupled", "pair_formula", "exact"}
-    sym = gap_table(4, 20, 0.4, 0.1, 1e-3, "symmetric", [0.15], 30)
-    assert set(sym[0]) == keys and sym[0]["noise"] == "symmetric" and sym[0]["eta"] == 0.15
-    assert sym[0]["pair_formula"] is None
-    tri = gap_table(6, 30, 0.4, 0.1, 1e-3, "superclass", [0.2], 5, superclass_size=3)
-    assert tri[0]["pair_formula"] is None
-    C3 = corruption_matrix("superclass", 6, 0.2, 3)  # the table uses superclass_size for every column
-    assert tri[0]["linear"] == min_rounds(6, 30, 0.4, 0.1, 1e-3, C3)
-    assert tri[0]["active_set"] == active_set_rounds(6, 30, 0.4, 0.1, 1e-3, exact_label_counts(C3, 30))
-    pair = gap_table(4, 20, 0.4, 0.1, 1e-3, "superclass", [0.2, 0.45], 2)
-    assert [r["eta"] for r in pair] == [0.2, 0.45]
-    counts = exact_label_counts(corruption_matrix("superclass", 4, 0.45), 20)
-    assert pair[1]["pair_formula"] == pair_formula_rounds(4, 20, 0.4, 0.1, 1e-3, counts) > 2
-    assert pair[1]["operating_point"] is None and pair[1]["decoupled"] is None and pair[1]["exact"] is None
+def test_pair_formula_validation():
+    counts = exact_label_counts(corruption_matrix("symmetric", 4, 0.3), 30)
+    with raises_naming("class 0", "4 given labels"):
+        pair_formula_rounds(4, 30, 0.4, 0.1, 1e-4, counts)
+    counts = exact_label_counts(corruption_matrix("superclass", 4, 0.5), 30)
+    assert pair_formula_rounds(4, 30, 0.4, 0.1, 1e-4, counts) is None
 
 
 def test_pair_formula_handles_a_single_wrong_label_in_a_large_class():
@@ -341,3 +251,54 @@ def test_pair_lambda_is_the_symbolic_lambda_of_the_pair_recursion():
             with mpmath.workdps(30):
                 want = float(reference(mpmath.mpf(gap), mpmath.mpf(e)))
             assert math.isclose(_pair_lambda(gap, e), want, rel_tol=1e-12), (gap, e)
+
+
+def _three_class_cell(n, a, b):
+    """Class 0 clean (a single label), class 1 with a of n labelled 2, class 2 with b of n labelled 0."""
+    return np.array([[n, 0, 0], [0, n - a, a], [b, 0, n - b]])
+
+
+@pytest.mark.parametrize("a, b", [(1, 4), (4, 1)])
+@pytest.mark.parametrize("rule", ["decoupled", "operating_point", "pair_formula"])
+def test_cell_round_is_the_latest_class(rule, a, b):
+    """All three models treat each class on its own (the class offset is per class): a cell's first perfect
+    round is the largest of the rounds of the cells in which only one of its classes is noisy, whatever the
+    class order and with a clean single-label class first. eta = 0.1 vs 0.4 at lam = 1e-2: the low-noise
+    class is perfect from the teacher on, the other is not (the precondition below)."""
+    K, n, c, d, lam = 3, 10, 0.4, 0.1, 1e-2
+    rounds = {"decoupled": lambda cnt: decoupled_rounds(K, n, c, d, lam, cnt, 50),
+              "operating_point": lambda cnt: operating_point_rounds(K, n, c, d, lam, cnt, 50),
+              "pair_formula": lambda cnt: pair_formula_rounds(K, n, c, d, lam, cnt)}[rule]
+    only1, only2 = rounds(_three_class_cell(n, a, 0)), rounds(_three_class_cell(n, 0, b))
+    assert sorted([only1, only2])[0] == 0 < sorted([only1, only2])[1]
+    assert rounds(_three_class_cell(n, a, b)) == max(only1, only2)
+
+
+def test_gap_table_rows_and_pair_formula_only_for_pairs():
+    """Row keys; the pair formula only for superclass pairs (None for symmetric noise and superclass
+    triples, where it would raise); small ``rounds`` make the horizon-bound columns None."""
+    keys = {"noise", "eta", "linear", "active_set", "operating_point", "decoupled", "pair_formula", "exact"}
+    sym = gap_table(4, 20, 0.4, 0.1, 1e-3, "symmetric", [0.15], 30)
+    assert set(sym[0]) == keys and sym[0]["noise"] == "symmetric" and sym[0]["eta"] == 0.15
+    assert sym[0]["pair_formula"] is None
+    tri = gap_table(6, 30, 0.4, 0.1, 1e-3, "superclass", [0.2], 5, superclass_size=3)
+    assert tri[0]["pair_formula"] is None
+    C3 = corruption_matrix("superclass", 6, 0.2, 3)  # the table uses superclass_size for every column
+    assert tri[0]["linear"] == min_rounds(6, 30, 0.4, 0.1, 1e-3, C3)
+    assert tri[0]["active_set"] == active_set_rounds(6, 30, 0.4, 0.1, 1e-3, exact_label_counts(C3, 30))
+    pair = gap_table(4, 20, 0.4, 0.1, 1e-3, "superclass", [0.2, 0.45], 2)
+    assert [r["eta"] for r in pair] == [0.2, 0.45]
+    counts = exact_label_counts(corruption_matrix("superclass", 4, 0.45), 20)
+    assert pair[1]["pair_formula"] == pair_formula_rounds(4, 20, 0.4, 0.1, 1e-3, counts) > 2
+    assert pair[1]["operating_point"] is None and pair[1]["decoupled"] is None and pair[1]["exact"] is None
+
+
+def test_gap_table_paper_setting_superclass():
+    """Measured (benchmarks/bench_exact_level.py --gap): the class-decoupled limit reproduces the certified
+    exact round on the superclass grid; the closed forms bracket it at high noise."""
+    rows = gap_table(4, 500, 0.4, 0.1, 1e-5, "superclass", [0.1, 0.3, 0.48], 60)
+    assert [r["exact"] for r in rows] == [r["decoupled"] for r in rows] == [7, 15, 47]
+    assert [r["linear"] for r in rows] == [6, 10, 26]
+    assert [r["active_set"] for r in rows] == [12, 19, 50]
+    assert [r["operating_point"] for r in rows] == [4, 16, 50]
+    assert [r["pair_formula"] for r in rows] == [7, 15, 47]

@@ -1,11 +1,8 @@
-"""Contracts of theory.symbolic that the residual checks of test_p1 do not state.
+"""Contract of theory.symbolic: documented default sizes, the objective's value, and verifications that react to a wrong ingredient.
 
-* the documented default sizes and the objective's value (not only its gradient);
-* the default variable of the minimal polynomial;
-* the verification of the block spectrum reacts to a wrong ingredient with the
-  exact residual it should give (a check that only ever sees true inputs would
-  also pass if it were vacuous).
-
+A verification that only ever sees true inputs would also pass if it were
+vacuous, so the block-spectrum check is fed wrong eigenvalues, filters,
+projectors and ranks and must return the exact residual each one leaves.
 Every comparison is exact (sympy simplifies the difference to 0).
 """
 
@@ -124,3 +121,17 @@ def test_filters_are_the_eigenvalues_of_the_solved_operator():
     res = S.derive_block_spectrum()["filter_residuals"]
     assert len(res) == 3 and all(len(r) == 3 for r in res)
     assert all(v == 0 for r in res for v in r)
+
+
+def test_symbolic_report_keys():
+    """The named checks of the symbolic reports (their keys are the public names of the checks)."""
+    from theory import symbolic, symbolic_gap
+
+    assert set(symbolic.derive_fixed_point()) == {"L", "grad", "claimed", "W", "Phi", "T", "P", "N"}
+    assert set(symbolic_gap.verify_pair_recursion()) == {"pair_logit", "mean", "recursion", "step_time"}
+    explicit = set(symbolic.verify_block_spectrum_explicit(2, 1))
+    assert {f"algebra_{a}{b}" for a in "BJ" for b in "BJ"} <= explicit
+    assert {f"algebra_unnormalised_{a}{b}" for a in "BJ" for b in "BJ"} <= explicit
+    groups = {key.split(".")[0] for key in symbolic.verify_all()}
+    assert groups == {"explicit_K2_n1", "explicit_K2_n3", "explicit_K3_n2", "fixed_point", "fresh_logits",
+                      "linearisation", "spectrum", "threshold", "type_scores"}
