@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import features as feat
+from ..engine import features as feat
 from ._common import _digits, _fig_path, _plt, _save
 
 __all__ = ["fig_d_correlations"]

@@ -32,7 +32,7 @@ def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, 
     import contextlib
     import io
 
-    from .. import phase_diagram as pd
+    from ..studies import phase_diagram as pd
 
     argv = ["--seed", str(seed), "--jobs", str(jobs)]
     if quick:

@@ -147,27 +147,17 @@ def _cells(K, n, c, d, lam, settings, rounds):
 
 def _dense_cells(lam):
     """Certified first round against the dense N x N exact solver (sims.solver.fit_gram on the explicit block Gram)."""
-    import numpy as np
-
-    from .. import metrics, solver
-    from ..features import block_gram
-    from ._common import first_perfect, population_counts
+    from ..engine import GramExact, block_gram, first_perfect, labels_from_counts, one_hot, perfect, sd
+    from ._common import population_counts
 
     K, n, c, d = DENSE.values()
-    G = block_gram(K, n, c, d)
+    engine = GramExact(block_gram(K, n, c, d), lam)
     out = []
     for noise, eta in DENSE_SETTINGS:
         counts = population_counts(noise, K, eta, n)
-        y = np.repeat(np.arange(K), n)
-        z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
-        T, coef, accs = np.eye(K)[:, z], None, []
-        for _ in range(DENSE_ROUNDS + 1):
-            fit = solver.fit_gram(G, T, lam, coef0=coef)
-            coef, T = fit.coef, fit.outputs
-            accs.append(metrics.accuracy(fit.outputs, y))
-            if accs[-1] == 1.0:
-                break
-        out.append((noise, eta, _certified(K, n, c, d, lam, counts, DENSE_ROUNDS), first_perfect(accs)))
+        y, z = labels_from_counts(counts)
+        fits = sd(engine, one_hot(z, K), DENSE_ROUNDS, until=lambda fit: perfect(fit.outputs, y))
+        out.append((noise, eta, _certified(K, n, c, d, lam, counts, DENSE_ROUNDS), first_perfect(fits, y)))
     return out
 
 

@@ -18,9 +18,12 @@ import numpy as np
 
 import theory
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import noise as noise_mod
+from ..engine import rounds as sd_rounds
+from ..engine.fit import FeatureExact
+from ..engine.noise import one_hot
 from ._common import PAPER, Check, block_accuracies, block_sd, pct, rng_for, rnd
 
 PAPER_UNIFORM_HALF_WIDTH = 0.05  # the paper's perturbation: i.i.d. uniform(-0.05, 0.05) entries
@@ -137,8 +140,6 @@ def finding_f2() -> Check:
 
 
 def finding_f3() -> Check:
-    from ..distill import _FeatureExact, exact_sd, one_hot
-
     K, n, c, d, lam = PAPER.values()
     counts = theory.exact_label_counts(theory.symmetric(K, 0.48), n)
     C = counts / n
@@ -153,7 +154,7 @@ def finding_f3() -> Check:
     zg = noise_mod.corrupt_labels(yg, theory.symmetric(Kg, 0.48), rng)
     Xg, _ = feat.sample_gmm(Kg, ng, c, d, Dg, rng)
     Xf, yf = feat.sample_gmm(Kg, 500, c, d, Dg, rng)
-    fg = exact_sd(_FeatureExact(Xg, lam, Xf), one_hot(zg, Kg), 20)
+    fg = sd_rounds.sd(FeatureExact(Xg, lam, Xf), one_hot(zg, Kg), 20)
     gmm_fresh = [metrics.accuracy(fg[t].fresh_logits, yf) for t in rounds]
     gmm_train = [metrics.accuracy(fg[t].outputs, yg) for t in rounds]
     lines = [

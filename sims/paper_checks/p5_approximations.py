@@ -22,9 +22,11 @@ import numpy as np
 
 import theory
 
-from .. import features as feat
-from .. import metrics
-from .. import solver
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import rounds as sd_rounds
+from ..engine.fit import GramExact
+from ..engine.noise import one_hot
 from ._common import (PAPER, Check, block_accuracies, block_sd, confusion, first_perfect, population_counts, rng_for,
                       rnd, rule_text)
 
@@ -110,17 +112,13 @@ def mixture_runs():
         for di, D in enumerate(MIX_DIMS):
             for seed in range(MIX_SEEDS):
                 g = feat.sample_gmm_gram(K, n, c, d, D, rng_for(5, si, di, seed))
-                T = np.eye(K)[:, z]
-                coef, gap, accs = None, 0.0, []
+                engine = GramExact(g.G, lam)
                 scale = max(float(np.max(np.abs(f.outputs - 1.0 / K))) for f in bfits[: R + 1])
-                for t in range(R + 1):
-                    fit = solver.fit_gram(g.G, T, lam, coef0=coef)
-                    if t == 0:
-                        student = solver.fit_gram(g.G, metrics.pll_targets(fit.outputs), lam)
-                        pll[D].append((noise, eta, seed, pll_theory, metrics.accuracy(student.outputs, y)))
-                    coef, T = fit.coef, fit.outputs
-                    gap = max(gap, float(np.max(np.abs(fit.outputs - bfits[t].outputs))))
-                    accs.append(metrics.accuracy(fit.outputs, y))
+                fits = sd_rounds.sd(engine, one_hot(z, K), R)
+                student = sd_rounds.pll(engine, fits[0], "ce")
+                pll[D].append((noise, eta, seed, pll_theory, metrics.accuracy(student.outputs, y)))
+                gap = max(float(np.max(np.abs(f.outputs - bf.outputs))) for f, bf in zip(fits, bfits))
+                accs = [metrics.accuracy(f.outputs, y) for f in fits]
                 res[D].append((noise, eta, seed, t_block, first_perfect(accs), gap, gap / scale))
                 cells[D][0].extend(a == 1.0 for a in baccs[: R + 1])
                 cells[D][1].extend(a == 1.0 for a in accs)

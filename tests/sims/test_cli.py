@@ -3,7 +3,7 @@
 import pytest
 
 from sims import _cli
-from sims import distill as Dm
+from sims.studies import distill as Dm
 
 
 def test_check_output_dir_creates_and_accepts_a_writable_folder(tmp_path):

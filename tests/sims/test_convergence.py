@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import theory
-from sims import convergence as cv
-from sims import noise as noise_mod
+from sims.studies import convergence as cv
+from sims.engine import noise as noise_mod
 
 # A tiny study: n = 8 (N = 32), etas with whole label counts (0.375/3 * 8 = 1, 0.25 * 8 = 2),
 # lambda = 3e-3 (the theory's first perfect round is 2 for both), one D below N (explicit

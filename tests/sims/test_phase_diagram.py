@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sims import phase_diagram as pd
+from sims.studies import phase_diagram as pd
 
 TINY = ["--quick", "--etas", "0,0.3,0.6", "--rounds", "4", "--seeds", "2", "--per-class", "12",
         "--gmm-per-class", "8", "--dim", "16", "--no-progress", "--jobs", "1"]
@@ -300,15 +300,16 @@ def test_dask_cluster_gives_the_same_csv(tmp_path):
 
 
 def test_linear_rows_match_the_engine(tmp_path):
-    """The stacked linear fit of the sweep gives the outputs of sims.distill.LinearModel, problem by problem."""
-    from sims.distill import LinearModel, one_hot
-    from sims.features import block_gram
+    """The stacked linear fit of the sweep gives the outputs of sims.engine.LinearModel, problem by problem."""
+    from sims.engine import LinearModel, StackedLinear, one_hot
+    from sims.engine.features import block_gram
 
     K, n, lam = 4, 30, 1e-3
     model = LinearModel(block_gram(K, n, 0.4, 0.1), K, lam, explicit=True)
     rng = np.random.default_rng(0)
     Ts = [one_hot(rng.integers(0, K, K * n), K) for _ in range(3)]
-    P, res = pd._stacked_fit(model, np.vstack(Ts), K)
+    stacked = StackedLinear(model).fit(np.vstack(Ts))
+    P, res = stacked.outputs, stacked.residual
     for i, T in enumerate(Ts):
         ref = model.fit(T)
         # same algebra, different product shapes: agreement to float64 round-off (outputs are O(1))
@@ -385,7 +386,7 @@ def test_certified_boundary_drawn_on_the_block_panels(tmp_path):
     sweep = _sweep(levels=("linear", "exact"), noises=("symmetric",), etas=(0.0, 0.3, 0.6, 0.9), rounds=3, n=20)
     rows, summary = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
     drawn = pd.plot(sweep, rows, summary, tmp_path / "p.png")
-    from sims._phase_plot import certified_boundary
+    from sims.studies.phase_diagram import certified_boundary
 
     cb = certified_boundary(rows, "symmetric", list(sweep.etas), sweep.rounds)
     for level in ("linear", "exact"):
@@ -401,15 +402,15 @@ def test_certified_boundary_drawn_on_the_block_panels(tmp_path):
 
 def test_exact_level_agreement_small_block_and_dense():
     """exact_level_agreement on a small grid: certified verdicts equal both solvers' in every decided round."""
-    from sims.exact_boundary_check import exact_level_agreement
+    from sims.studies.exact_boundary_check import exact_level_agreement
 
     settings = ((1e-2, "dense", 12), (1e-2, "block", 12), (1e-3, "block", 12))
     res = exact_level_agreement(settings, etas=(0.0, 0.25, 0.5, 0.75), rounds=6)
     c = res["confusion"]
-    assert set(c) == {"both_perfect", "only_certified", "only_solver", "neither"}
+    assert set(c) == {"both", "only_theory", "only_observed", "neither"}
     assert res["rounds_compared"] == sum(c.values()) and res["rounds_compared"] + res["undecided"] == 3 * 2 * 4 * 7
-    assert c["only_certified"] == c["only_solver"] == 0 and res["disagreements"] == [] and res["agreement"] == 1.0
-    assert c["both_perfect"] > 0 and c["neither"] > 0  # both verdicts are reached
+    assert c["only_theory"] == c["only_observed"] == 0 and res["disagreements"] == [] and res["agreement"] == 1.0
+    assert c["both"] > 0 and c["neither"] > 0  # both verdicts are reached
     assert res["first_round"] == {"equal": 24, "cells": 24}
     assert len(res["cells"]) == 24 and set(res["by_setting"]) == {
         f"{noise} lam={lam} n=12 {s}" for lam, s, _ in settings for noise in ("symmetric", "superclass")}

@@ -524,7 +524,7 @@ def test_outputs_and_verdicts_match_brute_force_unbalanced():
 def test_metrics_pll_targets_is_decided_column_by_column(ties):
     # Each column's runner-up must be found within that column: the columns below have runner-ups of very
     # different size (0.30 vs 0.05), so a runner-up threshold taken over the whole matrix would miss column 1's.
-    from sims.metrics import pll_targets
+    from sims.engine.measures import pll_targets
 
     P = np.array([[0.60, 0.90], [0.30, 0.05], [0.10, 0.05 - 1e-3]])
     T = pll_targets(P, ties=ties)

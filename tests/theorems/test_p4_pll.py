@@ -110,7 +110,7 @@ def test_pll_first_place_tie_branch():
     "lowest" keeps the two lowest indices. Also the float twin in sims.metrics."""
     from fractions import Fraction as F
 
-    from sims import metrics
+    from sims.engine import measures as metrics
 
     cases = {
         (F(3), F(3), F(1)): ([F(1, 2), F(1, 2), F(0)], [F(1, 2), F(1, 2), F(0)]),

@@ -249,7 +249,7 @@ def test_integral_floats_and_bounds_accepted():
 
 
 def test_metrics_input_and_conventions():
-    from sims import metrics
+    from sims.engine import measures as metrics
 
     with pytest.raises(ValueError, match=r"^outputs have shape \(3,\), must be \(K, M\) with K >= 2$"):
         metrics.accuracy(np.zeros(3), [0])
