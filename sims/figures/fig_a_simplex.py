@@ -41,7 +41,7 @@ def fig_a_simplex(out_dir, rng, quick=False, jobs=1, progress=False, *, n=None, 
     class's average given label ybar_k (the point the class's predictions are
     averaged towards, shrunk towards the centre by beta^s). Top row: linearised
     model P - U = (Y - U) A^(t+1) on the mixture's Gram matrix; bottom row:
-    exact softmax optimum (sims.solver.fit_features). lam = (1 - c)/(2 K N), so
+    exact softmax optimum (sims.engine.fit_features). lam = (1 - c)/(2 K N), so
     that the block-model within-class filter is alpha = 2/3 per fit (the own
     label's weight falls to 2 % by t = 10 while beta^(t+1) stays above 0.9).
 

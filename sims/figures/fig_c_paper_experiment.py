@@ -34,7 +34,7 @@ def fig_c_paper_experiment(out_dir, rng, quick=False, jobs=1, progress=False, *,
     drawn independently (as in the paper), rounds 0..20. Left: the exact block
     Gram model (linearised by brute force on the explicit N x N matrix; exact
     softmax by the type-reduced solver). Right: a valid perturbed Gram matrix
-    with the paper's fluctuation size (sims.features.perturbed_features:
+    with the paper's fluctuation size (sims.engine.features.perturbed_features:
     row-normalised mixture features, symmetric and PSD), same given labels
     (linearised on its Gram; exact softmax by the primal solver). Curves:
     training accuracy against the true labels on clean and on noisy

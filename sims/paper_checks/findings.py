@@ -1,8 +1,8 @@
 """Findings F1-F4 of this suite (not claims of the paper), each with its numbers.
 
-F1 The paper's perturbed correlation matrix is not a Gram matrix -- sims.features.paper_perturbed_matrix,
+F1 The paper's perturbed correlation matrix is not a Gram matrix -- sims.engine.features.paper_perturbed_matrix,
    gram_report, perturbed_features; tests/sims/test_features.py; figures/fig_c_paper_experiment.png.
-F2 Unbalanced given labels: the 100 % window closes -- theory.rounds_report (linearised), sims.solver.fit_block
+F2 Unbalanced given labels: the 100 % window closes -- theory.rounds_report (linearised), sims.engine.fit_block
    (exact softmax); tests/theorems/test_p3_perfect_accuracy.py::test_unbalanced_labels_collapse.
 F3 Training-instance accuracy against fresh-sample accuracy -- theory.population_accuracy, theory.train_accuracy,
    BlockFit.fresh_logits; tests/theorems/test_p3_perfect_accuracy.py; figures/phase_diagram.png (CSV column).
@@ -74,7 +74,7 @@ def finding_f1() -> Check:
                  {"paper_matrix_is_gram": bool(rep.is_gram), "suite_matrix_is_gram": bool(rep_ok.is_gram),
                   "paper_min_eig": rnd(rep.min_eigenvalue, 3), "semicircle_radius": rnd(radius, 4),
                   "predicted_min_eig": rnd(predicted_min, 4), "measured_radius": rnd(measured_radius, 3)},
-                 "figures/fig_c_paper_experiment.png", "sims.features.paper_perturbed_matrix, gram_report")
+                 "figures/fig_c_paper_experiment.png", "sims.engine.features.paper_perturbed_matrix, gram_report")
 
 
 def _windows(flags):
@@ -136,7 +136,7 @@ def finding_f2() -> Check:
             "linear_small_collapse_from": rep_s.collapse_from}
     return Check("F2", "Unbalanced given labels: the 100 % window closes (collapse)", "-", "(a)",
                  ["pytest tests/theorems/test_p3_perfect_accuracy.py::test_unbalanced_labels_collapse"], lines, "finding",
-                 nums, "none (exact numbers)", "theory.rounds_report; sims.solver.fit_block")
+                 nums, "none (exact numbers)", "theory.rounds_report; sims.engine.fit_block")
 
 
 def finding_f3() -> Check:

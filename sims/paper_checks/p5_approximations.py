@@ -10,8 +10,8 @@ Figures: figures/fig_c_paper_experiment.png (sims/figures/fig_c_paper_experiment
 (results/, not tracked).
 Check: (1) linearisation -- the exact softmax (block model, type-reduced solver) against the linearised closed
 form at several lambda: output gap, and per-round verdicts on informative cells; (2) class-wise model -- the
-exact softmax on sampled Gaussian-mixture Gram matrices (:func:`sims.features.sample_gmm_gram`,
-:func:`sims.solver.fit_gram`) against the exact block model, at several D and noise rates.
+exact softmax on sampled Gaussian-mixture Gram matrices (:func:`sims.engine.features.sample_gmm_gram`,
+:func:`sims.engine.fit_gram`) against the exact block model, at several D and noise rates.
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def check_p5(exact_level=None) -> Check:
         f"(noise, eta, round 0-{ROUNDS}) cells: symmetric eta in {ROUND_SETTINGS[0][1]}, superclass (pairs) eta in "
         f"{ROUND_SETTINGS[1][1]}, exact counts, same block model:",
         "",
-        "| lambda | agreement on informative cells | both 100 % | only theory | only exact | neither | settings with t* > 0 (theory) | t* equal |",
+        "| lambda | agreement on informative cells | both 100 % | only theory | only observed (exact) | neither | settings with t* > 0 (theory) | t* equal |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     all_agree = True
@@ -219,7 +219,7 @@ def check_p5(exact_level=None) -> Check:
         nums[f"mixture_max_gap_rel_D{D:.0e}"] = rnd(rel_largest, 3)
     lines += [
         "",
-        "- Last column: agreement, then (both 100 % / only block model / only mixture / neither) over (noise rate, seed, "
+        "- Last column: agreement, then (both 100 % / only theory (block model) / only observed (mixture) / neither) over (noise rate, seed, "
         "round) cells. The mixture's outputs approach the block model's as D grows; see `python -m sims.convergence` for "
         f"the rate and more seeds, and 'Evidence from cached runs' below for the paper's setting (n=500, D up to 1e8). Largest gap at D = {MIX_DIMS[-1]:.0e} relative to the block model's output scale "
         f"max|P_block - 1/K|: {rel_largest:.3g}.",
@@ -233,4 +233,4 @@ def check_p5(exact_level=None) -> Check:
         "outputs on training instances; (a) training accuracy for the rounds",
         ["pytest tests/sims/test_distill.py tests/sims/test_solver.py tests/sims/test_features.py tests/sims/test_convergence.py tests/theorems/test_exact_level.py", "python -m sims.convergence", "python -m sims.paper_checks"],
         lines, verdict, nums, "figures/fig_c_paper_experiment.png, figures/phase_diagram.png (three levels)",
-        "theory.type_outputs, theory.rounds_report; sims.features.sample_gmm_gram, sims.solver.fit_gram")
+        "theory.type_outputs, theory.rounds_report; sims.engine.features.sample_gmm_gram, sims.engine.fit_gram")

@@ -1,7 +1,7 @@
 """P6 Real features: class-wise correlation blocks, and SD / PLL improve test accuracy under label noise.
 
 Theory: the block model (:func:`theory.block_gram`) with c, d fitted to the data, :func:`theory.rounds_report`,
-:func:`theory.pll_analysis`; the linearisation on the data's own Gram matrix (:class:`sims.distill.LinearModel`).
+:func:`theory.pll_analysis`; the linearisation on the data's own Gram matrix (:class:`sims.engine.LinearModel`).
 Tests: tests/sims/test_features.py (digits loader, superclasses), tests/sims/test_distill.py (digits runs).
 Figures: figures/fig_d_correlations.png (sims/figures/fig_d_correlations.py), figures/fig_e_distillation_gain.png
 (sims/figures/fig_e_distillation_gain.py).
@@ -186,4 +186,4 @@ def check_p6(dig: DigitsResult) -> Check:
         "(b) accuracy on held-out samples (test set); the confusion counts use (a) training accuracy",
         ["pytest tests/sims/test_features.py tests/sims/test_distill.py", "python -m sims.figures --only d,e", "python -m sims.distill --features digits --pll --eta 0.5"],
         lines, verdict, nums, "figures/fig_d_correlations.png, figures/fig_e_distillation_gain.png",
-        "theory.block_gram (fitted c, d), theory.rounds_report, theory.pll_analysis; sims.distill.LinearModel")
+        "theory.block_gram (fitted c, d), theory.rounds_report, theory.pll_analysis; sims.engine.LinearModel")

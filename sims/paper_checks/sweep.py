@@ -1,6 +1,6 @@
 """The phase-diagram sweep that P3, P4 and P5 read: the theory's per-sample verdict against the observed one.
 
-Runs :func:`sims.phase_diagram.run_sweep` (no cache: computed afresh) and reduces its rows to
+Runs :func:`sims.studies.phase_diagram.run_sweep` (no cache: computed afresh) and reduces its rows to
 :class:`sims.engine.Agreement` counts per level (linear, exact, gmm) and method (sd, pll).
 """
 
@@ -31,7 +31,7 @@ class SweepResult:
     def confusion(self, level, method=None, noise=None) -> Agreement:
         sel = [r for r in self.rows if r["level"] == level and (method is None or r["method"] == method)
                and (noise is None or r["noise"] == noise)]
-        return confusion([r["predicted_perfect"] for r in sel], [r["observed_perfect"] for r in sel])
+        return confusion([r["theory_perfect"] for r in sel], [r["observed_perfect"] for r in sel])
 
     @property
     def levels(self):

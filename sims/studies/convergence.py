@@ -45,10 +45,8 @@ Command line: ``python -m sims.convergence --help``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -65,8 +63,10 @@ from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER as SETTING
 from ..engine.fit import BlockExact, GramExact
+from ..engine.measures import Agreement
 from ..engine.noise import one_hot
-from .._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
+from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
+from .runner import Unit, run_units, settings_key
 
 __all__ = [
     "Study",
@@ -174,8 +174,7 @@ class Study:
         ``dims`` and ``seeds`` are left out: a unit is one (D, seed) file, so a run with more dimensions or
         seeds reuses the units it shares with an earlier run."""
         blob = {k: v for k, v in asdict(self).items() if k not in ("dims", "seeds")}
-        blob = json.dumps(blob, sort_keys=True) + _code_fingerprint()
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return settings_key(blob, _code_fingerprint())
 
 
 def _code_fingerprint() -> str:
@@ -311,28 +310,17 @@ def reference_rows(study: Study) -> list[dict]:
 
 
 def confusion(mixture_flags, block_flags) -> dict:
-    """Confusion counts of two equal-length boolean sequences (mixture perfect, block perfect).
-
-    ``informative_agreement`` = both / (both + only_mixture + only_block), over the cells where either
-    side is perfect (None if there is none)."""
+    """Counts of two equal-length boolean sequences (mixture perfect, block perfect), the block model as
+    "theory" and the mixture as "observed" (:class:`sims.engine.Agreement`), with ``informative_cells``,
+    ``informative_agreement`` = both / (both + only_theory + only_observed) over the cells where either side
+    is perfect (None if there is none) and ``agreement_all_cells``."""
     m = np.asarray(mixture_flags, dtype=bool)
     b = np.asarray(block_flags, dtype=bool)
     if m.shape != b.shape:
         raise ValueError(f"mixture_flags has shape {m.shape}, must equal block_flags' shape {b.shape}")
-    both = int(np.sum(m & b))
-    only_m = int(np.sum(m & ~b))
-    only_b = int(np.sum(~m & b))
-    neither = int(np.sum(~m & ~b))
-    informative = both + only_m + only_b
-    return {
-        "both": both,
-        "only_mixture": only_m,
-        "only_block": only_b,
-        "neither": neither,
-        "informative_cells": informative,
-        "informative_agreement": both / informative if informative else None,
-        "agreement_all_cells": (both + neither) / m.size if m.size else None,
-    }
+    a = Agreement.of(b.ravel(), m.ravel())
+    return {**a.counts(), "informative_cells": a.informative, "informative_agreement": a.agreement,
+            "agreement_all_cells": a.all_cells_agreement}
 
 
 def loglog_slope(x, y) -> dict:
@@ -449,7 +437,8 @@ def summarize(study: Study, rows: list[dict], elapsed: float | None = None, jobs
         "runtime_seconds": elapsed,
         "jobs": jobs,
         "notes": "first rounds null: not perfect by max_rounds; a cell = (noise, eta, seed, round); confusion "
-                 "counts compare the mixture's 'every training instance correct' with the exact block model's",
+                 "counts compare the mixture's 'every training instance correct' (observed) with the exact block "
+                 "model's (theory)",
     }
 
 
@@ -458,23 +447,6 @@ def summarize(study: Study, rows: list[dict], elapsed: float | None = None, jobs
 
 def _unit_path(cache: Path, D: int, s: int) -> Path:
     return cache / f"D{int(D)}-seed{int(s)}.json"
-
-
-def _cached_unit(cache: Path, study: Study, D: int, s: int):
-    """Rows of one unit, from the cache if present (a corrupt file is set aside and recomputed)."""
-    path = _unit_path(cache, D, s)
-    if path.exists():
-        try:
-            with open(path) as fh:
-                return json.load(fh), None
-        except (OSError, ValueError):
-            os.replace(path, path.with_suffix(".corrupt"))
-            print(f"note: corrupt cache file {path} set aside as {path.with_suffix('.corrupt').name}; recomputing",
-                  file=sys.stderr)
-    start = time.perf_counter()
-    rows = run_unit(study, D, s)
-    write_text(path, json.dumps(rows))
-    return rows, time.perf_counter() - start
 
 
 def _sort_key(r):
@@ -487,31 +459,17 @@ def run_study(study: Study, jobs: int = 1, cache_dir: Path | None = None, progre
     study.validate()
     cache = Path(cache_dir if cache_dir is not None else DEFAULT_OUT / "cache") / study.key()
     cache.mkdir(parents=True, exist_ok=True)
-    units = [(D, s) for D in sorted(study.dims, reverse=True) for s in range(study.seeds)]
+    units = [Unit(_unit_path(cache, D, s), run_unit, (study, D, s)) for D in sorted(study.dims, reverse=True)
+             for s in range(study.seeds)]
     start = time.perf_counter()
-    bar = ProgressBar(len(units), "convergence (D, seed) units", enabled=progress)
-    rows, computed = [], []
-    try:
-        if jobs == 1:
-            results = (_cached_unit(cache, study, D, s) for D, s in units)
-        else:
-            from joblib import Parallel, delayed
-
-            par = Parallel(n_jobs=jobs, return_as="generator_unordered")
-            results = par(delayed(_cached_unit)(cache, study, D, s) for D, s in units)
-        for r, seconds in results:
-            rows.extend(r)
-            if seconds is not None:
-                computed.append(seconds)
-            bar.update(1)
-    finally:
-        bar.close()
+    run = run_units(units, jobs=jobs, progress=progress, desc="convergence (D, seed) units", prog="python -m sims.convergence")
+    rows = run.rows
     rows.extend(reference_rows(study))
     rows.sort(key=_sort_key)
     elapsed = time.perf_counter() - start
     summary = summarize(study, rows, elapsed, jobs)
-    summary["units_computed"] = len(computed)
-    summary["units_from_cache"] = len(units) - len(computed)
+    summary["units_computed"] = run.computed
+    summary["units_from_cache"] = run.from_cache
     return rows, summary
 
 
@@ -587,10 +545,10 @@ def plot(study: Study, rows: list[dict], summary: dict, path_png: Path):
                    label=f"smallest D with >= {MATCH_SHARE:.0%} matches from there on: {summary['smallest_matching_D']:g}")
     for p in per_dim:
         cf = p["confusion_vs_block"]
-        ax.annotate(f"{cf['both']}/{cf['only_mixture']}/{cf['only_block']}", (p["D"], 0.02), fontsize=6,
+        ax.annotate(f"{cf['both']}/{cf['only_theory']}/{cf['only_observed']}", (p["D"], 0.02), fontsize=6,
                     rotation=90, ha="center", va="bottom")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("noise dimension D (numbers: cells both / only mixture / only block perfect)")
+    ax.set_xlabel("noise dimension D (numbers: cells both / only theory (block) / only observed (mixture) perfect)")
     ax.set_ylabel("share")
     ax.set_title("mixture vs exact block model", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
@@ -747,7 +705,7 @@ def main(argv=None) -> int:
         print(f"{prog}: interrupted; finished (D, seed) units are kept in {cache}; run the same command again to "
               "resume", file=sys.stderr)
         return 130
-    except RuntimeError as err:  # sims.solver.NotConvergedError
+    except RuntimeError as err:  # sims.engine.NotConvergedError
         print(f"{prog}: error: solver failed: {err}", file=sys.stderr)
         return 3
     write_text(out / f"{stem}.csv", rows_to_csv(rows))
@@ -759,7 +717,7 @@ def main(argv=None) -> int:
     for p in summary["per_dim"]:
         cf = p["confusion_vs_block"]
         print(f"  D={p['D']:>9d}: first round = block's in {p['first_round_match']:.2f} of runs; informative cells "
-              f"both/only mixture/only block {cf['both']}/{cf['only_mixture']}/{cf['only_block']} (neither "
+              f"both/only theory (block)/only observed (mixture) {cf['both']}/{cf['only_theory']}/{cf['only_observed']} (neither "
               f"{cf['neither']}); median max|P_mix - P_block| {p['median_max_abs_diff_at_block_first']:.2e}")
     slope = "n/a" if rate["slope"] is None else f"{rate['slope']:.3f}"
     print(f"rate: log-log slope {slope} over D in {rate['fit_range_D']}; smallest matching D: "

@@ -517,7 +517,7 @@ def main(argv=None) -> int:
     except ValueError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
-    except RuntimeError as err:  # sims.solver.NotConvergedError and friends
+    except RuntimeError as err:  # sims.engine.NotConvergedError and friends
         detail = ""
         if hasattr(err, "residual"):
             detail = f" (residual {err.residual:.3g} after {getattr(err, 'iterations', '?')} iterations)"

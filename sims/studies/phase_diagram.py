@@ -3,7 +3,7 @@
 For each noise model (symmetric, superclass), noise rate eta, round t and seed,
 every *cell* records whether every training instance is predicted as its true
 class (``observed_perfect``), next to what the linearised theory predicts for
-the very same sample (``predicted_perfect``: :func:`theory.rounds_report` and
+the very same sample (``theory_perfect``: :func:`theory.rounds_report` and
 :func:`theory.pll_analysis` on the sample's empirical corruption matrix, exact
 at boundaries). Three levels:
 
@@ -39,9 +39,9 @@ started again with the same options resumes; a corrupt cache file is set aside
 folders are checked before any computing starts.
 
 Agreement with the theory is counted on *informative* rows only (where the
-theory or the simulation says 100 %), with the four confusion counts (both
-perfect, only predicted, only observed, neither) next to it: the many rows where
-both sides say "not perfect" would otherwise inflate it.
+theory or the simulation says 100 %), with the four counts of
+:class:`sims.engine.Agreement` (both, only theory, only observed, neither) next to
+it: the many rows where both sides say "not perfect" would otherwise inflate it.
 
 Run ``python -m sims.phase_diagram --help`` for the options.
 """
@@ -49,10 +49,8 @@ Run ``python -m sims.phase_diagram --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
@@ -69,8 +67,10 @@ from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER
 from ..engine.fit import BlockExact, GramExact, LinearModel, StackedLinear
+from ..engine.measures import Agreement
 from ..engine.noise import one_hot
-from .._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
+from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
+from .runner import Unit, run_units, settings_key
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "certified_boundary", "main", "COLUMNS", "confusion", "output_paths",
            "certified_verdicts", "certified_agreement"]
@@ -89,7 +89,7 @@ COLUMNS = (
     "clean_accuracy",
     "noisy_accuracy",
     "fresh_accuracy",
-    "predicted_perfect",
+    "theory_perfect",
     "observed_perfect",
     "residual",
     "K",
@@ -178,10 +178,9 @@ class Sweep:
         return self
 
     def key(self) -> str:
-        """Hash of every setting and of the code that computes a cell (the resume cache's folder name),
-        so that a cache written by older code is never reused."""
-        blob = json.dumps(asdict(self), sort_keys=True) + _code_fingerprint()
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """Hash of every setting and of the code that computes a cell (the resume cache's folder name,
+        :func:`.runner.settings_key`), so that a cache written by other code is never reused."""
+        return settings_key(asdict(self), _code_fingerprint())
 
     def settings_key(self) -> str:
         """Hash of the settings alone (names the output folder of a run with non-default options)."""
@@ -255,7 +254,7 @@ _THEORY_CACHE: dict = {}
 
 
 def _theory(sweep: Sweep, K, n, counts, rounds):
-    """predicted_perfect per round and for the PLL student (exact, on the sample's label shares)."""
+    """theory_perfect per round and for the PLL student (exact, on the sample's label shares)."""
     lam = sweep.lam_for(n)
     key = (K, n, sweep.c, sweep.d, lam, rounds, counts.tobytes())
     if key not in _THEORY_CACHE:
@@ -290,7 +289,7 @@ def _row(cell, seed, method, t, acc, fresh, predicted, residual, K, n, eta=None,
         "clean_accuracy": acc["clean"],
         "noisy_accuracy": acc["noisy"],
         "fresh_accuracy": fresh,
-        "predicted_perfect": bool(predicted),
+        "theory_perfect": bool(predicted),
         "observed_perfect": bool(acc["all"] == 1.0),
         "residual": float(residual),
         "K": K,
@@ -404,38 +403,6 @@ def cells_of(sweep: Sweep) -> list[Cell]:
 # ---------------------------------------------------------------------------- files
 
 
-def _read_cached(path: Path) -> list[dict]:
-    """The rows of a cache file; ValueError (one line) if it is not a JSON list of rows with the CSV's columns."""
-    try:
-        rows = json.loads(path.read_bytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(" ".join(str(err).split())) from None
-    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and set(r) == set(COLUMNS) for r in rows)):
-        raise ValueError("valid JSON, but not a list of rows with the CSV's columns")
-    return rows
-
-
-def _cached_cell(cache: Path, sweep: Sweep, cell: Cell) -> tuple[list[dict], float | None, str | None]:
-    """Run a cell unless its result is cached; cache it atomically when done.
-
-    A cache file that cannot be read as the cell's rows is renamed ``<name>.json.corrupt`` (kept for
-    inspection) and the cell is recomputed. Returns (rows, seconds spent computing it or None when it came
-    from the cache, a one-line warning or None)."""
-    path = cache / f"{cell.name()}.json"
-    warning = None
-    if path.exists():
-        try:
-            return _read_cached(path), None, None
-        except ValueError as err:
-            aside = path.with_name(path.name + ".corrupt")
-            os.replace(path, aside)
-            warning = f"cache file {path} is corrupt ({err}); set aside as {aside.name}, recomputing its cell"
-    start = time.perf_counter()
-    rows = run_cell(sweep, cell)
-    write_text(path, json.dumps(rows))
-    return rows, time.perf_counter() - start, warning
-
-
 def rows_to_csv(rows: list[dict]) -> str:
     """The tidy CSV of the rows, in COLUMNS order (:func:`sims._cli.csv_text`)."""
     return csv_text(rows, COLUMNS)
@@ -450,110 +417,61 @@ def _sort_key(r):
 
 def run_sweep(sweep: Sweep, jobs: int = 1, cache_dir: Path | None = None, progress: bool = True,
               backend: str | None = None) -> tuple[list[dict], dict]:
-    """Run every cell (in parallel with joblib) and return (rows sorted, summary)."""
-    from joblib import Parallel, delayed
-
+    """Run every cell (in parallel with joblib; cached cells are read, :mod:`.runner`) and return
+    (rows sorted, summary)."""
     sweep.validate()
-    cells = cells_of(sweep)
     cache = Path(cache_dir) if cache_dir is not None else DEFAULT_RESULTS_DIR / "cache"
     cache = cache / sweep.key()
     cache.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    # no time-left estimate until a few cells are done: the first cells (the stacked linear ones) are the
-    # slowest, and extrapolating from them said minutes for a job of seconds
-    bar = ProgressBar(len(cells), "phase-diagram cells", enabled=progress)
-    rows = []
-    computed = []
-    warnings = []
-
-    def collect(results):
-        for r, seconds, warning in results:
-            rows.extend(r)
-            if seconds is not None:
-                computed.append(seconds)
-            if warning is not None:
-                warnings.append(warning)
-                bar.write(f"{PROG}: warning: {warning}")
-            bar.update(1)
-
-    try:
-        if jobs == 1 and backend is None:
-            collect(_cached_cell(cache, sweep, c) for c in cells)
-        else:
-            from joblib import parallel_backend
-
-            # backend "dask" needs an active dask.distributed Client (see main / the README)
-            with parallel_backend(backend) if backend else contextlib.nullcontext():
-                par = Parallel(n_jobs=-1 if backend else jobs, return_as="generator_unordered")
-                collect(par(delayed(_cached_cell)(cache, sweep, c) for c in cells))
-    finally:  # also on Ctrl-C, so that the bar's line ends before main's one-line message
-        bar.close()
-    rows.sort(key=_sort_key)
+    units = [Unit(cache / f"{c.name()}.json", run_cell, (sweep, c), COLUMNS) for c in cells_of(sweep)]
+    run = run_units(units, jobs=jobs, backend=backend, progress=progress, desc="phase-diagram cells", prog=PROG)
+    rows = sorted(run.rows, key=_sort_key)
     elapsed = time.perf_counter() - start
     summary = summarize(sweep, rows, elapsed, jobs)
-    summary["cells_computed"] = len(computed)
-    summary["cells_from_cache"] = len(cells) - len(computed)
-    summary["cell_compute_seconds"] = float(sum(computed))
-    summary["cache_warnings"] = warnings
+    summary["cells_computed"] = run.computed
+    summary["cells_from_cache"] = run.from_cache
+    summary["cell_compute_seconds"] = float(run.compute_seconds)
+    summary["cache_warnings"] = run.warnings
     return rows, summary
 
 
-AGREEMENT_RULE = ("agreement = both_perfect / (both_perfect + only_predicted + only_observed): the share of "
-                  "informative rows (the theory or the simulation says 100 %) on which both say 100 %; rows where "
-                  "neither does are counted apart (neither), not as agreement; None when no row is informative")
+AGREEMENT_RULE = Agreement.RULE
 
 
-def confusion(rows) -> dict:
-    """Counts of rows by (theory's prediction, observation) of "every training instance correct"."""
-    out = {"both_perfect": 0, "only_predicted": 0, "only_observed": 0, "neither": 0}
-    for r in rows:
-        p, o = bool(r["predicted_perfect"]), bool(r["observed_perfect"])
-        out["both_perfect" if p and o else "only_predicted" if p else "only_observed" if o else "neither"] += 1
-    return out
-
-
-def informative_agreement(counts: dict) -> float | None:
-    """Agreement on informative rows (see AGREEMENT_RULE), from :func:`confusion` counts."""
-    informative = counts["both_perfect"] + counts["only_predicted"] + counts["only_observed"]
-    return counts["both_perfect"] / informative if informative else None
+def confusion(rows) -> Agreement:
+    """Rows counted by (theory's verdict, observation) of "every training instance correct"."""
+    return Agreement.of([bool(r["theory_perfect"]) for r in rows], [bool(r["observed_perfect"]) for r in rows])
 
 
 def _agreement_block(rows) -> dict:
     counts = confusion(rows)
-    return {"agreement": informative_agreement(counts), "confusion": counts,
-            "informative_rows": counts["both_perfect"] + counts["only_predicted"] + counts["only_observed"]}
+    return {"agreement": counts.agreement, "confusion": counts.counts(), "informative_rows": counts.informative}
 
 
 CERTIFIED_RULE = ("certified_perfect (exact level, SD rows): theory.exact_level's verdict for the sample's own label "
-                  "counts, proved in ball arithmetic, against observed_perfect of the exact solver (type-reduced "
-                  "float Newton, sims.solver.fit_block); agreement = both_perfect / (both_perfect + only_certified "
-                  "+ only_observed) over decided rows, undecided rows counted apart; decided_agreement = share of "
-                  "decided rows on which the two verdicts are equal")
+                  "counts, proved in ball arithmetic, as 'theory', against observed_perfect of the exact solver "
+                  "(type-reduced float Newton, sims.engine.BlockExact) as 'observed'; agreement = both / (both + "
+                  "only theory + only observed) over decided rows, undecided rows counted apart; decided_agreement "
+                  "= share of decided rows on which the two verdicts are equal")
 
 
 def certified_agreement(rows) -> dict:
     """Certified exact-level verdict against the exact solver's observation, over the rows that carry one.
 
-    Returns {"rows", "undecided", "confusion": {"both_perfect", "only_certified", "only_observed", "neither"},
-    "agreement" (informative rows, None if none), "decided_agreement" (all decided rows, None if none),
-    "disagreements": every decided row where the two differ (noise, eta, round, seed),
-    "first_round": {"equal", "samples"}: samples (noise, eta, seed) whose certified first perfect round (the
-    first round proved perfect; "undecided" if an undecided round comes before it) equals the solver's}.
+    Returns {"rows", "undecided", "confusion": {"both", "only_theory", "only_observed", "neither"} (the
+    certified verdict as "theory"), "agreement" (informative rows, None if none), "decided_agreement" (all
+    decided rows, None if none), "disagreements": every decided row where the two differ (noise, eta, round,
+    seed), "first_round": {"equal", "samples"}: samples (noise, eta, seed) whose certified first perfect
+    round (the first round proved perfect; "undecided" if an undecided round comes before it) equals the
+    solver's}.
     """
-    counts = {"both_perfect": 0, "only_certified": 0, "only_observed": 0, "neither": 0}
-    undecided = 0
-    dis = []
     sel = [r for r in rows if r.get("certified_perfect") is not None]
-    for r in sel:
-        cv, o = r["certified_perfect"], bool(r["observed_perfect"])
-        if cv == "undecided":
-            undecided += 1
-            continue
-        counts["both_perfect" if cv and o else "only_certified" if cv else "only_observed" if o else "neither"] += 1
-        if bool(cv) != o:
-            dis.append({k: r[k] for k in ("noise", "eta", "round", "seed", "train_accuracy")})
-    informative = counts["both_perfect"] + counts["only_certified"] + counts["only_observed"]
-    decided = len(sel) - undecided
+    decided = [r for r in sel if r["certified_perfect"] != "undecided"]
+    counts = Agreement.of([bool(r["certified_perfect"]) for r in decided], [bool(r["observed_perfect"]) for r in decided])
+    dis = [{k: r[k] for k in ("noise", "eta", "round", "seed", "train_accuracy")} for r in decided
+           if bool(r["certified_perfect"]) != bool(r["observed_perfect"])]
+    undecided = len(sel) - len(decided)
     samples: dict = {}
     for r in sorted(sel, key=lambda r: r["round"]):
         samples.setdefault((r["noise"], r["eta"], r["seed"]), []).append(r)
@@ -566,10 +484,10 @@ def certified_agreement(rows) -> dict:
     return {
         "rows": len(sel),
         "undecided": undecided,
-        "confusion": counts,
-        "informative_rows": informative,
-        "agreement": counts["both_perfect"] / informative if informative else None,
-        "decided_agreement": (counts["both_perfect"] + counts["neither"]) / decided if decided else None,
+        "confusion": counts.counts(),
+        "informative_rows": counts.informative,
+        "agreement": counts.agreement,
+        "decided_agreement": counts.all_cells_agreement,
         "disagreements": dis,
         "first_round": {"equal": equal, "samples": len(samples)},
     }
@@ -580,9 +498,9 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
     for level in sweep.levels:
         sel = [r for r in rows if r["level"] == level]
         dis = [
-            {k: r[k] for k in ("noise", "eta", "method", "round", "seed", "train_accuracy", "predicted_perfect")}
+            {k: r[k] for k in ("noise", "eta", "method", "round", "seed", "train_accuracy", "theory_perfect")}
             for r in sel
-            if r["predicted_perfect"] != r["observed_perfect"]
+            if r["theory_perfect"] != r["observed_perfect"]
         ]
         sd = _agreement_block([r for r in sel if r["method"] == "sd"])
         pll = _agreement_block([r for r in sel if r["method"] == "pll"])
@@ -674,8 +592,8 @@ def _counts_text(block: dict) -> str:
     c, a = block["confusion"], block["agreement"]
     agree = "n/a" if a is None else f"{a:.3f}"
     return (f"agreement {agree} on {block['informative_rows']} informative rows:\n"
-            f"both 100 % {c['both_perfect']} | only theory {c['only_predicted']} | "
-            f"only sim. {c['only_observed']} | neither {c['neither']}")
+            f"both 100 % {c['both']} | only theory {c['only_theory']} | "
+            f"only observed {c['only_observed']} | neither {c['neither']}")
 
 
 CERT_COLOR = "deepskyblue"
@@ -747,7 +665,7 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
             for r in sel:
                 a, b = r["round"], etas.index(r["eta"])
                 acc[a, b] += r["train_accuracy"] / sweep.seeds
-                dis[a, b] |= r["predicted_perfect"] != r["observed_perfect"]
+                dis[a, b] |= r["theory_perfect"] != r["observed_perfect"]
             ev = np.array(etas)
             if len(ev) > 1:  # cell edges halfway between neighbouring etas (the grid may be uneven)
                 mids = (ev[1:] + ev[:-1]) / 2
@@ -799,7 +717,7 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
             cert = by_level[level].get("certified", {}).get("by_noise", {}).get(noise)
             if cert and cert["rows"]:
                 c = cert["confusion"]
-                title += (f"\ncertified = solver on {c['both_perfect'] + c['neither']}/{cert['rows'] - cert['undecided']}"
+                title += (f"\ncertified = solver on {c['both'] + c['neither']}/{cert['rows'] - cert['undecided']}"
                           f" decided rows (undecided {cert['undecided']})")
             ax.set_title(title, fontsize=7.5)
             ax.set_xlabel(r"noise rate $\eta$")
@@ -820,7 +738,7 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
             mean = [np.mean([r["train_accuracy"] for r in sel if r["eta"] == e]) for e in etas]
             teacher = [np.mean([r["train_accuracy"] for r in rows if r["noise"] == noise and r["level"] == level
                                 and r["method"] == "sd" and r["round"] == 0 and r["eta"] == e]) for e in etas]
-            pred = [all(r["predicted_perfect"] for r in sel if r["eta"] == e) for e in etas]
+            pred = [all(r["theory_perfect"] for r in sel if r["eta"] == e) for e in etas]
             ax.plot(etas, teacher, color=color, lw=1.1, ls=dash, alpha=0.8, zorder=2, label=f"teacher, {level}")
             ax.plot(np.array(etas) + dx, mean, "-", marker=marker, color=color, ms=ms, lw=1.0, zorder=3,
                     mfc="white" if level == "linear" else color, label=f"PLL student, {level}")
@@ -999,8 +917,8 @@ def _dask_client(address: str):
 def _line(level: str, s: dict) -> str:
     c = s["confusion"]
     agree = "n/a (no row where either side says 100 %)" if s["agreement"] is None else f"{s['agreement']:.4f}"
-    return (f"  {level:6s} agreement with theory on informative rows {agree} (both 100 %: {c['both_perfect']}, "
-            f"only theory: {c['only_predicted']}, only simulation: {c['only_observed']}; neither: {c['neither']}; "
+    return (f"  {level:6s} agreement with theory on informative rows {agree} (both 100 %: {c['both']}, "
+            f"only theory: {c['only_theory']}, only observed: {c['only_observed']}; neither: {c['neither']}; "
             f"max residual {s['max_residual']:.2e})")
 
 
@@ -1008,7 +926,7 @@ def _certified_line(s: dict) -> str:
     c = s["confusion"]
     agree = "n/a" if s["decided_agreement"] is None else f"{s['decided_agreement']:.4f}"
     return (f"  {'':6s} certified exact-level theory vs exact solver: equal on {agree} of decided rows "
-            f"(both 100 %: {c['both_perfect']}, only certified: {c['only_certified']}, only solver: "
+            f"(both 100 %: {c['both']}, only theory (certified): {c['only_theory']}, only observed (solver): "
             f"{c['only_observed']}; neither: {c['neither']}; undecided: {s['undecided']}; first perfect round equal "
             f"in {s['first_round']['equal']}/{s['first_round']['samples']} samples)")
 

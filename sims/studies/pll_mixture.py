@@ -13,7 +13,7 @@ the student's margin "true minus runner-up" is small even for D -> infinity,
 and the same fluctuations that chose r_i push the student towards r_i.
 
 :func:`pll_mixture_analysis` measures, per D (sampled Gram,
-:func:`sims.features.sample_gmm_gram`) and seed:
+:func:`sims.engine.features.sample_gmm_gram`) and seed:
 
 * teacher and PLL-student training / fresh accuracy (exact softmax,
   :class:`sims.engine.GramExact`; cross-entropy on the 1/2-1/2 targets);
