@@ -156,6 +156,24 @@ def test_no_import_cycles_among_sims_modules():
     assert cycles(import_graph()) == []
 
 
+ENGINE_INTERFACE = {"sims.engine", "sims.engine.features", "sims.engine.noise", "sims.engine.fit",
+                    "sims.engine.rounds", "sims.engine.measures"}
+
+
+def engine_bypasses(graph) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a module outside the engine imports an engine module that is not
+    part of its interface (the package, its five stages and ``sims.engine.fit``'s exports)."""
+    return sorted((a, b) for a, targets in graph.items() if not a.startswith("sims.engine")
+                  for b in targets if b.startswith("sims.engine") and b not in ENGINE_INTERFACE)
+
+
+def test_studies_figures_and_checks_use_the_engine_interface():
+    g = import_graph()
+    assert engine_bypasses(g) == []
+    assert engine_bypasses({"sims.studies.x": {"sims.engine.fit.solver"}, "sims.engine.rounds": {
+        "sims.engine.fit.solver"}}) == [("sims.studies.x", "sims.engine.fit.solver")]
+
+
 def test_the_graph_sees_the_real_imports():
     """Spot checks that the parser finds imports at all (an empty graph would pass the two tests above)."""
     g = import_graph()

@@ -8,7 +8,9 @@
 * :mod:`.rounds` -- the one loop over SD rounds and the PLL student (:func:`sd`, :func:`pll`);
 * :mod:`.measures` -- accuracy with the tie convention, "perfect", PLL targets, :class:`Agreement`.
 
-Studies, figures and checks use the engine through the names exported here.
+Studies, figures and checks use the engine through the names exported here and the five stage modules
+(``features``, ``noise``, ``fit``, ``rounds``, ``measures``), never the solvers' own modules
+(``fit.solver``, ``fit.gram``, ``fit.newton``): tests/test_layers.py checks it.
 """
 
 from . import features, fit, measures, noise, rounds

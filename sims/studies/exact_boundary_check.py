@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 
 from ..engine import rounds as sd_rounds
-from ..engine.features import block_gram
+from ..engine.features import PAPER, block_gram
 from ..engine.fit import BlockExact, GramExact
 from ..engine.measures import Agreement, perfect
 from ..engine.noise import labels_from_counts, one_hot
@@ -68,7 +68,7 @@ def _first(verdicts):
 
 
 def exact_level_agreement(settings=DEFAULT_SETTINGS, noises=("symmetric", "superclass"), etas=None, rounds: int = 30,
-                          K: int = 4, c: float = 0.4, d: float = 0.1, superclass_size: int = 2,
+                          K: int = PAPER["K"], c: float = PAPER["c"], d: float = PAPER["d"], superclass_size: int = 2,
                           progress: bool = False) -> dict:
     """Certified exact-level verdicts against float exact solvers, per (cell, round) and per cell's first
     perfect round.

@@ -51,6 +51,7 @@ from theory.validate import check_block_correlations, check_int, check_positive
 from ..engine import features as feat
 from ..engine import measures as metrics
 from ..engine import rounds as sd_rounds
+from ..engine.features import PAPER
 from ..engine.fit import GramExact, LinearModel
 from ..engine.noise import one_hot
 from .._cli import OneLineParser
@@ -95,8 +96,8 @@ def _fresh_split(coef, cross, y, y_fresh, c, d, K):
     return signal_margin, noise_std
 
 
-def pll_mixture_run(D: int, rng: np.random.Generator, K: int = 4, n: int = 50, c: float = 0.4, d: float = 0.1,
-                    lam: float = 1e-4, fresh_per_class: int = 500) -> dict:
+def pll_mixture_run(D: int, rng: np.random.Generator, K: int = PAPER["K"], n: int = 50, c: float = PAPER["c"],
+                    d: float = PAPER["d"], lam: float = 1e-4, fresh_per_class: int = 500) -> dict:
     """One mixture sample at noise dimension D: teacher, PLL student and the diagnostics of the module doc."""
     g = feat.sample_gmm_gram(K, n, c, d, D, rng, fresh_per_class=fresh_per_class)
     y = g.y
@@ -163,8 +164,9 @@ def _slope(x, y):
     return float(np.polyfit(x[ok], y[ok], 1)[0])
 
 
-def pll_mixture_analysis(dims=DEFAULT_DIMS, seeds: int = 5, seed: int = 0, K: int = 4, n: int = 50, c: float = 0.4,
-                         d: float = 0.1, lam: float = 1e-4, fresh_per_class: int = 500, progress: bool = False) -> dict:
+def pll_mixture_analysis(dims=DEFAULT_DIMS, seeds: int = 5, seed: int = 0, K: int = PAPER["K"], n: int = 50,
+                         c: float = PAPER["c"], d: float = PAPER["d"], lam: float = 1e-4, fresh_per_class: int = 500,
+                         progress: bool = False) -> dict:
     """Per D: mean over ``seeds`` mixture samples of every number of :func:`pll_mixture_run`, plus the log-log
     slopes against D (fit over D >= 10 N) of the margin's std, of its shortfall from the limit, and of the
     student's training error. Sample (D, s) uses ``SeedSequence(seed, spawn_key=(s, D))``."""
