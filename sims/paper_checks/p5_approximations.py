@@ -34,7 +34,7 @@ GAP_LAMBDAS = (1e-5, 1e-3, 1e-1, 1.0, 10.0)
 ROUND_LAMBDAS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3)
 ROUND_SETTINGS = (("symmetric", (0.3, 0.48, 0.6, 0.66, 0.72, 0.738)), ("superclass", (0.2, 0.3, 0.4, 0.44, 0.48)))
 ROUNDS = 60
-# class-wise model: mixture against block model (issue 8's default setting: K N lambda as in the paper)
+# class-wise model: mixture against block model (K N lambda as in the paper)
 MIX = dict(K=4, n=100, c=0.4, d=0.1, lam=5e-5)
 MIX_SETTINGS = (("symmetric", 0.12), ("symmetric", 0.3), ("symmetric", 0.48), ("superclass", 0.2))
 MIX_DIMS = (1_000, 10_000, 100_000, 1_000_000)

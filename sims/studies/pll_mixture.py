@@ -1,6 +1,6 @@
 """Why the PLL student on the Gaussian mixture is worse than its teacher without label noise.
 
-Setting (issue 8, item 5): K=4, n=50, lambda=1e-4, c=0.4, d=0.1, eta=0, exact
+Setting: K=4, n=50, lambda=1e-4, c=0.4, d=0.1, eta=0, exact
 softmax. Without noise the teacher predicts every training instance correctly;
 in the exact block model all K-1 wrong classes tie for second place. In the
 mixture the Gram fluctuations (size (1-c)/sqrt(D)) break that tie: the
