@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import _report  # noqa: E402
-from sims.exact_boundary_check import DEFAULT_SETTINGS, exact_level_agreement  # noqa: E402
+from sims.studies.exact_boundary_check import DEFAULT_SETTINGS, exact_level_agreement  # noqa: E402
 from theory.corruption import corruption_matrix, exact_label_counts  # noqa: E402
 from theory.exact_level import certified_rounds  # noqa: E402
 

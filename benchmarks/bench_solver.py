@@ -55,11 +55,12 @@ if str(ROOT) not in sys.path:
 
 from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
 
-from sims import metrics, solver  # noqa: E402
+from sims.engine import measures as metrics  # noqa: E402
+from sims.engine.fit import solver  # noqa: E402
 from sims._cli import OneLineParser, write_text  # noqa: E402
 
 from benchmarks import _report  # noqa: E402
-from sims.features import block_gram, perturbed_features, sample_gmm_gram  # noqa: E402
+from sims.engine.features import block_gram, perturbed_features, sample_gmm_gram  # noqa: E402
 
 K, n, c, d, lam, eta = 4, 500, 0.4, 0.1, 1e-5, 0.5
 SEED = 0

@@ -1,4 +1,4 @@
-"""Mutation testing of theory/ and sims/metrics.py with mutmut, on a seeded random sample of the mutants.
+"""Mutation testing of theory/ and sims/engine/measures.py with mutmut, on a seeded random sample of the mutants.
 
 mutmut (configured in pyproject.toml, [tool.mutmut]) generates every mutant;
 running all of them (about 6500) takes hours on 2 cores, so this script runs a
@@ -75,7 +75,7 @@ def sample(names_by_file: dict, share: float, seed: int) -> list[str]:
 def _pragma_lines() -> list[tuple[str, str]]:
     """Every `# pragma: no mutate` line in the mutated sources, with the reason given on the line above."""
     out = []
-    for src in sorted([*Path("theory").glob("*.py"), Path("sims/metrics.py")]):
+    for src in sorted([*Path("theory").glob("*.py"), Path("sims/engine/measures.py")]):
         text = src.read_text().splitlines()
         for i, line in enumerate(text):
             if "# pragma: no mutate" in line:

@@ -1,17 +1,14 @@
 """Brute-force simulations that check the closed forms in :mod:`theory`.
 
-Modules
--------
-features  feature models: the exact class-wise correlation (block) model, the
-          Gaussian mixture that realises it, a valid perturbed Gram matrix (and the
-          paper's non-Gram perturbed matrix, for comparison), scikit-learn's digits.
-noise     given labels drawn from a corruption matrix (exact counts or sampled).
-metrics   accuracy with the tie convention, clean/noisy split, PLL targets.
-solver    exact softmax solvers (fixed point P = softmax((T - P) G / (N lam))).
-distill   multi-round self-distillation and the PLL student, linearised by brute
-          force or exact; ``python -m sims.distill --help``.
-exact_boundary_check  the certified exact-level theory against float exact solvers
-          (:func:`exact_boundary_check.exact_level_agreement`).
+Layers, each importing only from the ones before it:
+
+* :mod:`sims.engine` -- the data path: features -> noise -> fit -> rounds -> measures;
+* :mod:`sims.studies` -- the command-line experiments (``python -m sims.distill``, ``sims.phase_diagram``,
+  ``sims.convergence``, ``sims.exact_boundary_check``, ``sims.pll_mixture``);
+* :mod:`sims.figures`, :mod:`sims.paper_checks` -- the outputs (``python -m sims.figures``,
+  ``python -m sims.paper_checks``).
+
+``sims._cli`` and ``sims._interrupt`` are small helpers shared by the command lines.
 """
 
 import sys as _sys

@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 __all__ = ["atomic_write", "write_text", "OneLineParser", "ProgressBar", "check_output_dir", "check_output_file",
-           "code_fingerprint", "csv_text"]
+           "code_fingerprint", "source_files", "csv_text"]
 
 
 def atomic_write(path, write) -> Path:
@@ -157,23 +157,26 @@ class ProgressBar:
             self._bar.close()
 
 
-# The sims modules whose code decides a solved cell (solvers, features, labels, metrics, engines).
-_ENGINE_MODULES = ("solver", "_gram", "distill", "features", "noise", "metrics")
+def source_files(*packages) -> list[Path]:
+    """Every ``.py`` file under the given package folders (recursively), in a fixed order."""
+    files = []
+    for folder in packages:
+        folder = Path(folder).resolve()
+        files += sorted(folder.rglob("*.py"), key=lambda f: f.relative_to(folder).as_posix())
+    return files
 
 
-def code_fingerprint(*modules: str) -> str:
-    """SHA-256 of the source of theory/*.py, of the sims modules that compute a cell and of ``modules``
-    (sims module names, e.g. "phase_diagram"): resume caches are keyed on it, so a cache written by
-    older code is never reused."""
+def code_fingerprint(*extra_files) -> str:
+    """SHA-256 of the source of theory/ and of sims/engine/ (every ``.py`` file, recursively) and of
+    ``extra_files`` (paths): resume caches are keyed on it, so that a cache written by code that computes
+    differently is never reused."""
     import hashlib
 
     import theory
 
     h = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    files = sorted(Path(theory.__file__).resolve().parent.glob("*.py"))
-    files += [here / f"{m}.py" for m in (*_ENGINE_MODULES, *modules)]
-    for f in files:
+    engine = Path(__file__).resolve().parent / "engine"
+    for f in [*source_files(Path(theory.__file__).parent, engine), *map(Path, extra_files)]:
         h.update(f.read_bytes())
     return h.hexdigest()
 

@@ -16,7 +16,7 @@ c      :mod:`.fig_c_paper_experiment`  the paper's numerical experiment (K=4, n=
 d      :mod:`.fig_d_correlations`      class-mean correlations and superclasses                P6 (P3/P4)
 e      :mod:`.fig_e_distillation_gain` held-out gain of SD rounds 1-4 and the PLL student      P6, P4
 f      :mod:`.fig_f_min_rounds`        minimum rounds for 100 % training accuracy against eta  P3, P5
-g      :mod:`.fig_g_phase_diagram`     the phase diagram of :mod:`sims.phase_diagram`          P3, P4, P5
+g      :mod:`.fig_g_phase_diagram`     the phase diagram of :mod:`sims.studies.phase_diagram`          P3, P4, P5
 =====  ==============================  ======================================================  ==========
 
 Files go to ``figures/`` (``--out DIR`` elsewhere) as ``<name>.png``, or

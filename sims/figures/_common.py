@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import features as feat
+from ..engine import features as feat
+from ..engine.features import PAPER  # noqa: F401  (shared by the figure modules)
+from ..engine.noise import one_hot as _one_hot  # noqa: F401
 from .._cli import ProgressBar, atomic_write
 
 __all__ = ["ternary_xy"]
@@ -18,8 +20,6 @@ __all__ = ["ternary_xy"]
 DEFAULT_OUT = Path("figures")
 DEFAULT_RESULTS = Path("results")
 
-# The paper's numerical-solver setting.
-PAPER = dict(K=4, n=500, c=0.4, d=0.1, lam=1e-5)
 PAPER_ETAS = (0.0, 0.1, 0.3, 0.5, 0.6, 0.7, 0.8, 0.9)
 DPI = 130
 CLASS_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -93,13 +93,6 @@ def _parallel(fn, tasks, jobs, desc, progress):
 
 def _indexed(fn, i, task):
     return i, fn(*task)
-
-
-def _one_hot(z, K):
-    z = np.asarray(z, dtype=np.int64)
-    Y = np.zeros((K, z.size))
-    Y[z, np.arange(z.size)] = 1.0
-    return Y
 
 
 def ternary_xy(P) -> tuple[np.ndarray, np.ndarray]:

@@ -74,7 +74,7 @@ def main(argv=None) -> int:
         for folder in dict.fromkeys((out_dir, numbers_dir)):
             check_output_dir(option, folder)
         if "g" in args.only and not out_given:
-            from .. import phase_diagram as pd
+            from ..studies import phase_diagram as pd
 
             for folder in dict.fromkeys((pd.DEFAULT_FIG_DIR, pd.DEFAULT_RESULTS_DIR / "cache")):
                 check_output_dir("output folder", folder)

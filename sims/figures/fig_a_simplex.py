@@ -19,9 +19,11 @@ import numpy as np
 import theory
 from theory.validate import check_int
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import rounds as sd_rounds
+from ..engine.fit import FeatureExact, LinearModel
+from ..engine import noise as noise_mod
 from ._common import CLASS_COLORS, _fig_path, _fmt_lam, _one_hot, _plt, _save, ternary_xy
 
 __all__ = ["fig_a_simplex"]
@@ -39,7 +41,7 @@ def fig_a_simplex(out_dir, rng, quick=False, jobs=1, progress=False, *, n=None, 
     class's average given label ybar_k (the point the class's predictions are
     averaged towards, shrunk towards the centre by beta^s). Top row: linearised
     model P - U = (Y - U) A^(t+1) on the mixture's Gram matrix; bottom row:
-    exact softmax optimum (sims.solver.fit_features). lam = (1 - c)/(2 K N), so
+    exact softmax optimum (sims.engine.fit_features). lam = (1 - c)/(2 K N), so
     that the block-model within-class filter is alpha = 2/3 per fit (the own
     label's weight falls to 2 % by t = 10 while beta^(t+1) stays above 0.9).
 
@@ -47,9 +49,6 @@ def fig_a_simplex(out_dir, rng, quick=False, jobs=1, progress=False, *, n=None, 
     noisy) and the mean distance of each prediction from its class's mean
     prediction ("spread"; it shrinks as predictions cluster).
     """
-    from ..distill import LinearModel
-    from ..solver import fit_features
-
     plt = _plt()
     K, c, d, D, eta = 3, 0.4, 0.1, 300, 0.3
     n = (20 if quick else 40) if n is None else check_int("n", n, minimum=20)
@@ -67,18 +66,8 @@ def fig_a_simplex(out_dir, rng, quick=False, jobs=1, progress=False, *, n=None, 
     G = 0.5 * (G + G.T)
     ybar = np.stack([Y[:, y == k].mean(axis=1) for k in range(K)], axis=1)  # (K, K): column k = ybar_k
 
-    outputs = {"linear": [], "exact": []}
-    model = LinearModel(G, K, lam)
-    T = Y
-    for _ in range(R + 1):
-        fit = model.fit(T)
-        outputs["linear"].append(fit.outputs)
-        T = fit.outputs
-    T, W = Y, None
-    for _ in range(R + 1):
-        fit = fit_features(X, T, lam, W0=W)
-        outputs["exact"].append(fit.outputs)
-        T, W = fit.outputs, fit.W
+    outputs = {level: [f.outputs for f in sd_rounds.sd(engine, Y, R)]
+               for level, engine in (("linear", LinearModel(G, K, lam)), ("exact", FeatureExact(X, lam)))}
 
     noisy = z != y
     numbers = {"K": K, "n": n, "c": c, "d": d, "D": D, "eta": eta, "lam": lam,

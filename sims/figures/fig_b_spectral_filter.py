@@ -15,7 +15,7 @@ import numpy as np
 
 import theory
 
-from .. import features as feat
+from ..engine import features as feat
 from ._common import PAPER, _fig_path, _plt, _save
 
 __all__ = ["fig_b_spectral_filter"]

@@ -17,9 +17,11 @@ import numpy as np
 import theory
 from theory.validate import check_int
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import rounds as sd_rounds
+from ..engine.fit import BlockExact, FeatureExact, LinearModel
+from ..engine import noise as noise_mod
 from ._common import PAPER, _bar, _fig_path, _one_hot, _plt, _save
 
 __all__ = ["fig_c_paper_experiment"]
@@ -32,7 +34,7 @@ def fig_c_paper_experiment(out_dir, rng, quick=False, jobs=1, progress=False, *,
     drawn independently (as in the paper), rounds 0..20. Left: the exact block
     Gram model (linearised by brute force on the explicit N x N matrix; exact
     softmax by the type-reduced solver). Right: a valid perturbed Gram matrix
-    with the paper's fluctuation size (sims.features.perturbed_features:
+    with the paper's fluctuation size (sims.engine.features.perturbed_features:
     row-normalised mixture features, symmetric and PSD), same given labels
     (linearised on its Gram; exact softmax by the primal solver). Curves:
     training accuracy against the true labels on clean and on noisy
@@ -44,8 +46,6 @@ def fig_c_paper_experiment(out_dir, rng, quick=False, jobs=1, progress=False, *,
     (matrix, level), per-round clean/noisy accuracies, and the paper's own
     perturbed matrix's Gram check (it is neither symmetric nor PSD).
     """
-    from ..distill import LinearModel, _BlockExact, _FeatureExact, exact_sd
-
     plt = _plt()
     K, c, d, eta = PAPER["K"], PAPER["c"], PAPER["d"], 0.5
     n = (100 if quick else PAPER["n"]) if n is None else check_int("n", n, minimum=2)
@@ -69,17 +69,11 @@ def fig_c_paper_experiment(out_dir, rng, quick=False, jobs=1, progress=False, *,
     series = {}
     bar = _bar(4, "fig c fits", progress)
     for name, G in (("block", Gb), ("perturbed", Gp)):
-        model = LinearModel(G, K, lam)
-        T, outs = Y, []
-        for _ in range(rounds + 1):
-            fit = model.fit(T)
-            outs.append(fit.outputs)
-            T = fit.outputs
-        series[(name, "linear")] = outs
+        series[(name, "linear")] = [f.outputs for f in sd_rounds.sd(LinearModel(G, K, lam), Y, rounds)]
         bar.update(1)
-        engine = _BlockExact(K, n, c, d, lam, y, z) if name == "block" else _FeatureExact(Xp, lam)
+        engine = BlockExact(K, n, c, d, lam, y, z) if name == "block" else FeatureExact(Xp, lam)
         first = engine.one_hot_types() if name == "block" else Y
-        series[(name, "exact")] = [f.outputs for f in exact_sd(engine, first, rounds)]
+        series[(name, "exact")] = [f.outputs for f in sd_rounds.sd(engine, first, rounds)]
         bar.update(1)
     bar.close()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import features as feat
+from ..engine import features as feat
 from ._common import _digits, _fig_path, _plt, _save
 
 __all__ = ["fig_d_correlations"]
@@ -56,7 +56,7 @@ def fig_d_correlations(out_dir, rng, quick=False, jobs=1, progress=False):
     estimated c (diagonal) and d (off-diagonal) of the block model; (2) the
     correlation between class-mean feature vectors; (3) the complete-linkage
     dendrogram of 1 - that correlation, cut at 0.8 of the largest merge
-    distance (sims.features.class_mean_superclasses), which defines the
+    distance (sims.engine.features.class_mean_superclasses), which defines the
     superclasses used for superclass noise on real data. Classes in columns
     1-2 are ordered by the dendrogram's leaves; boxes mark the superclasses.
 

@@ -15,9 +15,11 @@ import numpy as np
 import theory
 from theory.validate import check_int
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import rounds as sd_rounds
+from ..engine.fit import FeatureExact, NotConvergedError
+from ..engine import noise as noise_mod
 from ._common import PAPER_ETAS, _digits, _fig_path, _one_hot, _parallel, _plt, _save
 
 __all__ = ["fig_e_distillation_gain"]
@@ -37,9 +39,6 @@ def _e_setting(quick):
 
 def _e_task(dataset, noise, eta, rng, setting):
     """Test accuracies (teacher, rounds 1-4, PLL CE, PLL GCE) of one (data set, noise, eta, seed)."""
-    from ..distill import _FeatureExact, exact_pll, exact_sd
-    from ..solver import NotConvergedError
-
     if dataset == "gmm":
         s = setting["gmm"]
         K = s["K"]
@@ -54,13 +53,13 @@ def _e_task(dataset, noise, eta, rng, setting):
             data.groups, s["lam"]
     C = noise_mod.noise_matrix(noise, K, eta, groups=groups if noise == "superclass" else None)
     z = noise_mod.corrupt_labels(y, C, rng)
-    engine = _FeatureExact(X, lam, X_test)
+    engine = FeatureExact(X, lam, X_test)
     failures = []
-    fits = exact_sd(engine, _one_hot(z, K), 4)
+    fits = sd_rounds.sd(engine, _one_hot(z, K), 4)
     accs = [metrics.accuracy(f.fresh_logits, y_test) for f in fits]
     for loss in ("ce", "gce"):
         try:
-            accs.append(metrics.accuracy(exact_pll(engine, fits[0], loss).fresh_logits, y_test))
+            accs.append(metrics.accuracy(sd_rounds.pll(engine, fits[0], loss).fresh_logits, y_test))
         except NotConvergedError as err:
             accs.append(float("nan"))
             failures.append(f"{dataset}/{noise}/eta={eta}: PLL {loss}: {err}")

@@ -17,9 +17,11 @@ import numpy as np
 import theory
 from theory.validate import check_int
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import rounds as sd_rounds
+from ..engine.fit import BlockExact, FeatureExact
+from ..engine import noise as noise_mod
 from ._common import PAPER, _fig_path, _fmt_lam, _one_hot, _parallel, _plt, _save
 
 __all__ = ["fig_f_min_rounds"]
@@ -53,40 +55,21 @@ def _f_etas(noise, K, size, step, n, beyond=True):
 
 def _first_perfect_block(K, n, c, d, lam, C, cap):
     """First round at which the exact softmax on the block model gets every training instance right (None: not by cap)."""
-    from ..solver import fit_block
-
-    counts = theory.exact_label_counts(C, n)
-    present = counts > 0
-    T = _one_hot_types(K)
-    ks, ls = np.nonzero(present)
-    for t in range(cap + 1):
-        fit = fit_block(K, n, c, d, lam, counts, T)
-        out = fit.outputs[ks, ls].T  # (K, m)
-        if np.all(metrics.correct(out, ks)):
-            return t
-        T = np.where(np.isnan(fit.outputs), 1.0 / K, fit.outputs)
-    return None
+    y, z = noise_mod.labels_from_counts(theory.exact_label_counts(C, n))
+    engine = BlockExact(K, n, c, d, lam, y, z)
+    return _first_perfect(engine, engine.one_hot_types(), y, cap)
 
 
-def _one_hot_types(K):
-    T = np.zeros((K, K, K))
-    T[:, np.arange(K), np.arange(K)] = 1.0
-    return T
+def _first_perfect(engine, first, y, cap):
+    fits = sd_rounds.sd(engine, first, cap, until=lambda fit: metrics.perfect(fit.outputs, y))
+    return sd_rounds.first_perfect(fits, y)
 
 
 def _f_gmm_task(noise, eta, rng, K, size, c, d, s):
     """First perfect round of exact SD on one Gaussian-mixture sample (exact counts), or None by s['cap']."""
-    from ..solver import fit_features
-
     X, y = feat.sample_gmm(K, s["n"], c, d, s["D"], rng)
     z = noise_mod.corrupt_labels(y, noise_mod.noise_matrix(noise, K, eta, size), rng, exact=True)
-    T, W = _one_hot(z, K), None
-    for t in range(s["cap"] + 1):
-        fit = fit_features(X, T, s["lam"], W0=W)
-        if np.all(metrics.correct(fit.outputs, y)):
-            return t
-        T, W = fit.outputs, fit.W
-    return None
+    return _first_perfect(FeatureExact(X, s["lam"]), _one_hot(z, K), y, s["cap"])
 
 
 def fig_f_min_rounds(out_dir, rng, quick=False, jobs=1, progress=False, *, seeds=None):

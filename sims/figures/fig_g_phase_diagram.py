@@ -1,4 +1,4 @@
-"""Figure g: the phase diagram of :mod:`sims.phase_diagram`.
+"""Figure g: the phase diagram of :mod:`sims.studies.phase_diagram`.
 
 Claims: **P3** (where multi-round SD reaches 100 % training accuracy, theory
 against simulation, cell by cell), **P4** (the PLL student's column) and **P5**
@@ -19,12 +19,12 @@ __all__ = ["fig_g_phase_diagram"]
 
 def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, *, seed=0, out_given=False,
                         extra_args=()):
-    """The phase diagram of sims.phase_diagram (its own figure: training accuracy over eta x round for
+    """The phase diagram of sims.studies.phase_diagram (its own figure: training accuracy over eta x round for
     the linearised, exact and mixture levels, the theory's boundary and the PLL column).
 
-    Runs ``sims.phase_diagram.main`` (``--quick`` in quick mode, ``--seed``, ``--jobs``, then
+    Runs ``sims.studies.phase_diagram.main`` (``--quick`` in quick mode, ``--seed``, ``--jobs``, then
     ``extra_args``) from the working directory. Without ``out_given`` it writes where the phase diagram
-    itself would (:func:`sims.phase_diagram.output_paths`: figures/phase_diagram[_quick].{png,pdf} and
+    itself would (:func:`sims.studies.phase_diagram.output_paths`: figures/phase_diagram[_quick].{png,pdf} and
     results/phase_diagram/ for the default sweep, results/phase_diagram/<settings key>/ for any other);
     with ``out_given`` it gets ``--out out_dir`` and everything goes there. Returns the per-level
     agreement with the theory on informative rows and the confusion counts.
@@ -32,7 +32,7 @@ def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, 
     import contextlib
     import io
 
-    from .. import phase_diagram as pd
+    from ..studies import phase_diagram as pd
 
     argv = ["--seed", str(seed), "--jobs", str(jobs)]
     if quick:
@@ -50,7 +50,7 @@ def fig_g_phase_diagram(out_dir, rng=None, quick=False, jobs=1, progress=False, 
     if code == 130:
         raise KeyboardInterrupt
     if code != 0:
-        raise RuntimeError(f"sims.phase_diagram.main({argv}) returned {code}")
+        raise RuntimeError(f"sims.studies.phase_diagram.main({argv}) returned {code}")
     summary = json.loads((res_dir / f"{stem}.json").read_text())
     return {
         "file": str(fig_dir / f"{stem}.png"),

@@ -20,7 +20,7 @@ Each claim's verdict comes from a ``verdict_pN`` function whose docstring is the
 # Names are loaded on first use (PEP 562): ``python -m sims.paper_checks`` runs this file first, and the check
 # modules import theory/ (seconds of sympy), which must not delay an argument or --out error.
 _EXPORTS = {
-    "Check": "._common", "Confusion": "._common", "Interval": "._common", "confusion": "._common",
+    "Check": "._common", "Interval": "._common", "confusion": "._common",
     "t_interval": "._common", "check_out_path": ".report", "compare": ".report", "compare_cached": ".report",
     "key_numbers": ".report", "main": ".report", "read_key_numbers": ".report", "render": ".report",
     "run_all": ".report",

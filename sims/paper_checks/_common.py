@@ -3,8 +3,8 @@
 * :class:`Check` -- one entry of paper_checks.md (claim, how it is checked, lines, verdict, key numbers);
 * :data:`PAPER`, :data:`SEED` -- the paper's setting and the report's one seed; every random draw uses
   ``np.random.SeedSequence(SEED, spawn_key=...)`` with a key unique to the check;
-* :func:`confusion` -- theory's verdict against the observed one over cells, with the four counts and the
-  agreement on informative cells (where either side says 100 %);
+* :func:`confusion` -- theory's verdict against the observed one over cells (:class:`sims.engine.Agreement`:
+  the four counts and the agreement on informative cells, where either side says 100 %);
 * :func:`t_interval` -- the 95 % Student-t interval of a mean over seeds;
 * :func:`block_sd` -- exact softmax SD on the block model (type-reduced), solved once per problem.
 """
@@ -18,10 +18,13 @@ import numpy as np
 
 import theory
 
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import measures as metrics
+from ..engine import noise as noise_mod
+from ..engine import rounds as sd_rounds
+from ..engine.features import PAPER  # noqa: F401  (shared by the check modules)
+from ..engine.fit import BlockExact
+from ..engine.measures import Agreement
 
-PAPER = dict(K=4, n=500, c=0.4, d=0.1, lam=1e-5)
 SEED = 20250101  # the one seed of this report
 
 
@@ -93,45 +96,10 @@ def rng_for(*key) -> np.random.Generator:
 # ----------------------------------------------------------------------------- confusion counts
 
 
-@dataclass(frozen=True)
-class Confusion:
-    """Theory's verdict ("100 %") against the observed one over a set of cells.
-
-    ``both`` / ``only_theory`` / ``only_observed`` / ``neither``; ``informative`` = cells where either side
-    says 100 %; ``agreement`` = both / informative (None without informative cells). Cells where both
-    sides say "not perfect" are counted in ``neither`` and never in the agreement."""
-
-    both: int
-    only_theory: int
-    only_observed: int
-    neither: int
-
-    @property
-    def informative(self) -> int:
-        return self.both + self.only_theory + self.only_observed
-
-    @property
-    def agreement(self):
-        return self.both / self.informative if self.informative else None
-
-    def text(self) -> str:
-        if self.agreement is None:
-            return f"no informative cells (neither side says 100 % in any of the {self.neither} cells)"
-        return (f"{self.agreement:.4f} on {self.informative} informative cells (both 100 %: {self.both}, only theory: "
-                f"{self.only_theory}, only observed: {self.only_observed}; neither: {self.neither})")
-
-    def numbers(self, prefix: str) -> dict:
-        return {f"{prefix}_both": self.both, f"{prefix}_only_theory": self.only_theory,
-                f"{prefix}_only_observed": self.only_observed, f"{prefix}_neither": self.neither}
-
-
-def confusion(predicted, observed) -> Confusion:
-    """Confusion counts of two equally long sequences of booleans (theory says 100 %, observed 100 %)."""
-    p = np.asarray(predicted, dtype=bool)
-    o = np.asarray(observed, dtype=bool)
-    if p.shape != o.shape or p.ndim != 1:
-        raise ValueError(f"predicted and observed have shapes {p.shape} and {o.shape}, must be equal 1-d")
-    return Confusion(int(np.sum(p & o)), int(np.sum(p & ~o)), int(np.sum(~p & o)), int(np.sum(~p & ~o)))
+def confusion(predicted, observed) -> Agreement:
+    """:class:`sims.engine.Agreement` of two equally long sequences of booleans (theory says 100 %,
+    observed 100 %)."""
+    return Agreement.of(predicted, observed)
 
 
 # ----------------------------------------------------------------------------- intervals
@@ -174,15 +142,12 @@ def block_sd(K, n, c, d, lam, counts, rounds):
 
     Several checks run the same problem; each problem is solved once, to the most rounds asked for, and
     shorter requests get a prefix."""
-    from ..distill import _BlockExact, exact_sd
-
     counts = np.asarray(counts)
     key = (K, n, c, d, lam, counts.tobytes())
     if key not in _BLOCK_SD or len(_BLOCK_SD[key][1]) < rounds + 1:
-        y = np.repeat(np.arange(K), n)
-        z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
-        engine = _BlockExact(K, n, c, d, lam, y, z)
-        _BLOCK_SD[key] = (engine, exact_sd(engine, engine.one_hot_types(), rounds), y, z)
+        y, z = noise_mod.labels_from_counts(counts)
+        engine = BlockExact(K, n, c, d, lam, y, z)
+        _BLOCK_SD[key] = (engine, sd_rounds.sd(engine, engine.one_hot_types(), rounds), y, z)
     engine, fits, y, z = _BLOCK_SD[key]
     return engine, fits[: rounds + 1], y, z
 

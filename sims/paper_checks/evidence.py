@@ -43,20 +43,26 @@ SOURCES = {
 }
 
 
+# sims.convergence caches name the one-sided counts by the sides (block model, mixture) or, as
+# sims.engine.Agreement does, by their roles (theory, observed): both are read.
+_COUNT_NAMES = {"only_block": "only_theory", "only_mixture": "only_observed"}
+
+
 def _load_convergence(data: dict) -> Evidence:
     from ._common import fmt_dim, rnd
 
     p = data["params"]
     lines = [f"Setting: K={p['K']}, n={p['n']}, c={p['c']}, d={p['d']}, lambda={p['lam']:g}, {p['seeds']} seeds, rounds "
              f"0-{p['max_rounds']}, settings {', '.join(f'{a} {b}' for a, b in p['settings'])}.", "",
-             "| D | first perfect round = block model's | informative cells: both / only mixture / only block / neither "
+             "| D | first perfect round = block model's | informative cells: both / only theory (block model) / only "
+             "observed (mixture) / neither "
              "| median max abs P_mix - P_block at the block model's first perfect round |",
              "| --- | --- | --- | --- |"]
     nums = {}
     for row in data["per_dim"]:
-        cf = row["confusion_vs_block"]
+        cf = {_COUNT_NAMES.get(k, k): v for k, v in row["confusion_vs_block"].items()}
         lines.append(f"| {fmt_dim(row['D'])} | {row['first_round_match']:.0%} of {row['runs']} runs | {cf['both']} / "
-                     f"{cf['only_mixture']} / {cf['only_block']} / {cf['neither']} | "
+                     f"{cf['only_theory']} / {cf['only_observed']} / {cf['neither']} | "
                      f"{row['median_max_abs_diff_at_block_first']:.2e} |")
         nums[f"first_round_match_D{row['D']}"] = rnd(row["first_round_match"])
     rate = data["rate"]
@@ -146,28 +152,18 @@ def _cells(K, n, c, d, lam, settings, rounds):
 
 
 def _dense_cells(lam):
-    """Certified first round against the dense N x N exact solver (sims.solver.fit_gram on the explicit block Gram)."""
-    import numpy as np
-
-    from .. import metrics, solver
-    from ..features import block_gram
-    from ._common import first_perfect, population_counts
+    """Certified first round against the dense N x N exact solver (sims.engine.fit_gram on the explicit block Gram)."""
+    from ..engine import GramExact, block_gram, first_perfect, labels_from_counts, one_hot, perfect, sd
+    from ._common import population_counts
 
     K, n, c, d = DENSE.values()
-    G = block_gram(K, n, c, d)
+    engine = GramExact(block_gram(K, n, c, d), lam)
     out = []
     for noise, eta in DENSE_SETTINGS:
         counts = population_counts(noise, K, eta, n)
-        y = np.repeat(np.arange(K), n)
-        z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
-        T, coef, accs = np.eye(K)[:, z], None, []
-        for _ in range(DENSE_ROUNDS + 1):
-            fit = solver.fit_gram(G, T, lam, coef0=coef)
-            coef, T = fit.coef, fit.outputs
-            accs.append(metrics.accuracy(fit.outputs, y))
-            if accs[-1] == 1.0:
-                break
-        out.append((noise, eta, _certified(K, n, c, d, lam, counts, DENSE_ROUNDS), first_perfect(accs)))
+        y, z = labels_from_counts(counts)
+        fits = sd(engine, one_hot(z, K), DENSE_ROUNDS, until=lambda fit: perfect(fit.outputs, y))
+        out.append((noise, eta, _certified(K, n, c, d, lam, counts, DENSE_ROUNDS), first_perfect(fits, y)))
     return out
 
 
@@ -210,7 +206,7 @@ def live_exact_level():
                         + ", ".join(_fmt(a, CERT_ROUNDS) for _, _, a, _ in cells) + " |")
         nums5[f"exact_level_equal_lam{lm:g}"] = f"{eq}/{len(cells)}"
     Kd, nd, cd, dd = DENSE.values()
-    lines_p5 += ["", f"Dense check: the same certificate against the dense N x N exact solver (sims.solver.fit_gram on the "
+    lines_p5 += ["", f"Dense check: the same certificate against the dense N x N exact solver (sims.engine.fit_gram on the "
                  f"explicit block Gram, K={Kd}, n={nd}, N={Kd * nd}; settings "
                  + ", ".join(f"{noise} {eta}" for noise, eta in DENSE_SETTINGS) + "):", "",
                  "| lambda | certified = dense | certified first rounds (dense where different) |", "| --- | --- | --- |"]

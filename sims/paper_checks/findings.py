@@ -1,8 +1,8 @@
 """Findings F1-F4 of this suite (not claims of the paper), each with its numbers.
 
-F1 The paper's perturbed correlation matrix is not a Gram matrix -- sims.features.paper_perturbed_matrix,
+F1 The paper's perturbed correlation matrix is not a Gram matrix -- sims.engine.features.paper_perturbed_matrix,
    gram_report, perturbed_features; tests/sims/test_features.py; figures/fig_c_paper_experiment.png.
-F2 Unbalanced given labels: the 100 % window closes -- theory.rounds_report (linearised), sims.solver.fit_block
+F2 Unbalanced given labels: the 100 % window closes -- theory.rounds_report (linearised), sims.engine.fit_block
    (exact softmax); tests/theorems/test_p3_perfect_accuracy.py::test_unbalanced_labels_collapse.
 F3 Training-instance accuracy against fresh-sample accuracy -- theory.population_accuracy, theory.train_accuracy,
    BlockFit.fresh_logits; tests/theorems/test_p3_perfect_accuracy.py; figures/phase_diagram.png (CSV column).
@@ -18,9 +18,12 @@ import numpy as np
 
 import theory
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import noise as noise_mod
+from ..engine import rounds as sd_rounds
+from ..engine.fit import FeatureExact
+from ..engine.noise import one_hot
 from ._common import PAPER, Check, block_accuracies, block_sd, pct, rng_for, rnd
 
 PAPER_UNIFORM_HALF_WIDTH = 0.05  # the paper's perturbation: i.i.d. uniform(-0.05, 0.05) entries
@@ -71,7 +74,7 @@ def finding_f1() -> Check:
                  {"paper_matrix_is_gram": bool(rep.is_gram), "suite_matrix_is_gram": bool(rep_ok.is_gram),
                   "paper_min_eig": rnd(rep.min_eigenvalue, 3), "semicircle_radius": rnd(radius, 4),
                   "predicted_min_eig": rnd(predicted_min, 4), "measured_radius": rnd(measured_radius, 3)},
-                 "figures/fig_c_paper_experiment.png", "sims.features.paper_perturbed_matrix, gram_report")
+                 "figures/fig_c_paper_experiment.png", "sims.engine.features.paper_perturbed_matrix, gram_report")
 
 
 def _windows(flags):
@@ -133,12 +136,10 @@ def finding_f2() -> Check:
             "linear_small_collapse_from": rep_s.collapse_from}
     return Check("F2", "Unbalanced given labels: the 100 % window closes (collapse)", "-", "(a)",
                  ["pytest tests/theorems/test_p3_perfect_accuracy.py::test_unbalanced_labels_collapse"], lines, "finding",
-                 nums, "none (exact numbers)", "theory.rounds_report; sims.solver.fit_block")
+                 nums, "none (exact numbers)", "theory.rounds_report; sims.engine.fit_block")
 
 
 def finding_f3() -> Check:
-    from ..distill import _FeatureExact, exact_sd, one_hot
-
     K, n, c, d, lam = PAPER.values()
     counts = theory.exact_label_counts(theory.symmetric(K, 0.48), n)
     C = counts / n
@@ -153,7 +154,7 @@ def finding_f3() -> Check:
     zg = noise_mod.corrupt_labels(yg, theory.symmetric(Kg, 0.48), rng)
     Xg, _ = feat.sample_gmm(Kg, ng, c, d, Dg, rng)
     Xf, yf = feat.sample_gmm(Kg, 500, c, d, Dg, rng)
-    fg = exact_sd(_FeatureExact(Xg, lam, Xf), one_hot(zg, Kg), 20)
+    fg = sd_rounds.sd(FeatureExact(Xg, lam, Xf), one_hot(zg, Kg), 20)
     gmm_fresh = [metrics.accuracy(fg[t].fresh_logits, yf) for t in rounds]
     gmm_train = [metrics.accuracy(fg[t].outputs, yg) for t in rounds]
     lines = [

@@ -14,6 +14,7 @@ import numpy as np
 import theory
 from theory import symbolic as S
 
+from ..engine.noise import one_hot
 from ._common import Check, rng_for, rule_text
 
 
@@ -38,7 +39,7 @@ def check_p1() -> Check:
         z = rng.integers(0, K, K * n)
         t = int(rng.integers(0, 25))
         A = theory.label_averaging_operator(theory.block_gram(K, n, c, d), K, lam)
-        brute = 1.0 / K + (np.eye(K)[:, z] - 1.0 / K) @ np.linalg.matrix_power(A, t + 1)
+        brute = 1.0 / K + (one_hot(z, K) - 1.0 / K) @ np.linalg.matrix_power(A, t + 1)
         worst = max(worst, float(np.abs(brute - theory.instance_outputs(K, n, c, d, lam, z, t)).max()))
     closed_ok = worst < 1e-12  # float64 round-off of a product of at most 25 matrices with entries <= 1
     symbolic_ok = not failed

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import theory
 
-from ..distill import exact_pll
+from ..engine.rounds import pll as exact_pll
 from ._common import PAPER, Check, block_accuracies, block_sd, first_perfect, pct, population_counts, rnd, rule_text
 from .p6_real_features import ETAS as DIGITS_ETAS
 from .p6_real_features import NOISES as DIGITS_NOISES
@@ -42,12 +42,12 @@ PLL_MIX_SEEDS = 3
 
 
 def pll_mixture_lines(sweep_dim=None):
-    """(lines, numbers) of the PLL student on the mixture without noise, against D (sims.pll_mixture), or
+    """(lines, numbers) of the PLL student on the mixture without noise, against D (sims.studies.pll_mixture), or
     (lines saying so, {}) when that module is not available."""
     try:
-        from ..pll_mixture import pll_mixture_analysis
+        from ..studies.pll_mixture import pll_mixture_analysis
     except ImportError:
-        return (["- Why the PLL student fails on the mixture at finite D: sims.pll_mixture is not available in this "
+        return (["- Why the PLL student fails on the mixture at finite D: sims.studies.pll_mixture is not available in this "
                  "version of the suite."], {})
     from ._common import SEED
 

@@ -1,7 +1,7 @@
 """P6 Real features: class-wise correlation blocks, and SD / PLL improve test accuracy under label noise.
 
 Theory: the block model (:func:`theory.block_gram`) with c, d fitted to the data, :func:`theory.rounds_report`,
-:func:`theory.pll_analysis`; the linearisation on the data's own Gram matrix (:class:`sims.distill.LinearModel`).
+:func:`theory.pll_analysis`; the linearisation on the data's own Gram matrix (:class:`sims.engine.LinearModel`).
 Tests: tests/sims/test_features.py (digits loader, superclasses), tests/sims/test_distill.py (digits runs).
 Figures: figures/fig_d_correlations.png (sims/figures/fig_d_correlations.py), figures/fig_e_distillation_gain.png
 (sims/figures/fig_e_distillation_gain.py).
@@ -18,9 +18,12 @@ import numpy as np
 
 import theory
 
-from .. import features as feat
-from .. import metrics
-from .. import noise as noise_mod
+from ..engine import features as feat
+from ..engine import measures as metrics
+from ..engine import noise as noise_mod
+from ..engine import rounds as sd_rounds
+from ..engine.fit import FeatureExact, LinearModel
+from ..engine.noise import one_hot
 from ._common import Check, confusion, pct, rng_for, rnd, rule_text, t_interval
 
 SEEDS = 5
@@ -49,8 +52,6 @@ class DigitsResult:
 
 
 def run_digits() -> DigitsResult:
-    from ..distill import LinearModel, _FeatureExact, exact_pll, exact_sd, linear_pll, linear_sd, one_hot
-
     data = feat.load_digits_data()
     X, y, Xt, yt, K = data.X_train, data.y_train, data.X_test, data.y_test, data.K
     G = X @ X.T
@@ -60,7 +61,7 @@ def run_digits() -> DigitsResult:
     between = float(G[~same].mean())
     per_class = [float(G[np.ix_(y == k, y == k)][~np.eye(int((y == k).sum()), dtype=bool)].mean()) for k in range(K)]
     lin_model = LinearModel(G, K, LAM, explicit=True)
-    engine = _FeatureExact(X, LAM, Xt)
+    engine = FeatureExact(X, LAM, Xt)
     n = data.n
     res = DigitsResult(data, within, between, per_class, {})
     for ni, noise in enumerate(NOISES):
@@ -69,26 +70,26 @@ def run_digits() -> DigitsResult:
             per = {m: [] for m in METHODS}
             for seed in range(SEEDS):
                 z = noise_mod.corrupt_labels(y, C, rng_for(6, ni, int(round(eta * 100)), seed))
-                fits = exact_sd(engine, one_hot(z, K), ROUNDS)
+                fits = sd_rounds.sd(engine, one_hot(z, K), ROUNDS)
                 accs = [metrics.accuracy(f.fresh_logits, yt) for f in fits]
-                pll_ce = exact_pll(engine, fits[0], "ce")
-                pll_gce = exact_pll(engine, fits[0], "gce")
+                pll_ce = sd_rounds.pll(engine, fits[0], "ce")
+                pll_gce = sd_rounds.pll(engine, fits[0], "gce")
                 for m, v in zip(METHODS, (accs[0], accs[1], accs[ROUNDS], metrics.accuracy(pll_ce.fresh_logits, yt),
                                           metrics.accuracy(pll_gce.fresh_logits, yt))):
                     per[m].append(v)
                 # real-data level: theory verdicts per cell (SD rounds 0..ROUNDS and the CE PLL student)
-                lin = linear_sd(lin_model, one_hot(z, K), ROUNDS)
-                lin_pll = linear_pll(lin_model, lin[0])
+                lin = sd_rounds.sd(lin_model, one_hot(z, K), ROUNDS)
+                lin_pll = sd_rounds.pll(lin_model, lin[0])
                 counts = noise_mod.label_counts(y, z, K)
                 rep = theory.rounds_report(K, n, within, between, LAM, counts / n)
                 pll_rep = theory.pll_analysis(K, n, within, between, LAM, counts / n)
                 for t in range(ROUNDS + 1):
-                    res.pred_linear.append(metrics.accuracy(lin[t].outputs, y) == 1.0)
+                    res.pred_linear.append(metrics.perfect(lin[t].outputs, y))
                     res.pred_block.append(any(a <= t and (b is None or t <= b) for a, b in rep.perfect_rounds))
-                    res.observed.append(metrics.accuracy(fits[t].outputs, y) == 1.0)
-                res.pred_linear.append(metrics.accuracy(lin_pll.outputs, y) == 1.0)
+                    res.observed.append(metrics.perfect(fits[t].outputs, y))
+                res.pred_linear.append(metrics.perfect(lin_pll.outputs, y))
                 res.pred_block.append(bool(pll_rep.student_all_correct))
-                res.observed.append(metrics.accuracy(pll_ce.outputs, y) == 1.0)
+                res.observed.append(metrics.perfect(pll_ce.outputs, y))
             res.acc[(noise, eta)] = {m: np.array(v) for m, v in per.items()}
     return res
 
@@ -185,4 +186,4 @@ def check_p6(dig: DigitsResult) -> Check:
         "(b) accuracy on held-out samples (test set); the confusion counts use (a) training accuracy",
         ["pytest tests/sims/test_features.py tests/sims/test_distill.py", "python -m sims.figures --only d,e", "python -m sims.distill --features digits --pll --eta 0.5"],
         lines, verdict, nums, "figures/fig_d_correlations.png, figures/fig_e_distillation_gain.png",
-        "theory.block_gram (fitted c, d), theory.rounds_report, theory.pll_analysis; sims.distill.LinearModel")
+        "theory.block_gram (fitted c, d), theory.rounds_report, theory.pll_analysis; sims.engine.LinearModel")

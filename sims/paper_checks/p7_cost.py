@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import theory
 
-from ..distill import exact_pll
+from ..engine.rounds import pll as exact_pll
 from ._common import PAPER, Check, block_accuracies, block_sd, first_perfect, pct, population_counts, rule_text
 
 CASES = (("symmetric", 0.3), ("symmetric", 0.48), ("symmetric", 0.6), ("symmetric", 0.72),

@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written", file=sys.stderr)
         return 130
-    except RuntimeError as err:  # sims.solver.NotConvergedError: never report an unconverged result
+    except RuntimeError as err:  # sims.engine.NotConvergedError: never report an unconverged result
         print(f"{PROG}: error: solver failed: {err}", file=sys.stderr)
         return 3
     if args.check:

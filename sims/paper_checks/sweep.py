@@ -1,7 +1,7 @@
 """The phase-diagram sweep that P3, P4 and P5 read: the theory's per-sample verdict against the observed one.
 
-Runs :func:`sims.phase_diagram.run_sweep` (no cache: computed afresh) and reduces its rows to
-:class:`~._common.Confusion` counts per level (linear, exact, gmm) and method (sd, pll).
+Runs :func:`sims.studies.phase_diagram.run_sweep` (no cache: computed afresh) and reduces its rows to
+:class:`sims.engine.Agreement` counts per level (linear, exact, gmm) and method (sd, pll).
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._common import SEED, Confusion, confusion
+from ..engine.measures import Agreement
+from ._common import SEED, confusion
 
 ETAS = (0.0, 0.12, 0.24, 0.3, 0.36, 0.48, 0.6, 0.72, 0.84)
 ROUNDS = 30
@@ -27,10 +28,10 @@ class SweepResult:
     rows: list
     summary: dict
 
-    def confusion(self, level, method=None, noise=None) -> Confusion:
+    def confusion(self, level, method=None, noise=None) -> Agreement:
         sel = [r for r in self.rows if r["level"] == level and (method is None or r["method"] == method)
                and (noise is None or r["noise"] == noise)]
-        return confusion([r["predicted_perfect"] for r in sel], [r["observed_perfect"] for r in sel])
+        return confusion([r["theory_perfect"] for r in sel], [r["observed_perfect"] for r in sel])
 
     @property
     def levels(self):
@@ -45,7 +46,7 @@ class SweepResult:
 
 
 def run() -> SweepResult:
-    from ..phase_diagram import Sweep, run_sweep
+    from ..studies.phase_diagram import Sweep, run_sweep
 
     sweep = Sweep(noises=("symmetric", "superclass"), etas=ETAS, rounds=ROUNDS, seeds=SEEDS, dim=GMM_DIM, gmm_per_class=GMM_PER_CLASS,
                   gmm_etas_every=2, seed=SEED)

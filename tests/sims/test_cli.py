@@ -3,7 +3,7 @@
 import pytest
 
 from sims import _cli
-from sims import distill as Dm
+from sims.studies import distill as Dm
 
 
 def test_check_output_dir_creates_and_accepts_a_writable_folder(tmp_path):
@@ -104,3 +104,35 @@ def test_distill_zero_pll_row_says_why(capsys):
     # no such note when the PLL student is not at 0 %
     assert Dm.main(["--per-class", "20", "--rounds", "1", "--eta", "0.3", "--pll", "--exact-counts"]) == 0
     assert "PLL row at 0 %" not in capsys.readouterr().out
+
+
+def test_code_fingerprint_is_the_source_of_theory_and_the_engine(tmp_path, monkeypatch):
+    """Every .py file under theory/ and sims/engine/ (nested folders too) goes into the resume caches'
+    fingerprint, and nothing else unless named: a study's help text does not invalidate the caches."""
+    from pathlib import Path
+
+    import sims
+    import theory
+
+    root = Path(sims.__file__).parent
+    files = {f.relative_to(root.parent).as_posix() for f in _cli.source_files(Path(theory.__file__).parent,
+                                                                              root / "engine")}
+    assert {"theory/validate.py", "sims/engine/rounds.py", "sims/engine/fit/solver.py",
+            "sims/engine/fit/gram.py"} <= files
+    assert not any(f.startswith("sims/studies/") or f == "sims/_cli.py" for f in files)
+    assert all(f.endswith(".py") for f in files)
+
+    before = _cli.code_fingerprint()
+    assert before == _cli.code_fingerprint() and len(before) == 64
+    extra = tmp_path / "study.py"
+    extra.write_text("x = 1\n")
+    with_extra = _cli.code_fingerprint(extra)
+    assert with_extra != before
+    extra.write_text("x = 2\n")
+    assert _cli.code_fingerprint(extra) != with_extra
+    # a change to an engine file changes it
+    real = _cli.source_files
+    fake = tmp_path / "engine_extra.py"
+    fake.write_text("y = 0\n")
+    monkeypatch.setattr(_cli, "source_files", lambda *pk: [*real(*pk), fake])
+    assert _cli.code_fingerprint() != before

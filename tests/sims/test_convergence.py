@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import theory
-from sims import convergence as cv
-from sims import noise as noise_mod
+from sims.studies import convergence as cv
+from sims.engine import noise as noise_mod
 
 # A tiny study: n = 8 (N = 32), etas with whole label counts (0.375/3 * 8 = 1, 0.25 * 8 = 2),
 # lambda = 3e-3 (the theory's first perfect round is 2 for both), one D below N (explicit
@@ -45,7 +45,7 @@ def test_tiny_run_writes_csv_json_png(tmp_path, capsys):
     for p in summary["per_dim"]:
         cf = p["confusion_vs_block"]
         # every cell (setting, seed, round) is counted exactly once
-        assert cf["both"] + cf["only_mixture"] + cf["only_block"] + cf["neither"] == 2 * 2 * 6
+        assert cf["both"] + cf["only_theory"] + cf["only_observed"] + cf["neither"] == 2 * 2 * 6
         assert 0.0 <= p["first_round_match"] <= 1.0
     assert [r["theory_first"] for r in summary["reference"]] == [2, 2]
     # at D = 400 (> 10 N) the mixture is perfect in some rounds, so the informative cells are not empty
@@ -85,7 +85,8 @@ def test_corrupt_cache_file_is_set_aside_and_recomputed(tmp_path, capsys):
     victim = sorted(cache.glob("*.json"))[0]
     victim.write_text("{not json")
     assert _run(tmp_path, ["--jobs", "1"]) == 0
-    assert "corrupt cache file" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is corrupt" in err and "set aside" in err
     assert list(cache.glob("*.corrupt"))
     assert (tmp_path / "convergence_quick.csv").read_bytes() == before
 
@@ -150,7 +151,7 @@ def test_confusion_counts():
     mix = [True, True, False, False, True, False]
     blk = [True, False, True, False, True, False]
     cf = cv.confusion(mix, blk)
-    assert (cf["both"], cf["only_mixture"], cf["only_block"], cf["neither"]) == (2, 1, 1, 2)
+    assert (cf["both"], cf["only_observed"], cf["only_theory"], cf["neither"]) == (2, 1, 1, 2)
     assert cf["informative_cells"] == 4
     assert cf["informative_agreement"] == pytest.approx(0.5)
     assert cf["agreement_all_cells"] == pytest.approx(4 / 6)

@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sims import distill as Dm
-from sims import features as F
-from sims import metrics as M
-from sims import noise as Nm
+import sims.engine as E
+from sims.studies import distill as Dm
+from sims.engine import features as F
+from sims.engine import measures as M
+from sims.engine import noise as Nm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +34,7 @@ def theory_fn(name):
 
 
 def solver_fn(name):
-    solver = pytest.importorskip("sims.solver")
+    solver = pytest.importorskip("sims.engine.fit.solver")
     if not hasattr(solver, name):
         pytest.skip(f"sims.solver.{name} not available yet")
     return getattr(solver, name)
@@ -98,8 +99,8 @@ def test_linear_level_equals_closed_form(lam, noise, eta, exact):
     Kc = 4 if noise == "superclass" else K
     nc = 10 if noise != "symmetric" else n
     y, z = _labels(eta, exact, noise=noise, Kc=Kc, nc=nc)
-    model = Dm.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
-    fits = Dm.linear_sd(model, Dm.one_hot(z, Kc), rounds=6)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    fits = E.sd(model, E.one_hot(z, Kc), rounds=6)
     C_emp = Nm.label_counts(y, z, Kc) / nc
     for t, fit in enumerate(fits):
         closed = type_outputs(Kc, nc, c, d, lam, C_emp, t)[y, z].T
@@ -117,8 +118,8 @@ def test_linear_level_equals_operator_power_on_general_gram():
     G = X @ X.T
     lam = 1e-3
     A = label_averaging_operator(G, K, lam)
-    Y = Dm.one_hot(z, K)
-    fits = Dm.linear_sd(Dm.LinearModel(G, K, lam), Y, rounds=4)
+    Y = E.one_hot(z, K)
+    fits = E.sd(E.LinearModel(G, K, lam), Y, rounds=4)
     PU = Y - 1 / K
     for fit in fits:
         PU = PU @ A
@@ -135,7 +136,7 @@ def test_linear_min_rounds_and_population_accuracy_agree_with_theory():
     C_emp = Nm.label_counts(y, z, Kc) / nc
     t_star = min_rounds(Kc, nc, c, d, lam, C_emp)
     assert t_star is not None and t_star >= 1
-    fits = Dm.linear_sd(Dm.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam), Dm.one_hot(z, Kc), rounds=t_star + 3)
+    fits = E.sd(E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam), E.one_hot(z, Kc), rounds=t_star + 3)
     acc = [M.accuracy(f.outputs, y) for f in fits]
     assert acc[t_star - 1] < 1.0 and all(a == 1.0 for a in acc[t_star:])
     cross = np.where(y[:, None] == np.arange(Kc)[None, :], c, d)  # Gram rows of fresh class-k samples
@@ -150,9 +151,9 @@ def test_linear_pll_student_block_model():
     # (P4 derivation: average PLL target gives < 1/2 to each wrong label).
     Kc, nc, lam = 4, 30, 1e-4
     y, z = _labels(0.3, exact=False, seed=4, Kc=Kc, nc=nc)
-    model = Dm.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
-    teacher = model.fit(Dm.one_hot(z, Kc))
-    student = Dm.linear_pll(model, teacher)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    teacher = model.fit(E.one_hot(z, Kc))
+    student = E.pll(model, teacher)
     assert np.allclose(student.targets.sum(axis=0), 1.0)
     assert np.all((student.targets > 0).sum(axis=0) >= 2)
     assert M.accuracy(student.outputs, y) == 1.0
@@ -174,8 +175,8 @@ def test_linear_pll_equals_theory_pll_analysis(noise, eta, exact, ties):
     y, z = _labels(eta, exact, seed=9, noise=noise, Kc=Kc, nc=nc)
     C_emp = Nm.label_counts(y, z, Kc) / nc
     rep = pll_analysis(Kc, nc, c, d, lam, C_emp, ties=ties)
-    model = Dm.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
-    student = Dm.linear_pll(model, model.fit(Dm.one_hot(z, Kc)), ties)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    student = E.pll(model, model.fit(E.one_hot(z, Kc)), "ce", ties)
     assert np.max(np.abs(student.targets - rep.targets[y, z].T)) < 1e-12
     assert np.array_equal(M.correct(student.outputs, y), rep.student_correct[y, z])
     assert M.accuracy(student.outputs, y) == pytest.approx(rep.student_train_accuracy, abs=1e-12)
@@ -202,10 +203,10 @@ def test_exact_approaches_linear_as_lam_grows():
     Kc, nc = 3, 10
     X = _block_features(Kc, nc)
     y, z = _labels(0.4, Kc=Kc, nc=nc)
-    Y = Dm.one_hot(z, Kc)
+    Y = E.one_hot(z, Kc)
     rel = []
     for lam in (0.1, 1.0, 10.0):
-        lin = Dm.linear_sd(Dm.LinearModel(X @ X.T, Kc, lam), Y, rounds=3)
+        lin = E.sd(E.LinearModel(X @ X.T, Kc, lam), Y, rounds=3)
         T = Y
         err = zmax = 0.0
         for t in range(4):
@@ -226,9 +227,9 @@ def test_exact_block_solver_matches_primal():
     Kc, nc, lam = 3, 10, 1e-2
     y, z = _labels(0.4, Kc=Kc, nc=nc)
     X = _block_features(Kc, nc)
-    eng = Dm._BlockExact(Kc, nc, c, d, lam, y, z)
-    fits = Dm.exact_sd(eng, eng.one_hot_types(), rounds=2)
-    T = Dm.one_hot(z, Kc)
+    eng = E.BlockExact(Kc, nc, c, d, lam, y, z)
+    fits = E.sd(eng, eng.one_hot_types(), rounds=2)
+    T = E.one_hot(z, Kc)
     for fit in fits:
         prim = fit_features(X, T, lam)
         assert np.max(np.abs(fit.outputs - prim.outputs)) < 1e-8
@@ -253,7 +254,7 @@ def test_gmm_approaches_block_model_as_D_grows():
             rng = np.random.default_rng(seed)
             y, z = _labels(0.4, seed=seed + 100, Kc=Kc, nc=nc)
             X, _ = F.sample_gmm(Kc, nc, c, d, int(D), rng)
-            P = Dm.linear_sd(Dm.LinearModel(X @ X.T, Kc, lam), Dm.one_hot(z, Kc), t)[-1].outputs
+            P = E.sd(E.LinearModel(X @ X.T, Kc, lam), E.one_hot(z, Kc), t)[-1].outputs
             closed = type_outputs(Kc, nc, c, d, lam, Nm.label_counts(y, z, Kc) / nc, t)[y, z].T
             e.append(np.sqrt(np.mean((P - closed) ** 2)))
         errs.append(np.mean(e))
@@ -308,7 +309,7 @@ def test_cli_json_schema(features, capsys):
 
 def _has_solver(name):
     try:
-        import sims.solver as s
+        import sims.engine.fit.solver as s
     except ImportError:
         return False
     return hasattr(s, name)
@@ -383,17 +384,17 @@ def test_gram_engine_matches_feature_engine():
     X, _ = F.sample_gmm(Kc, nc, c, d, 200, rng)
     Xf, _ = F.sample_gmm(Kc, 4, c, d, 200, rng)
     y, z = _labels(0.3, seed=3, Kc=Kc, nc=nc)
-    gram = Dm._GramExact(X @ X.T, lam, X @ Xf.T)
-    feats = Dm._FeatureExact(X, lam, Xf)
-    Y = Dm.one_hot(z, Kc)
-    a, b = Dm.exact_sd(gram, Y, rounds=2), Dm.exact_sd(feats, Y, rounds=2)
+    gram = E.GramExact(X @ X.T, lam, X @ Xf.T)
+    feats = E.FeatureExact(X, lam, Xf)
+    Y = E.one_hot(z, Kc)
+    a, b = E.sd(gram, Y, rounds=2), E.sd(feats, Y, rounds=2)
     for fa, fb in zip(a, b):
         assert fa.raw.method == "dense" and fa.residual <= 1e-10
         np.testing.assert_allclose(fa.outputs, fb.outputs, atol=1e-8, rtol=0)
         scale = max(1.0, float(np.max(np.abs(fb.fresh_logits))))
         assert np.max(np.abs(fa.fresh_logits - fb.fresh_logits)) <= 1e-7 * scale
     for loss in ("ce", "gce"):
-        pa, pb = Dm.exact_pll(gram, a[0], loss), Dm.exact_pll(feats, b[0], loss)
+        pa, pb = E.pll(gram, a[0], loss), E.pll(feats, b[0], loss)
         np.testing.assert_allclose(pa.outputs, pb.outputs, atol=1e-8, rtol=0)
 
 

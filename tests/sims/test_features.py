@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from sims import features as F
-from sims import noise as N
+from sims.engine import features as F
+from sims.engine import noise as N
 
 K, n, c, d = 4, 25, 0.4, 0.1
 

@@ -184,7 +184,7 @@ def test_one_module_per_figure_with_its_claims():
         assert doc.startswith(f"Figure {letter}:") and re.search(r"\*\*P[1-7]\*\*", doc), letter
         assert "Rebuild:" in doc and f"--only {letter}" in doc
     root = Path(sims.__file__).parent
-    mine = list((root / "figures").glob("*.py")) + [root / f for f in ("phase_diagram.py", "_phase_plot.py", "_cli.py")]
+    mine = list((root / "figures").glob("*.py")) + [root / f for f in ("studies/phase_diagram.py", "_cli.py")]
     for path in mine:
         assert len(path.read_text().splitlines()) <= 1000, path
 
@@ -196,7 +196,7 @@ def test_fig_g_reports_informative_agreement_and_confusion(tmp_path):
     assert _is_png(res["file"]) and res["file"].startswith(str(tmp_path.resolve()))
     assert set(res["confusion"]) == {"linear", "exact"}
     for level, c in res["confusion"].items():
-        informative = c["both_perfect"] + c["only_predicted"] + c["only_observed"]
-        assert res["agreement"][level] == c["both_perfect"] / informative
-        assert res["disagreements"][level] == c["only_predicted"] + c["only_observed"]
+        informative = c["both"] + c["only_theory"] + c["only_observed"]
+        assert res["agreement"][level] == c["both"] / informative
+        assert res["disagreements"][level] == c["only_theory"] + c["only_observed"]
     assert res["agreement"]["linear"] == 1.0

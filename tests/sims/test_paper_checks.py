@@ -79,7 +79,7 @@ def _convergence_json():
     return {"params": {"K": 4, "n": 500, "c": 0.4, "d": 0.1, "lam": 1e-5, "seeds": 2, "max_rounds": 40,
                        "settings": [["symmetric", 0.3]]},
             "per_dim": [{"D": 1000, "runs": 2, "first_round_match": 0.5,
-                         "confusion_vs_block": {"both": 1, "only_mixture": 0, "only_block": 2, "neither": 3},
+                         "confusion_vs_block": {"both": 1, "only_theory": 2, "only_observed": 0, "neither": 3},
                          "median_max_abs_diff_at_block_first": 0.01}],
             "rate": {"slope": -0.49, "fit_range_D": [5000, 10**7]}, "smallest_matching_D": 1000,
             "matching_share": 0.95, "runtime_seconds": 12.5}
@@ -92,6 +92,11 @@ def test_cached_evidence_is_read_and_a_corrupt_cache_is_named(tmp_path):
     path.write_text(json.dumps(_convergence_json()))
     ev = evidence.load_all(tmp_path)["convergence_paper"]
     assert ev.numbers == {"first_round_match_D1000": 0.5, "slope": -0.49, "smallest_matching_D": 1000}
+    assert any("| 1 / 2 / 0 / 3 |" in line for line in ev.lines)  # both / only theory / only observed / neither
+    side_names = _convergence_json()
+    side_names["per_dim"][0]["confusion_vs_block"] = {"both": 1, "only_mixture": 0, "only_block": 2, "neither": 3}
+    path.write_text(json.dumps(side_names))
+    assert evidence.load_all(tmp_path)["convergence_paper"].lines == ev.lines
     assert not any("12.5" in line for line in ev.lines)  # the run's time is not part of the report
     path.write_text("{not json")
     with pytest.raises(ValueError, match=re.escape(str(path))):

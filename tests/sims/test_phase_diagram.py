@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sims import phase_diagram as pd
+from sims.studies import phase_diagram as pd
 
 TINY = ["--quick", "--etas", "0,0.3,0.6", "--rounds", "4", "--seeds", "2", "--per-class", "12",
         "--gmm-per-class", "8", "--dim", "16", "--no-progress", "--jobs", "1"]
@@ -48,9 +48,9 @@ def test_cli_writes_files_and_linear_level_agrees(tmp_path, capsys):
         s = summary["levels"][level]
         c = s["confusion"]
         assert sum(c.values()) == s["cells"]
-        assert s["informative_rows"] == c["both_perfect"] + c["only_predicted"] + c["only_observed"] > 0
-        assert s["agreement"] == pytest.approx(c["both_perfect"] / s["informative_rows"], abs=0)
-    assert summary["levels"]["linear"]["confusion"]["only_predicted"] == 0
+        assert s["informative_rows"] == c["both"] + c["only_theory"] + c["only_observed"] > 0
+        assert s["agreement"] == pytest.approx(c["both"] / s["informative_rows"], abs=0)
+    assert summary["levels"]["linear"]["confusion"]["only_theory"] == 0
     assert summary["levels"]["linear"]["confusion"]["only_observed"] == 0
     assert summary["params"]["seed"] == 0 and summary["runtime_seconds"] > 0
     assert "informative" in summary["agreement_rule"]
@@ -62,14 +62,14 @@ def test_cli_writes_files_and_linear_level_agrees(tmp_path, capsys):
 
 def test_confusion_counts_and_informative_agreement():
     def row(p, o):
-        return {"predicted_perfect": p, "observed_perfect": o}
+        return {"theory_perfect": p, "observed_perfect": o}
 
     rows = [row(True, True)] * 3 + [row(True, False)] * 2 + [row(False, True)] + [row(False, False)] * 50
     c = pd.confusion(rows)
-    assert c == {"both_perfect": 3, "only_predicted": 2, "only_observed": 1, "neither": 50}
+    assert c.counts() == {"both": 3, "only_theory": 2, "only_observed": 1, "neither": 50}
     # the 50 "neither" rows do not count as agreement (they would make it 53/56 = 0.95)
-    assert pd.informative_agreement(c) == 3 / 6
-    assert pd.informative_agreement(pd.confusion([row(False, False)] * 4)) is None
+    assert c.agreement == 3 / 6
+    assert pd.confusion([row(False, False)] * 4).agreement is None
 
 
 @pytest.mark.parametrize(
@@ -264,7 +264,7 @@ def test_asymmetric_noise_accepted_and_linear_level_agrees(tmp_path, capsys):
     summary = json.loads((tmp_path / "phase_diagram_quick.json").read_text())
     assert summary["params"]["noises"] == ["asymmetric"]
     lin = summary["levels"]["linear"]
-    assert lin["agreement"] == 1.0 and lin["confusion"]["both_perfect"] > 0
+    assert lin["agreement"] == 1.0 and lin["confusion"]["both"] > 0
     with open(tmp_path / "phase_diagram_quick.csv") as fh:
         assert {r["noise"] for r in csv.DictReader(fh)} == {"asymmetric"}
     # the seeds of the other noise models are unchanged by the new one (their index in the seed key)
@@ -335,15 +335,16 @@ def test_dask_cluster_gives_the_same_csv(tmp_path):
 
 
 def test_linear_rows_match_the_engine(tmp_path):
-    """The stacked linear fit of the sweep gives the outputs of sims.distill.LinearModel, problem by problem."""
-    from sims.distill import LinearModel, one_hot
-    from sims.features import block_gram
+    """The stacked linear fit of the sweep gives the outputs of sims.engine.LinearModel, problem by problem."""
+    from sims.engine import LinearModel, StackedLinear, one_hot
+    from sims.engine.features import block_gram
 
     K, n, lam = 4, 30, 1e-3
     model = LinearModel(block_gram(K, n, 0.4, 0.1), K, lam, explicit=True)
     rng = np.random.default_rng(0)
     Ts = [one_hot(rng.integers(0, K, K * n), K) for _ in range(3)]
-    P, res = pd._stacked_fit(model, np.vstack(Ts), K)
+    stacked = StackedLinear(model).fit(np.vstack(Ts))
+    P, res = stacked.outputs, stacked.residual
     for i, T in enumerate(Ts):
         ref = model.fit(T)
         # same algebra, different product shapes: agreement to float64 round-off (outputs are O(1))
@@ -369,9 +370,9 @@ def test_certified_exact_verdict_equals_the_exact_solver_on_a_small_sweep(tmp_pa
     assert {r["certified_perfect"] for r in decided} == {True, False}
     cert = summary["levels"]["exact"]["certified"]
     c = cert["confusion"]
-    assert set(c) == {"both_perfect", "only_certified", "only_observed", "neither"}
+    assert set(c) == {"both", "only_theory", "only_observed", "neither"}
     assert sum(c.values()) + cert["undecided"] == cert["rows"] == len(exact_sd)
-    assert c["only_certified"] == c["only_observed"] == 0 and cert["disagreements"] == []
+    assert c["only_theory"] == c["only_observed"] == 0 and cert["disagreements"] == []
     assert cert["agreement"] == 1.0 and cert["decided_agreement"] == 1.0
     assert cert["first_round"] == {"equal": 2 * 6 * 2, "samples": 2 * 6 * 2}  # noises x etas x seeds
     assert set(cert["by_noise"]) == set(sweep.noises)
@@ -394,7 +395,7 @@ def test_certified_summary_counts_a_disagreement_and_undecided_rows():
     rows = [row(True, True), row(False, False), row(True, False), row("undecided", True), row(None, True)]
     s = pd.certified_agreement(rows)
     assert s["rows"] == 4 and s["undecided"] == 1
-    assert s["confusion"] == {"both_perfect": 1, "only_certified": 1, "only_observed": 0, "neither": 1}
+    assert s["confusion"] == {"both": 1, "only_theory": 1, "only_observed": 0, "neither": 1}
     assert s["agreement"] == 0.5 and s["decided_agreement"] == pytest.approx(2 / 3, abs=1e-15)
     assert len(s["disagreements"]) == 1 and s["disagreements"][0]["train_accuracy"] == 0.9
     assert s["first_round"] == {"equal": 1, "samples": 1}  # one sample: proved and observed first at round 0
@@ -420,7 +421,7 @@ def test_certified_boundary_drawn_on_the_block_panels(tmp_path):
     sweep = _sweep(levels=("linear", "exact"), noises=("symmetric",), etas=(0.0, 0.3, 0.6, 0.9), rounds=3, n=20)
     rows, summary = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
     drawn = pd.plot(sweep, rows, summary, tmp_path / "p.png")
-    from sims._phase_plot import certified_boundary
+    from sims.studies.phase_diagram import certified_boundary
 
     cb = certified_boundary(rows, "symmetric", list(sweep.etas), sweep.rounds)
     for level in ("linear", "exact"):
@@ -436,15 +437,15 @@ def test_certified_boundary_drawn_on_the_block_panels(tmp_path):
 
 def test_exact_level_agreement_small_block_and_dense():
     """exact_level_agreement on a small grid: certified verdicts equal both solvers' in every decided round."""
-    from sims.exact_boundary_check import exact_level_agreement
+    from sims.studies.exact_boundary_check import exact_level_agreement
 
     settings = ((1e-2, "dense", 12), (1e-2, "block", 12), (1e-3, "block", 12))
     res = exact_level_agreement(settings, etas=(0.0, 0.25, 0.5, 0.75), rounds=6)
     c = res["confusion"]
-    assert set(c) == {"both_perfect", "only_certified", "only_solver", "neither"}
+    assert set(c) == {"both", "only_theory", "only_observed", "neither"}
     assert res["rounds_compared"] == sum(c.values()) and res["rounds_compared"] + res["undecided"] == 3 * 2 * 4 * 7
-    assert c["only_certified"] == c["only_solver"] == 0 and res["disagreements"] == [] and res["agreement"] == 1.0
-    assert c["both_perfect"] > 0 and c["neither"] > 0  # both verdicts are reached
+    assert c["only_theory"] == c["only_observed"] == 0 and res["disagreements"] == [] and res["agreement"] == 1.0
+    assert c["both"] > 0 and c["neither"] > 0  # both verdicts are reached
     assert res["first_round"] == {"equal": 24, "cells": 24}
     assert len(res["cells"]) == 24 and set(res["by_setting"]) == {
         f"{noise} lam={lam} n=12 {s}" for lam, s, _ in settings for noise in ("symmetric", "superclass")}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from sims import pll_mixture as pm
+from sims.studies import pll_mixture as pm
 
 
 def _run(D, seed=0):

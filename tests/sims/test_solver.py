@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sims import solver
-from sims.features import block_gram
-from sims.solver import NotConvergedError, fit_block, fit_features, fit_gram
+from sims.engine.fit import solver
+from sims.engine.features import block_gram
+from sims.engine.fit.solver import NotConvergedError, fit_block, fit_features, fit_gram
 
 # Outputs of two exact solutions agree to residual * conditioning (see module doc).
 OUT_TOL = 1e-8

@@ -22,7 +22,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from sims.solver import fit_block, fit_gram
+from sims.engine import measures as metrics
+from sims.engine.fit.solver import fit_block, fit_gram
 from theory import exact_level as el
 from theory.block_model import block_gram
 from theory.corruption import corruption_matrix, exact_label_counts
@@ -393,11 +394,6 @@ def test_exact_boundary_and_ties():
         exact_boundary(K, n, c, d, lam, "symmetric", [0.1], 5)
 
 
-def test_exact_boundary_superclass_size():
-    """superclass_size defaults to 2 (pairs); groups of 4 classes give different counts, hence rounds."""
-    K, n, c, d, lam = 4, 30, 0.4, 0.1, 1e-3
-    pairs = exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8)
-    assert pairs == exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8, superclass_size=2)
-    expected = min_rounds_exact(K, n, c, d, lam, exact_label_counts(corruption_matrix("superclass", K, 0.2, 4), n), 8)
-    assert exact_boundary(K, n, c, d, lam, "superclass", [0.2], 8, superclass_size=4) == [expected]
-    assert expected != pairs[0]
+from sims.engine import measures as metrics
+from sims.engine.fit.solver import fit_block, fit_gram
+from theory import exact_level as el

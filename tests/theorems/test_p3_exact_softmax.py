@@ -13,8 +13,8 @@ import pytest
 from hypothesis import event, given
 
 import theory
-from sims import metrics
-from sims.solver import fit_block, fit_gram
+from sims.engine import measures as metrics
+from sims.engine.fit.solver import fit_block, fit_gram
 from theory.block_model import block_gram
 from theory.conditions import min_rounds
 from theory.corruption import corruption_matrix, exact_label_counts
@@ -162,7 +162,7 @@ def test_distill_json_reports_min_rounds_exact(capsys):
     certified round for the sample's counts, and equal to the first perfect round of the exact records."""
     import json
 
-    from sims import distill
+    from sims.studies import distill
 
     argv = ["--per-class", "20", "--noise", "superclass", "--eta", "0.3", "--exact-counts", "--lam", "1e-3",
             "--rounds", "12", "--level", "exact", "--json"]
@@ -182,7 +182,7 @@ def test_distill_json_reports_min_rounds_exact(capsys):
 
 
 def test_metrics_input_and_conventions():
-    from sims import metrics
+    from sims.engine import measures as metrics
 
     with raises_naming("outputs", "(3,)"):
         metrics.accuracy(np.zeros(3), [0])

@@ -119,7 +119,7 @@ def test_pll_first_place_tie_branch():
     "lowest" keeps the two lowest indices. Also the float twin in sims.metrics."""
     from fractions import Fraction as F
 
-    from sims import metrics
+    from sims.engine import measures as metrics
 
     cases = {
         (F(3), F(3), F(1)): ([F(1, 2), F(1, 2), F(0)], [F(1, 2), F(1, 2), F(0)]),
@@ -370,7 +370,7 @@ def test_pll_class_mean_shares():
 def test_metrics_pll_targets_is_decided_column_by_column(ties):
     # Each column's runner-up must be found within that column: the columns below have runner-ups of very
     # different size (0.30 vs 0.05), so a runner-up threshold taken over the whole matrix would miss column 1's.
-    from sims.metrics import pll_targets
+    from sims.engine.measures import pll_targets
 
     P = np.array([[0.60, 0.90], [0.30, 0.05], [0.10, 0.05 - 1e-3]])
     T = pll_targets(P, ties=ties)

@@ -1,4 +1,4 @@
-"""Routes of :func:`sims.solver.fit_gram` (kernel form); use them through ``sims.solver``.
+"""Routes of :func:`sims.engine.fit.solver.fit_gram` (kernel form); use them through ``sims.engine.fit.solver``.
 
 * Preparation (:func:`prepare`): validation of G and, per route, the one-off
   work that every fit on the same G shares.
@@ -44,7 +44,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.linalg import lapack
 
-from .solver import (
+from .newton import (
     PSD_TOL,
     SYM_TOL,
     _ARMIJO,
@@ -72,7 +72,7 @@ _REFINE_MAXITER = 20
 
 @dataclass
 class Prepared:
-    """G validated and prepared once for many fits (see ``sims.solver.prepare_gram``)."""
+    """G validated and prepared once for many fits (see ``sims.engine.fit.solver.prepare_gram``)."""
 
     G: np.ndarray  # (N, N), exactly symmetric
     method: str  # "dense" or "lowrank"

@@ -19,7 +19,8 @@ import numpy as np
 from theory import corruption as _corruption
 from theory.validate import check_corruption_matrix, check_fraction, check_int
 
-__all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "corrupt_labels", "label_counts"]
+__all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "corrupt_labels", "label_counts",
+           "labels_from_counts", "one_hot"]
 
 NOISE_MODELS = _corruption.NOISE_MODELS
 
@@ -31,7 +32,7 @@ def superclass_from_groups(K: int, eta: float, groups) -> np.ndarray:
     """Superclass noise for an arbitrary partition ``groups`` of range(K).
 
     Groups of two or more classes spread ``eta`` evenly over the other members
-    (as :func:`theory.corruption.superclass`); a singleton group (possible for
+    (:func:`theory.corruption.superclass`, one group at a time); a singleton group (possible for
     clustered real data) keeps its labels: its row of C is the unit vector.
     """
     K = check_int("K", K, minimum=2)
@@ -41,11 +42,11 @@ def superclass_from_groups(K: int, eta: float, groups) -> np.ndarray:
         raise ValueError(f"groups == {groups!r}, must partition range({K})")
     if all(len(g) >= 2 for g in groups):
         return _corruption.superclass(K, eta, groups=[list(g) for g in groups])
-    C = np.zeros((K, K))
+    C = np.eye(K)
     for g in groups:
-        for k in g:
-            for j in g:
-                C[k, j] = 1.0 if len(g) == 1 else (1.0 - eta if j == k else eta / (len(g) - 1))
+        if len(g) >= 2:
+            idx = np.asarray(g, dtype=np.int64)
+            C[np.ix_(idx, idx)] = _corruption.superclass(len(g), eta, size=len(g))
     return C
 
 
@@ -121,3 +122,21 @@ def corrupt_labels(y, C, rng: np.random.Generator, exact: bool = False) -> np.nd
 def label_counts(y, z, K: int) -> np.ndarray:
     """(K, K) counts: [k, l] = instances of true class k given label l."""
     return _corruption.counts_from_labels(y, z, K)
+
+
+def labels_from_counts(counts) -> tuple[np.ndarray, np.ndarray]:
+    """Class-major true and given labels ``(y, z)`` with the (K, K) label counts ``counts``: class k's
+    instances carry ``counts[k, 0]`` labels 0, then ``counts[k, 1]`` labels 1, ..."""
+    counts = np.asarray(counts, dtype=np.int64)
+    K = counts.shape[0]
+    y = np.repeat(np.arange(K), counts.sum(axis=1))
+    z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
+    return y, z
+
+
+def one_hot(z, K: int) -> np.ndarray:
+    """(K, N) one-hot targets of the given labels ``z``."""
+    z = np.asarray(z, dtype=np.int64)
+    Y = np.zeros((K, z.size))
+    Y[z, np.arange(z.size)] = 1.0
+    return Y

@@ -1,8 +1,7 @@
 """Feature models for the simulations.
 
 * :func:`block_gram` -- the exact class-wise correlation (block) model
-  ``G = (1-c) I + (c-d) blockdiag(1 1^T) + d 1 1^T`` (class-major), built here
-  from its definition so that it can be compared with ``theory.block_gram``.
+  ``G = (1-c) I + (c-d) blockdiag(1 1^T) + d 1 1^T`` (class-major; ``theory.block_gram``).
 * :func:`sample_gmm` -- a Gaussian mixture whose expected Gram matrix is the
   block model: ``x = sqrt(d) u_0 + sqrt(c-d) u_k + xi`` with ``u_0..u_K`` the
   first K+1 coordinate vectors and ``xi ~ N(0, (1-c)/D I_D)`` in D further
@@ -29,6 +28,7 @@ instances are class-major (instance ``i`` is in class ``i // n``).
 from __future__ import annotations
 
 import math
+from types import MappingProxyType
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -37,9 +37,11 @@ import scipy.linalg.blas
 import scipy.linalg.lapack
 import scipy.sparse.linalg
 
+from theory.block_model import block_gram
 from theory.validate import check_block_correlations, check_int, check_positive
 
 __all__ = [
+    "PAPER",
     "PAPER_HALF_WIDTH",
     "PAPER_OFFDIAG_STD",
     "block_gram",
@@ -69,6 +71,10 @@ PAPER_HALF_WIDTH = 0.05
 PAPER_OFFDIAG_STD = 2 * PAPER_HALF_WIDTH / math.sqrt(12.0)
 
 
+# The paper's numerical setting: block model K = 4 classes, n = 500 per class, c = 0.4, d = 0.1, lambda = 1e-5.
+PAPER = MappingProxyType({"K": 4, "n": 500, "c": 0.4, "d": 0.1, "lam": 1e-5})
+
+
 def _check_K_n(K, n) -> tuple[int, int]:
     return check_int("K", K, minimum=2), check_int("n", n, minimum=1)
 
@@ -77,17 +83,6 @@ def class_major_labels(K: int, n: int) -> np.ndarray:
     """True labels of the class-major ordering: ``[0]*n + [1]*n + ... + [K-1]*n``."""
     K, n = _check_K_n(K, n)
     return np.repeat(np.arange(K), n)
-
-
-def block_gram(K: int, n: int, c: float, d: float) -> np.ndarray:
-    """Explicit (N, N) block-model Gram matrix, class-major, built from its definition."""
-    K, n = _check_K_n(K, n)
-    c, d = check_block_correlations(K, n, c, d)
-    y = np.repeat(np.arange(K), n)
-    same = y[:, None] == y[None, :]
-    G = np.where(same, c, d).astype(np.float64)
-    np.fill_diagonal(G, 1.0)
-    return G
 
 
 def check_gmm_params(K, n, c, d, D) -> tuple[int, int, float, float, int]:

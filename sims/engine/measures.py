@@ -1,4 +1,5 @@
-"""Accuracy with the suite's tie convention, clean/noisy split, PLL targets.
+"""Measures of a fit: accuracy with the suite's tie convention, clean/noisy split, "perfect", PLL targets,
+and the informative agreement of two verdicts of "perfect" (:class:`Agreement`).
 
 Outputs are (K, M) arrays (columns = instances): probabilities or logits; the
 conventions only compare entries within a column.
@@ -10,6 +11,8 @@ as in the theory).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 __all__ = [
@@ -19,6 +22,8 @@ __all__ = [
     "correct",
     "accuracy",
     "split_accuracy",
+    "perfect",
+    "Agreement",
     "pll_targets",
     "fresh_accuracy_from_class_logits",
 ]
@@ -60,6 +65,11 @@ def accuracy(P, y) -> float | None:
     """Share of correct instances (None for an empty set)."""
     ok = correct(P, y)
     return float(ok.mean()) if ok.size else None
+
+
+def perfect(P, y) -> bool:
+    """Every instance correct (accuracy exactly 1, ties failing); False for an empty set."""
+    return accuracy(P, y) == 1.0
 
 
 def split_accuracy(P, y, z) -> dict:
@@ -126,3 +136,68 @@ def fresh_accuracy_from_class_logits(L) -> float:
     if L.ndim != 2 or L.shape[0] != L.shape[1]:
         raise ValueError(f"fresh logits have shape {L.shape}, must be (K, K)")
     return float(correct(L.T, np.arange(L.shape[0])).mean())
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """The theory's verdict "every training instance correct" against the observed one, over a set of cells.
+
+    ``both`` / ``only_theory`` / ``only_observed`` / ``neither``; "theory" is the reference side (the
+    linearised theory, the certified exact-level theory, or the exact block model a mixture is compared
+    with), "observed" the simulation. ``informative`` = cells where either side says 100 %;
+    ``agreement`` = both / informative (None without informative cells). Cells where both sides say
+    "not perfect" are counted in ``neither`` and never in the agreement."""
+
+    both: int = 0
+    only_theory: int = 0
+    only_observed: int = 0
+    neither: int = 0
+
+    RULE = ("agreement = both / (both + only theory + only observed): the share of informative cells (the theory "
+            "or the simulation says 100 %) on which both say 100 %; cells where neither does are counted apart "
+            "(neither), not as agreement; None when no cell is informative")
+
+    @classmethod
+    def of(cls, theory, observed) -> Agreement:
+        """Counts of two equally long sequences of booleans (theory says 100 %, observed 100 %)."""
+        p = np.asarray(theory, dtype=bool)
+        o = np.asarray(observed, dtype=bool)
+        if p.shape != o.shape or p.ndim != 1:
+            raise ValueError(f"theory and observed have shapes {p.shape} and {o.shape}, must be equal 1-d")
+        return cls(int(np.sum(p & o)), int(np.sum(p & ~o)), int(np.sum(~p & o)), int(np.sum(~p & ~o)))
+
+    def __add__(self, other: Agreement) -> Agreement:
+        return Agreement(self.both + other.both, self.only_theory + other.only_theory,
+                         self.only_observed + other.only_observed, self.neither + other.neither)
+
+    @property
+    def cells(self) -> int:
+        return self.both + self.only_theory + self.only_observed + self.neither
+
+    @property
+    def informative(self) -> int:
+        return self.both + self.only_theory + self.only_observed
+
+    @property
+    def agreement(self) -> float | None:
+        return self.both / self.informative if self.informative else None
+
+    @property
+    def all_cells_agreement(self) -> float | None:
+        """(both + neither) / cells: the share of all cells on which the two verdicts are equal."""
+        return (self.both + self.neither) / self.cells if self.cells else None
+
+    def counts(self) -> dict:
+        """{"both", "only_theory", "only_observed", "neither"}."""
+        return {"both": self.both, "only_theory": self.only_theory, "only_observed": self.only_observed,
+                "neither": self.neither}
+
+    def text(self) -> str:
+        if self.agreement is None:
+            return f"no informative cells (neither side says 100 % in any of the {self.neither} cells)"
+        return (f"{self.agreement:.4f} on {self.informative} informative cells (both 100 %: {self.both}, only theory: "
+                f"{self.only_theory}, only observed: {self.only_observed}; neither: {self.neither})")
+
+    def numbers(self, prefix: str) -> dict:
+        return {f"{prefix}_both": self.both, f"{prefix}_only_theory": self.only_theory,
+                f"{prefix}_only_observed": self.only_observed, f"{prefix}_neither": self.neither}

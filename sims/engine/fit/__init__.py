@@ -1,0 +1,18 @@
+"""One fit of the softmax linear probe, linearised or exact.
+
+* :mod:`.linear` -- the linearised fit on an explicit Gram matrix (brute-force linear algebra);
+* :mod:`.newton` -- numerical pieces shared by the exact solvers;
+* :mod:`.gram` -- the two routes of the Gram-only exact solver;
+* :mod:`.solver` -- the exact solvers: features (primal), Gram (kernel), block model (type-reduced);
+* :mod:`.exact` -- the exact engines, one interface over the three solvers.
+"""
+
+from .exact import GCE_Q, BlockExact, ExactFit, FeatureExact, GramExact
+from .linear import LinearFit, LinearModel, StackedLinear
+from .solver import NotConvergedError, fit_block, fit_features, fit_gram, prepare_gram
+
+__all__ = [
+    "LinearFit", "LinearModel", "StackedLinear",
+    "GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact",
+    "NotConvergedError", "fit_block", "fit_features", "fit_gram", "prepare_gram",
+]
