@@ -29,7 +29,7 @@ from .rational import exp_sum_sign, intersect_intervals, positive_rounds, ration
 from .validate import check_corruption_matrix, check_fraction, check_int, check_rounds
 from .block_model import filters, filters_exact
 from .corruption import NOISE_MODELS
-from .predictions import fresh_margin_sign, margin_terms
+from .predictions import _fresh_margin_sign, margin_terms
 
 __all__ = [
     "RoundsReport",
@@ -236,7 +236,7 @@ def population_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: in
     o = C.mean(axis=0).tolist()
     correct = 0
     for k in range(K):
-        if all(fresh_margin_sign(K, n, c, d, lam, m, o, t + 1, k, j) > 0 for j in range(K) if j != k):
+        if all(_fresh_margin_sign(K, n, c, d, lam, m, o, t + 1, k, j) > 0 for j in range(K) if j != k):
             correct += 1
     return correct / K
 

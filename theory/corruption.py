@@ -56,10 +56,16 @@ def asymmetric(K: int, eta: float) -> np.ndarray:
 def superclass_groups(K: int, size: int) -> list[list[int]]:
     """Consecutive groups of ``size`` classes: [[0..size-1], [size..2 size-1], ...]."""
     K = check_int("K", K, minimum=2)
-    size = check_int("superclass_size", size, minimum=2, maximum=K)
-    if K % size:
-        raise ValueError(f"superclass_size == {size}, must divide K == {K}")
+    size = _check_group_size(K, size, "size")
     return [list(range(start, start + size)) for start in range(0, K, size)]
+
+
+def _check_group_size(K: int, size, name: str) -> int:
+    """A superclass size for a validated K: an integer in [2, K] dividing K, reported as ``name``."""
+    size = check_int(name, size, minimum=2, maximum=K)
+    if K % size:
+        raise ValueError(f"{name} == {size}, must divide K == {K}")
+    return size
 
 
 def superclass(K: int, eta: float, size: int = 2, groups: list[list[int]] | None = None) -> np.ndarray:
@@ -93,7 +99,8 @@ def corruption_matrix(noise: str, K: int, eta: float, superclass_size: int = 2) 
     if noise == "asymmetric":
         return asymmetric(K, eta)
     if noise == "superclass":
-        return superclass(K, eta, superclass_size)
+        K = check_int("K", K, minimum=2)
+        return superclass(K, eta, _check_group_size(K, superclass_size, "superclass_size"))
     raise ValueError(f"noise == {noise!r}, must be one of {', '.join(NOISE_MODELS)}")
 
 

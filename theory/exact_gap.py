@@ -70,6 +70,7 @@ import numpy as np
 
 from .conditions import min_rounds
 from .exact_level import _check_cell, _softmax_rows
+from .validate import check_label_counts, check_rounds
 
 __all__ = [
     "active_classes",
@@ -82,14 +83,17 @@ __all__ = [
 
 def active_classes(counts) -> int:
     """Largest number of distinct given labels within one class (at least 2)."""
-    counts = np.asarray(counts)
+    return _active_classes(check_label_counts(counts))
+
+
+def _active_classes(counts) -> int:
     return max(2, int((counts > 0).sum(axis=1).max()))
 
 
 def active_set_rounds(K, n, c, d, lam, counts) -> int | None:
     """Correction 1: linearised minimum round with softmax slope 1/m on the m active classes (lambda -> lambda m / K)."""
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
-    m = active_classes(counts)
+    m = _active_classes(counts)
     C = counts / n  # every row of counts sums to n (validated)
     return min_rounds(K, n, c, d, lam * m / K, C)
 
@@ -98,7 +102,11 @@ def active_set_rounds(K, n, c, d, lam, counts) -> int | None:
 _BACKTRACK = 0.5 ** np.arange(35)
 
 
-def _limit_newton(a, w, T, r, L, tol=1e-13, max_iter=200):
+def _limit_newton(
+    a, w, T, r, L, tol=1e-13,
+    # no mutate: a safety cap; solves stop at tol after at most ~12 steps (quadratic convergence), far below it
+    max_iter=200,  # pragma: no mutate
+):
     """Newton (merit backtracking) on the class-decoupled limit of one class:
     r_tau - T_tau + softmax(a r_tau + L) = 0 per type, sum_tau w_tau r_tau + mean(L) 1 = 0
     (the mean(L) term fixes softmax's shift freedom; at a solution it vanishes).
@@ -150,9 +158,10 @@ def decoupled_rounds(K, n, c, d, lam, counts, rounds) -> int | None:
     float Newton for (r, L) (:func:`_limit_newton`); a type is correct when its true-class output beats every other
     by more than 1e-9; the cell's round is the first at which every class is perfect. A class
     with a single type keeps its one-hot target (in the limit): always correct
-    or never. Raises RuntimeError if a round's Newton residual exceeds 1e-9.
+    or never. Raises RuntimeError if a round's Newton residual exceeds 1e-10.
     """
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
+    rounds = check_rounds("rounds", rounds)
     a = (1 - c) / (K * n * lam)
     perfect = np.ones(rounds + 1, dtype=bool)
     for k in range(K):
@@ -188,6 +197,7 @@ def operating_point_rounds(K, n, c, d, lam, counts, rounds: int = 10_000) -> int
     predicted as q_k + M_k^(t+1) (e_l - q_k), has its true class strictly ahead (by more than 1e-12)
     (None: not by ``rounds``)."""
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
+    rounds = check_rounds("rounds", rounds)
     a = (1 - c) / (K * n * lam)
     eye = np.eye(K)
     state = []
@@ -255,6 +265,7 @@ def gap_table(K, n, c, d, lam, noise, etas, rounds, superclass_size: int = 2) ->
     from .corruption import corruption_matrix, exact_label_counts
     from .exact_level import min_rounds_exact
 
+    rounds = check_rounds("rounds", rounds)
     rows = []
     for eta in etas:
         C = corruption_matrix(noise, K, eta, superclass_size)

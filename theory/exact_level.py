@@ -53,7 +53,7 @@ import math
 import numpy as np
 
 from .rational import rational
-from .validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
+from .validate import check_block_correlations, check_bool, check_int, check_label_counts, check_positive, check_real, check_rounds
 from ._generated import mixing_entry
 from .corruption import corruption_matrix, exact_label_counts
 
@@ -79,6 +79,11 @@ def _types(counts):
 
 def mixing_matrix(K, n, c, d, lam, counts) -> np.ndarray:
     """Float m x m matrix s M (logits of the present types = (s M) r), types in row-major (k, l) order."""
+    return _mixing_matrix(*_check_cell(K, n, c, d, lam, counts))
+
+
+def _mixing_matrix(K, n, c, d, lam, counts) -> np.ndarray:
+    """:func:`mixing_matrix` on validated input (as returned by :func:`_check_cell`)."""
     ks, _, nm = _types(counts)
     f = mixing_entry
     m = ks.size
@@ -170,15 +175,29 @@ def _check_cell(K, n, c, d, lam, counts):
 def solve_reduced(K, n, c, d, lam, counts, targets, r0=None, tol: float = 1e-13, max_iter: int = 100) -> ReducedSolution:
     """Float solution of the reduced stationarity equations for per-type targets (K, K, K).
 
-    Raises RuntimeError if max|F| > tol after ``max_iter`` Newton steps.
+    ``r0``: start (m, K) for the residuals of the m present types (default 0). ``tol`` >= 0,
+    ``max_iter`` >= 0. Raises RuntimeError if max|F| > tol after ``max_iter`` Newton steps.
     """
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
     ks, ls, nm = _types(counts)
     T = np.asarray(targets, dtype=np.float64)
     if T.shape != (K, K, K):
         raise ValueError(f"targets has shape {T.shape}, must be ({K}, {K}, {K})")
+    if r0 is not None:
+        try:
+            r0 = np.asarray(r0, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"r0 == {r0!r}, must be None or an array of real numbers") from None
+        if r0.shape != (ks.size, K):
+            raise ValueError(f"r0 has shape {r0.shape}, must be ({ks.size}, {K}) (present types x classes)")
+        if not np.all(np.isfinite(r0)):
+            raise ValueError("r0 has non-finite entries, must be finite")
+    tol = check_real("tol", tol)
+    if not tol >= 0:
+        raise ValueError(f"tol == {tol}, must be >= 0")
+    max_iter = check_int("max_iter", max_iter, minimum=0)
     Tm = T[ks, ls]
-    r, _, res, it = _newton(mixing_matrix(K, n, c, d, lam, counts), nm, Tm, r0, tol, max_iter)
+    r, _, res, it = _newton(_mixing_matrix(K, n, c, d, lam, counts), nm, Tm, r0, tol, max_iter)
     if not res <= tol:
         raise RuntimeError(f"solve_reduced: max|F| == {res:.3e} after {it} Newton steps, must be <= tol == {tol:g}")
     out = np.full((K, K, K), np.nan)
@@ -235,7 +254,7 @@ class _Cell:
         ks, ls, nm = _types(counts)
         self.ks, self.ls, self.nm = ks, ls, nm
         m = self.m = ks.size
-        self.Ms = mixing_matrix(K, n, c, d, lam, counts)
+        self.Ms = _mixing_matrix(K, n, c, d, lam, counts)
 
         def ball(x):
             q = rational(x)
@@ -459,6 +478,7 @@ def certified_rounds(K, n, c, d, lam, counts, rounds, *, prec: int = DEFAULT_PRE
     rounds = check_rounds("rounds", rounds)
     prec = check_int("prec", prec, minimum=53)
     max_prec = check_int("max_prec", max_prec, minimum=prec)
+    full = check_bool("full", full)
     flint = _flint()
     old = flint.ctx.prec
     try:

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._generated import fresh_logits_arith, margin_coefficients_arith, type_score_arith, type_score_np
 from .rational import rational, rational_matrix
-from .validate import check_corruption_matrix, check_int, check_rounds
+from .validate import check_block_correlations, check_corruption_matrix, check_int, check_positive, check_rounds
 from .block_model import filters, filters_exact
 
 __all__ = [
@@ -42,6 +42,10 @@ score_exact = type_score_arith
 
 def one_hot_type_targets(K: int) -> np.ndarray:
     """targets[k, l] = e_l: the given label of a type (k, l) as a one-hot vector."""
+    return _one_hot_type_targets(check_int("K", K, minimum=2))
+
+
+def _one_hot_type_targets(K: int) -> np.ndarray:
     T = np.zeros((K, K, K))
     T[:, np.arange(K), np.arange(K)] = 1.0
     return T
@@ -77,7 +81,8 @@ def type_outputs(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> n
     vanishes when given labels are balanced (Cbar = U).
     """
     t = check_rounds("t", t)
-    return outputs_for_targets(K, n, c, d, lam, C, one_hot_type_targets(K), t + 1)
+    K = check_int("K", K, minimum=2)
+    return outputs_for_targets(K, n, c, d, lam, C, _one_hot_type_targets(K), t + 1)
 
 
 def instance_outputs(K: int, n: int, c: float, d: float, lam: float, given_labels, t: int) -> np.ndarray:
@@ -117,6 +122,10 @@ def margin_terms(K, n, c, d, lam, C, targets=None, winner=None):
     """
     K = check_int("K", K, minimum=2)
     C = check_corruption_matrix(C, K)
+    if targets is not None:
+        _check_targets(targets, K)
+    if winner is not None:
+        winner = check_int("winner", winner, minimum=0, maximum=K - 1)
     bases = filters_exact(K, n, c, d, lam)
     Cq = rational_matrix(C)
     if targets is None:
@@ -141,19 +150,37 @@ def margin_terms(K, n, c, d, lam, C, targets=None, winner=None):
     return bases, terms, (m, o)
 
 
+def _check_targets(targets, K):
+    """Per-type targets (K, K, K) of finite reals (floats or Fractions); the values are read by the caller."""
+    try:
+        T = np.asarray(targets, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"targets == {targets!r}, must be a ({K}, {K}, {K}) array of real numbers") from None
+    if T.shape != (K, K, K):
+        raise ValueError(f"targets has shape {T.shape}, must be ({K}, {K}, {K})")
+    if not np.all(np.isfinite(T)):
+        raise ValueError("targets has non-finite entries, must be finite")
+
+
+def _check_overall(overall, class_mean, K):
+    """``overall`` must be the mean of the rows of (the validated float) ``class_mean``."""
+    overall = np.asarray(overall)  # floats or exact Fractions: only compared and evaluated by the caller
+    if overall.shape != (K,) or not np.allclose(overall, class_mean.mean(axis=0), rtol=0, atol=1e-12):
+        raise ValueError(f"overall has shape {overall.shape} or values not the mean of class_mean's rows, must be ({K},) and equal to it")
+    return overall
+
+
 def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
     """N lambda times the logits of a fresh sample of each class after ``fits`` fits (K x K, float).
 
     Row k: a fresh class-k sample (correlation c with its class, d with the
     rest). Only class sums of the residual enter, so the within-class filter
-    alpha does not appear: this is the population-accuracy side of the brief.
+    alpha does not appear: this is the population-accuracy side of the paper's claim.
     """
     alpha, beta, g = filters(K, n, c, d, lam)
     fits = check_int("fits", fits, minimum=1)
     class_mean = check_corruption_matrix(class_mean, K, name="class_mean")
-    overall = np.asarray(overall)  # floats or exact Fractions: only compared and evaluated below
-    if overall.shape != (K,) or not np.allclose(overall, class_mean.mean(axis=0), rtol=0, atol=1e-12):
-        raise ValueError(f"overall has shape {overall.shape} or values not the mean of class_mean's rows, must be ({K},) and equal to it")
+    overall = _check_overall(overall, class_mean, K)
     out = np.empty((K, K))
     for k in range(K):
         for j in range(K):
@@ -168,8 +195,22 @@ def fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j
     """Exact sign of logit_k - logit_j for a fresh class-k sample after ``fits`` fits.
 
     As a function of s it is (c - d) n (1 - beta) beta^(s-1) [(m_kk - m_kj) - (o_k - o_j)]
-    + [(c - d) n + d N] (1 - g) g^(s-1) (o_k - o_j), evaluated exactly.
+    + [(c - d) n + d N] (1 - g) g^(s-1) (o_k - o_j), evaluated exactly. ``class_mean`` (K x K label
+    shares, floats or Fractions) and ``overall`` (the mean of its rows) are read exactly; k, j in 0..K-1.
     """
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=1)
+    check_block_correlations(K, n, c, d)
+    check_positive("lam", lam)
+    _check_overall(overall, check_corruption_matrix(class_mean, K, name="class_mean"), K)
+    fits = check_int("fits", fits, minimum=1)
+    k = check_int("k", k, minimum=0, maximum=K - 1)
+    j = check_int("j", j, minimum=0, maximum=K - 1)
+    return _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits, k, j)
+
+
+def _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j: int) -> int:
+    """:func:`fresh_margin_sign` without validating its input (callers in theory/ pass validated values)."""
     _, beta, g = filters_exact(K, n, c, d, lam)
     cq, dq = rational(c), rational(d)
     mk = [rational(v) for v in class_mean[k]]

@@ -411,9 +411,9 @@ def verify_block_spectrum_algebra(spec: dict | None = None) -> dict:
     traces = tuple(sp.expand(N * P[0] + K * P[1] + P[2]) for P in Pm)
     out["ranks"] = zero(tuple(tr - r for tr, r in zip(traces, (N - K, K - 1, 1))))
     out["ranks_derived"] = zero(tuple(r - tr for r, tr in zip(spec["ranks"], traces)))
-    # the brief's eigenvalues (typed here, and only here, as the thing checked)
-    brief = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + N * d)
-    out["brief_eigenvalues"] = zero(tuple(m - b for m, b in zip(mus, brief)))
+    # the paper's eigenvalues (typed here, and only here, as the thing checked)
+    paper = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + N * d)
+    out["paper_eigenvalues"] = zero(tuple(m - b for m, b in zip(mus, paper)))
     return out
 
 
@@ -512,7 +512,7 @@ def derive_type_scores():
 
         1/K + alpha^s (t_i - tbar_k) + beta^s (tbar_k - tbar) + g^s (tbar - 1/K)
 
-    (checked against this, the brief's form, by :func:`verify_type_scores`).
+    (checked against this, the paper's form, by :func:`verify_type_scores`).
     For the given labels (T = Y), tbar_k is row k of the empirical corruption
     matrix and tbar its column means. Returns (symbols, expression) for one
     coordinate j: symbols (alpha, beta, g, s, t_own, tbar_class, tbar_all, K).
@@ -542,7 +542,7 @@ def derive_margin_coefficients():
 def verify_type_scores() -> dict:
     """Residuals of step (d).
 
-    * ``brief_form``: the derived per-type output minus the brief's
+    * ``paper_form``: the derived per-type output minus the paper's
       1/K + alpha^s (t - tbar_k) + beta^s (tbar_k - tbar) + g^s (tbar - 1/K).
     * ``collected``: the collected (lambdified) form minus the raw spectral sum.
     * ``margin_rest``: what the margin leaves over after its three exponentials.
@@ -552,9 +552,9 @@ def verify_type_scores() -> dict:
       from the one-fit formula.
     """
     (alpha, beta, g, s_, t_own, tbar_class, tbar_all, K_), expr, raw = _cached_type_scores()
-    brief = 1 / K + alpha**s * (t_own - tbar_class) + beta**s * (tbar_class - tbar_all) + g**s * (tbar_all - 1 / K)
+    paper = 1 / K + alpha**s * (t_own - tbar_class) + beta**s * (tbar_class - tbar_all) + g**s * (tbar_all - 1 / K)
     out = {
-        "brief_form": sp.simplify(expr - brief),
+        "paper_form": sp.simplify(expr - paper),
         "collected": sp.simplify(expr - raw),
         "margin_rest": derive_margin_coefficients()[2],
     }
@@ -674,7 +674,7 @@ def derive_fresh_logits():
 def verify_fresh_logits() -> dict:
     """Residuals of the fresh-sample logits (must simplify to 0).
 
-    * ``brief_form``: the derived logits minus (c - d) R 1_k + d R 1 with the
+    * ``paper_form``: the derived logits minus (c - d) R 1_k + d R 1 with the
       class sums R 1_k = n (1 - beta) beta^(s-1) (m_j - o_j) + n (1 - g) g^(s-1) (o_j - 1/K)
       and R 1 = N (1 - g) g^(s-1) (o_j - 1/K).
     * ``collected``: the lambdified form minus the raw spectral sum (alpha included).
@@ -686,7 +686,7 @@ def verify_fresh_logits() -> dict:
     Rk = n * (1 - beta) * beta ** (s - 1) * (m_j - o_j) + n * (1 - g) * g ** (s - 1) * (o_j - 1 / K)
     Rall = N * (1 - g) * g ** (s - 1) * (o_j - 1 / K)
     return {
-        "brief_form": sp.simplify(expr - ((c - d) * Rk + d * Rall)),
+        "paper_form": sp.simplify(expr - ((c - d) * Rk + d * Rall)),
         "collected": sp.simplify(expr - raw),
         "balanced": sp.simplify(expr.subs(o_j, 1 / K) - (c - d) * n * (1 - beta) * beta ** (s - 1) * (m_j - 1 / K)),
     }

@@ -21,6 +21,7 @@ __all__ = [
     "check_corruption_matrix",
     "check_label_counts",
     "check_rounds",
+    "check_bool",
 ]
 
 # Row sums of a corruption matrix may differ from 1 by this much: a few ulps of
@@ -149,3 +150,10 @@ def check_label_counts(counts, n: int | None = None, name: str = "counts") -> np
 
 def check_rounds(name: str, value) -> int:
     return check_int(name, value, minimum=0)
+
+
+def check_bool(name: str, value) -> bool:
+    """A flag: True or False (numpy's bool too), not any other truth value."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} == {value!r}, must be True or False")
+    return bool(value)

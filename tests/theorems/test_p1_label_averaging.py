@@ -52,7 +52,7 @@ def test_linearisation_and_operator_symbolic(K):
 def test_block_spectrum_symbolic_K_n_symbols():
     """(c) With K, n, c, d, lambda symbols: eigen-equations, projector algebra, spectral A and its powers."""
     res = S.verify_block_spectrum_algebra()
-    expected = {"minimal_polynomial", "complete", "operator", "power", "ranks", "ranks_derived", "brief_eigenvalues"}
+    expected = {"minimal_polynomial", "complete", "operator", "power", "ranks", "ranks_derived", "paper_eigenvalues"}
     expected |= {f"eigen_{m}" for m in range(3)} | {f"idempotent_{m}" for m in range(3)}
     expected |= {"orthogonal_01", "orthogonal_02", "orthogonal_12"}
     assert set(res) == expected
@@ -62,15 +62,15 @@ def test_block_spectrum_symbolic_K_n_symbols():
 
 def test_block_spectrum_is_derived_from_the_minimal_polynomial():
     """(c) The eigenvalues are the roots of the minimal polynomial of G on span{I, B, J}; I, G, G^2 are independent
-    (nonzero determinant), so the degree is 3; the derived values are the brief's, with multiplicities N - K, K - 1, 1."""
+    (nonzero determinant), so the degree is 3; the derived values are the paper's, with multiplicities N - K, K - 1, 1."""
     K, n, c, d, lam = S.K, S.n, S.c, S.d, S.lam
     x = sp.Symbol("x")
     poly, det, coeffs = S.derive_minimal_polynomial(x)
     assert sp.expand(det - d * n * (c - d) * (c - d + K * d)) == 0
     assert sp.degree(poly, x) == 3
     spec = S.derive_block_spectrum()
-    brief = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + K * n * d)
-    for mu, b in zip(spec["mu"], brief):
+    paper = (1 - c, 1 - c + n * (c - d), 1 - c + n * (c - d) + K * n * d)
+    for mu, b in zip(spec["mu"], paper):
         assert sp.expand(mu - b) == 0
         assert sp.expand(poly.subs(x, mu)) == 0
     # G^3 = a0 I + a1 G + a2 G^2 in the algebra
@@ -88,10 +88,10 @@ def test_block_spectrum_is_derived_from_the_minimal_polynomial():
 
 
 def test_type_scores_derived_from_spectral_decomposition():
-    """(d) Applying A^s = sum f^s P_m to the class-mean labels gives the brief's per-type form; margins have no rest;
+    """(d) Applying A^s = sum f^s P_m to the class-mean labels gives the paper's per-type form; margins have no rest;
     outputs stay on the simplex."""
     res = S.verify_type_scores()
-    assert set(res) == {"brief_form", "collected", "margin_rest", "simplex"}
+    assert set(res) == {"paper_form", "collected", "margin_rest", "simplex"}
     assert all(sp.simplify(v) == 0 for v in res.values()), res
 
 
@@ -111,9 +111,9 @@ def test_balanced_threshold_residuals():
 
 def test_fresh_logits_residuals():
     """Fresh samples: the derived logits (spectral decomposition applied to a fresh sample's correlations) equal the
-    brief's class-sum form, carry no within-class (alpha) part, and rank classes independently of s when balanced."""
+    paper's class-sum form, carry no within-class (alpha) part, and rank classes independently of s when balanced."""
     res = S.verify_fresh_logits()
-    assert set(res) == {"brief_form", "collected", "balanced"}
+    assert set(res) == {"paper_form", "collected", "balanced"}
     assert all(sp.simplify(v) == 0 for v in res.values()), res
     syms, expr = S.derive_fresh_logits()
     assert not expr.has(sp.Symbol("alpha", positive=True))

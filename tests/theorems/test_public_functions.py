@@ -118,6 +118,11 @@ def _rounds_bad(minimum=0):
     return _ints(minimum)
 
 
+def _class_bad(K):
+    """A class index of K classes: wrong type, one below 0, one past K - 1, far out on both sides."""
+    return [Bad("1"), Bad(0.5), Bad(True), Bad(NAN), Bad(-1), Bad(K), Bad(K + 7), Bad(-8)]
+
+
 def _choice_bad(*names):
     return [Bad(v) for v in names] + [Bad(3)]
 
@@ -132,6 +137,14 @@ def _bad_of(*params, **more):
 
 BLOCK5 = ("K", "n", "c", "d", "lam")
 OVERALL = C3.mean(axis=0)
+OVERALL_BAD = [Bad(np.ones(3) / 2, shows="(3,)"), Bad(np.ones(2) / 2, shows="(2,)"), Bad(np.full(3, NAN), shows="(3,)")]
+TARGETS_BAD = [
+    Bad(np.eye(3), shows="(3, 3)"),
+    Bad(np.zeros((2, 2, 2)), shows="(2, 2, 2)"),
+    Bad(np.full((3, 3, 3), NAN), shows="finite"),
+    Bad(np.full((3, 3, 3), INF), shows="finite"),
+    Bad("abc"),
+]
 
 # function -> (valid keyword arguments, {parameter: [Bad, ...]}, {parameter as reported: name in the message})
 TABLE = {
@@ -213,7 +226,7 @@ TABLE = {
         dict(counts=_counts_bad()[1:4] + [Bad(np.array([[1, 0], [0, 0]]), shows="no instances"), Bad("abc", shows="()")]),
     ),
     # theory.predictions
-    theory.predictions.one_hot_type_targets: (dict(K=3), {}),
+    theory.predictions.one_hot_type_targets: (dict(K=3), dict(K=_ints(2))),
     theory.outputs_for_targets: (
         {**B, "C": C3, "targets": theory.predictions.one_hot_type_targets(3), "fits": 2},
         _bad_of(
@@ -223,7 +236,7 @@ TABLE = {
             fits=_rounds_bad(),
         ),
     ),
-    theory.type_outputs: ({**B, "C": C3, "t": 2}, _bad_of("n", "c", "d", "lam", C=_matrix_bad("C"), t=_rounds_bad())),
+    theory.type_outputs: ({**B, "C": C3, "t": 2}, _bad_of(*BLOCK5, C=_matrix_bad("C"), t=_rounds_bad())),
     theory.instance_outputs: (
         {**B, "given_labels": np.repeat(np.arange(3), 4), "t": 2},
         _bad_of(
@@ -234,20 +247,20 @@ TABLE = {
     ),
     theory.predictions.margin_terms: (
         {**B, "C": C3, "targets": None, "winner": None},
-        _bad_of(*BLOCK5, C=_matrix_bad("C")),
+        _bad_of(*BLOCK5, C=_matrix_bad("C"), targets=TARGETS_BAD, winner=_class_bad(3)),
     ),
     theory.fresh_logits: (
         {**B, "class_mean": C3, "overall": OVERALL, "fits": 2},
         _bad_of(
             *BLOCK5,
             class_mean=_matrix_bad("class_mean"),
-            overall=[Bad(np.ones(3) / 2, shows="(3,)"), Bad(np.ones(2) / 2, shows="(2,)"), Bad(np.full(3, NAN), shows="(3,)")],
+            overall=OVERALL_BAD,
             fits=_rounds_bad(1),
         ),
     ),
     theory.predictions.fresh_margin_sign: (
         {**B, "class_mean": C3, "overall": OVERALL, "fits": 2, "k": 0, "j": 1},
-        _bad_of(*BLOCK5),
+        _bad_of(*BLOCK5, class_mean=_matrix_bad("class_mean"), overall=OVERALL_BAD, fits=_rounds_bad(1), k=_class_bad(3), j=_class_bad(3)),
     ),
     theory.clustering_ratio: ({**B, "t": 2}, _bad_of(*BLOCK5, t=_rounds_bad())),
     # theory.pll
@@ -263,18 +276,29 @@ TABLE = {
         _bad_of(*BLOCK5, C=_matrix_bad("C"), ties=_choice_bad("random", "Lowest")),
     ),
     # theory.exact_level
-    theory.exact_level.mixing_matrix: (_cell(), {}),
+    theory.exact_level.mixing_matrix: (_cell(), _bad_of(*BLOCK5, counts=_counts_bad())),
     theory.exact_level.solve_reduced: (
         _cell(targets=theory.predictions.one_hot_type_targets(3), r0=None, tol=1e-13, max_iter=100),
         _bad_of(
             *BLOCK5,
             counts=_counts_bad(),
             targets=[Bad(np.eye(3), shows="(3, 3)"), Bad(np.zeros((2, 2, 2)), shows="(2, 2, 2)")],
+            # COUNTS has 5 present types: r0 is (5, 3)
+            r0=[Bad(np.zeros((3, 3)), shows="(3, 3)"), Bad(np.zeros(15), shows="(15,)"), Bad(np.full((5, 3), NAN), shows="finite"), Bad("abc")],
+            tol=_reals(-1e-13, -5e-324),
+            max_iter=_ints(0),
         ),
     ),
     theory.certified_rounds: (
         _cell(rounds=1, prec=64, max_prec=128, full=False),
-        _bad_of(*BLOCK5, counts=_counts_bad(), rounds=_rounds_bad(), prec=_ints(53), max_prec=_ints(53) + [Bad(63)]),
+        _bad_of(
+            *BLOCK5,
+            counts=_counts_bad(),
+            rounds=_rounds_bad(),
+            prec=_ints(53),
+            max_prec=_ints(53) + [Bad(63)],
+            full=[Bad(1), Bad(0), Bad("yes"), Bad(None)],
+        ),
     ),
     theory.min_rounds_exact: (_cell(rounds=3), _bad_of(*BLOCK5, counts=_counts_bad(), rounds=_rounds_bad())),
     theory.exact_boundary: (
@@ -288,15 +312,18 @@ TABLE = {
         ),
     ),
     # theory.exact_gap
-    theory.exact_gap.active_classes: (dict(counts=COUNTS), {}),
+    theory.exact_gap.active_classes: (
+        dict(counts=COUNTS),
+        dict(counts=_counts_bad()[1:4] + [Bad(np.array([[1, 0], [0, 0]]), shows="no instances"), Bad("abc", shows="()")]),
+    ),
     theory.exact_gap.active_set_rounds: (_cell(), _bad_of(*BLOCK5, counts=_counts_bad())),
     theory.exact_gap.decoupled_rounds: (
         dict(K=4, n=4, c=0.4, d=0.1, lam=1e-3, counts=PAIRS, rounds=3),
-        _bad_of(*BLOCK5, counts=_counts_bad()),
+        _bad_of(*BLOCK5, counts=_counts_bad(), rounds=_rounds_bad()),
     ),
     theory.exact_gap.operating_point_rounds: (
         dict(K=4, n=4, c=0.4, d=0.1, lam=1e-3, counts=PAIRS, rounds=3),
-        _bad_of(*BLOCK5, counts=_counts_bad()),
+        _bad_of(*BLOCK5, counts=_counts_bad(), rounds=_rounds_bad()),
     ),
     theory.exact_gap.pair_formula_rounds: (
         dict(K=4, n=4, c=0.4, d=0.1, lam=1e-3, counts=PAIRS),
@@ -308,6 +335,7 @@ TABLE = {
             *BLOCK5,
             noise=_choice_bad("pairflip"),
             etas=[Bad([1.5], shows="1.5"), Bad([NAN], shows="nan"), Bad([0.25, -0.5], shows="-0.5")],
+            rounds=_rounds_bad(),
             superclass_size=_ints(2) + [Bad(3)],
         ),
     ),
@@ -317,6 +345,7 @@ TABLE = {
     theory.validate.check_positive: (dict(name="gamma", value=0.5), dict(value=_reals(0.0, -0.0, -0.25))),
     theory.validate.check_fraction: (dict(name="gamma", value=0.5), dict(value=_reals(*SHARE_BAD))),
     theory.validate.check_rounds: (dict(name="gamma", value=3), dict(value=_rounds_bad())),
+    theory.validate.check_bool: (dict(name="gamma", value=True), dict(value=[Bad(1), Bad(0), Bad("True"), Bad(None), Bad(NAN)])),
     theory.validate.check_block_correlations: (dict(K=3, n=4, c=0.4, d=0.1), _bad_of("c", "d")),
     theory.validate.check_corruption_matrix: (dict(C=C3, K=3, name="gamma"), dict(C=_matrix_bad("gamma"))),
     theory.validate.check_label_counts: (dict(counts=COUNTS, n=4, name="gamma"), dict(counts=_counts_bad()[1:])),
@@ -329,10 +358,9 @@ REPORTED_AS = {
     (theory.validate.check_positive, "value"): "gamma",
     (theory.validate.check_fraction, "value"): "gamma",
     (theory.validate.check_rounds, "value"): "gamma",
+    (theory.validate.check_bool, "value"): "gamma",
     (theory.validate.check_corruption_matrix, "C"): "gamma",
     (theory.validate.check_label_counts, "counts"): "gamma",
-    (theory.superclass, "size"): "superclass_size",
-    (theory.superclass_groups, "size"): "superclass_size",
     (theory.exact_boundary, "etas"): "eta",
     (theory.exact_gap.gap_table, "etas"): "eta",
 }
@@ -346,6 +374,7 @@ NOT_VALIDATED = {
     (theory.validate.check_positive, "name"): "the caller's parameter name",
     (theory.validate.check_fraction, "name"): "the caller's parameter name",
     (theory.validate.check_rounds, "name"): "the caller's parameter name",
+    (theory.validate.check_bool, "name"): "the caller's parameter name",
     (theory.validate.check_corruption_matrix, "name"): "the caller's parameter name",
     (theory.validate.check_corruption_matrix, "K"): "the caller's validated K",
     (theory.validate.check_label_counts, "name"): "the caller's parameter name",
@@ -353,36 +382,6 @@ NOT_VALIDATED = {
     (theory.validate.check_block_correlations, "K"): "the caller's validated K",
     (theory.validate.check_block_correlations, "n"): "the caller's validated n",
 }
-
-# Parameters that theory does not validate yet: invalid values fail later with an unrelated numpy or Python
-# error (or not at all). Listed so that the coverage test below still sees every parameter; each one is a gap
-# in theory's input validation, to be moved into TABLE when its check exists.
-NOT_VALIDATED_YET = {
-    (theory.predictions.one_hot_type_targets, "K"): "K == '3' gives numpy's TypeError, K == -5 'negative dimensions'",
-    (theory.type_outputs, "K"): "K == '3' gives numpy's TypeError before the check",
-    (theory.predictions.margin_terms, "targets"): "shape and entries not checked",
-    (theory.predictions.margin_terms, "winner"): "an out-of-range class gives IndexError",
-    (theory.predictions.fresh_margin_sign, "class_mean"): "not checked",
-    (theory.predictions.fresh_margin_sign, "overall"): "not checked",
-    (theory.predictions.fresh_margin_sign, "fits"): "not checked (fits == -6 is accepted)",
-    (theory.predictions.fresh_margin_sign, "k"): "an out-of-range class gives IndexError",
-    (theory.predictions.fresh_margin_sign, "j"): "an out-of-range class gives IndexError",
-    (theory.exact_level.mixing_matrix, "K"): "not checked",
-    (theory.exact_level.mixing_matrix, "n"): "not checked",
-    (theory.exact_level.mixing_matrix, "c"): "not checked",
-    (theory.exact_level.mixing_matrix, "d"): "not checked",
-    (theory.exact_level.mixing_matrix, "lam"): "not checked (lam == 0 gives ZeroDivisionError)",
-    (theory.exact_level.mixing_matrix, "counts"): "not checked",
-    (theory.exact_level.solve_reduced, "r0"): "shape not checked",
-    (theory.exact_level.solve_reduced, "tol"): "not checked",
-    (theory.exact_level.solve_reduced, "max_iter"): "not checked",
-    (theory.certified_rounds, "full"): "any truth value",
-    (theory.exact_gap.active_classes, "counts"): "not checked",
-    (theory.exact_gap.decoupled_rounds, "rounds"): "not checked (rounds == True accepted, '3' gives TypeError)",
-    (theory.exact_gap.operating_point_rounds, "rounds"): "not checked (rounds == -7 accepted)",
-    (theory.exact_gap.gap_table, "rounds"): "not checked ('3' gives TypeError)",
-}
-
 
 def _public_functions():
     found = {}
@@ -414,7 +413,7 @@ def test_table_covers_every_public_function_and_parameter():
         params = list(inspect.signature(fn).parameters)
         assert list(valid) == params, (PUBLIC[fn], "valid call must give every parameter in order")
         for p in params:
-            unchecked = (fn, p) in NOT_VALIDATED or (fn, p) in NOT_VALIDATED_YET
+            unchecked = (fn, p) in NOT_VALIDATED
             assert (p in bad) != unchecked, (PUBLIC[fn], p)
             if p in bad:
                 assert len(bad[p]) >= 2, (PUBLIC[fn], p)
@@ -483,6 +482,14 @@ UNBAL = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
         lambda: theory.instance_outputs(3, 2, 0.4, 0.1, 1e-3, [0, 0, 1, 1, 2, 2], 0).shape == (3, 6),
         lambda: len(theory.predictions.margin_terms(*B2, C2)[1]) == 4,
         lambda: theory.fresh_logits(*B2, C2, C2.mean(axis=0), 1).shape == (2, 2),
+        # class indices up to K - 1, fits from 1
+        lambda: theory.predictions.fresh_margin_sign(*B2, C2, C2.mean(axis=0), 1, 1, 0) == 1,
+        lambda: theory.predictions.fresh_margin_sign(*B2, C2, C2.mean(axis=0), 1, 0, 0) == 0,
+        lambda: sorted(theory.predictions.margin_terms(*B2, C2, winner=1)[1]) == [(0, 0), (0, 1), (1, 0), (1, 1)],
+        lambda: theory.predictions.one_hot_type_targets(2).tolist() == [[[1.0, 0.0], [0.0, 1.0]]] * 2,
+        lambda: theory.exact_gap.active_classes([[1, 0], [0, 1]]) == 2,
+        lambda: theory.exact_gap.decoupled_rounds(*B2, [[1, 0], [0, 1]], 0) == 0,
+        lambda: theory.exact_gap.operating_point_rounds(*B2, [[1, 0], [0, 1]], 0) == 0,
         # unbalanced given labels: overall = (1/2, 1/3, 1/6), the mean of class_mean's rows
         lambda: theory.fresh_logits(3, 4, 0.4, 0.1, 1e-3, UNBAL, UNBAL.mean(axis=0), 1).shape == (3, 3),
         lambda: theory.clustering_ratio(*B2, 0) < 1,
@@ -493,6 +500,8 @@ UNBAL = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
         lambda: V.check_fraction("eta", 1.0) == 1.0,
         lambda: V.check_positive("lam", 5e-324) == 5e-324,
         lambda: V.check_rounds("t", 0) == 0,
+        lambda: V.check_bool("full", np.bool_(False)) is False,
+        lambda: V.check_bool("full", True) is True,
         lambda: V.check_label_counts([[1, 0], [0, 1]], 1).tolist() == [[1, 0], [0, 1]],
     ],
 )

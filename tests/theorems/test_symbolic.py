@@ -93,7 +93,7 @@ def test_block_spectrum_algebra_eigen_operator_and_rank_residuals():
     # eigenvalue mu_w + 1: G P_w - (mu_w + 1) P_w = -P_w
     res = S.verify_block_spectrum_algebra(_spec_with(mu=(mu_w + 1, mu_c, mu_0)))
     assert _same(res["eigen_0"], tuple(-v for v in P_w))
-    assert _same(res["brief_eigenvalues"], (1, 0, 0))
+    assert _same(res["paper_eigenvalues"], (1, 0, 0))
     # the constant filter replaced by 0: (G + K N lambda I) A_spec - G = -mu_0 J/N
     f_w, f_c, _ = spec["filters"]
     res = S.verify_block_spectrum_algebra(_spec_with(filters=(f_w, f_c, 0)))
