@@ -13,14 +13,14 @@ results/bench/bench_exact_level.md, or bench_exact_level_gap.md with --gap).
     early stop (what the phase diagram needs) and with every round checked.
 (b) agreement with float exact solvers, per (cell, round) and per cell's first
     perfect round:
-    - lam=1e-5 at n=500/600 against sims.solver.fit_block (type-reduced float);
-    - lam=1e-3 and 1e-2 at n=60 (N=240) against sims.solver.fit_gram on the
+    - lam=1e-5 at n=500/600 against sims.engine.fit_block (type-reduced float);
+    - lam=1e-3 and 1e-2 at n=60 (N=240) against sims.engine.fit_gram on the
       explicit N x N block Gram (a dense solve sharing no code with the
       reduction); a float round is perfect when every instance's margin
-      exceeds sims.metrics.TIE_TOL.
+      exceeds sims.engine.measures.TIE_TOL.
     Confusion counts: both perfect / only certified / only solver / neither;
     certified "undecided" rounds are counted separately. The comparison is
-    sims.exact_boundary_check.exact_level_agreement (shared with sims.paper_checks).
+    sims.studies.exact_boundary_check.exact_level_agreement (shared with sims.paper_checks).
 (c) ``--gap``: the gap corrections of theory.exact_gap against the certified
     exact rounds on the paper's setting at n=500 (superclass pairs: eta = 0,
     0.02, ..., 0.48; symmetric: eta = 0, 0.03, ..., 0.72, where every count is
@@ -61,7 +61,7 @@ def n_for(noise, big):
 
 
 def agreement(settings, rounds, progress):
-    """(b): sims.exact_boundary_check.exact_level_agreement (the function shared with sims.paper_checks)."""
+    """(b): sims.studies.exact_boundary_check.exact_level_agreement (the function shared with sims.paper_checks)."""
     return exact_level_agreement(settings, etas=grid(), rounds=rounds, K=K_, c=C_, d=D_, progress=progress)
 
 

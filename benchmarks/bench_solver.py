@@ -1,4 +1,4 @@
-"""Benchmark of the exact solvers in sims.solver against two baselines.
+"""Benchmark of the exact solvers in sims.engine.fit against two baselines.
 
 Run: ``python benchmarks/bench_solver.py [--quick] [--baseline-threads T] [--report FILE]``
 from the repository root. Everything runs in one process on this machine; speeds are
@@ -9,7 +9,7 @@ measured (with the machine's cores, BLAS and load) is written to ``--report``
 
 Setting (the paper's numerical solver): K=4, n=500 (N=2000), lam=1e-5, c=0.4,
 d=0.1, one-hot given labels with symmetric noise eta=0.5 (sampled), on a valid
-perturbed Gram matrix (sims.features.perturbed_gram / perturbed_features:
+perturbed Gram matrix (sims.engine.features.perturbed_gram / perturbed_features:
 row-normalised Gaussian-mixture features whose off-diagonal Gram fluctuations
 match the paper's uniform(-0.05, 0.05) entries).
 
@@ -27,8 +27,8 @@ match the paper's uniform(-0.05, 0.05) entries).
 (e) fit_block: 60 rounds of multi-round SD at K=4, n=500 (cold starts, and warm
     starts from the previous round's logits);
 (f) full-rank Gram matrices at N = 2000: the exact block Gram and a Gaussian-
-    mixture Gram sampled at D = 10^6 (sims.features.sample_gmm_gram). fit_gram's
-    dense route (Newton + preconditioned CG, sims._gram) against its low-rank
+    mixture Gram sampled at D = 10^6 (sims.engine.features.sample_gmm_gram). fit_gram's
+    dense route (Newton + preconditioned CG, sims.engine.fit.gram) against its low-rank
     route (pivoted Cholesky, method="lowrank"),
     same labels: the time ratio, per-fit times with and without the one-off
     preparation (prepare_gram), and rounds 1..10 of SD (soft targets,

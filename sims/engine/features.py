@@ -32,10 +32,9 @@ from types import MappingProxyType
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg
-import scipy.linalg.blas
-import scipy.linalg.lapack
-import scipy.sparse.linalg
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from theory.block_model import block_gram
 from theory.validate import check_block_correlations, check_int, check_positive
@@ -161,6 +160,9 @@ def sample_gmm_gram(
     ``rng`` is the one source of randomness (same state -> same matrices). Draw
     order: training part, then fresh part.
     """
+    import scipy.linalg.blas
+    import scipy.linalg.lapack
+
     K, n, c, d, D = check_gmm_params(K, n, c, d, D)
     fresh_per_class = check_int("fresh_per_class", fresh_per_class, minimum=0)
     if not isinstance(rng, np.random.Generator):
@@ -308,6 +310,9 @@ def gram_report(M, rtol: float = 1e-10) -> GramReport:
     smallest eigenvalue of the symmetric part is ``>= -rtol * N * max|M|``
     (eigenvalue round-off of float64 eigh grows like N eps ||M||).
     """
+    import scipy.sparse.linalg
+    import scipy.linalg
+
     M = np.asarray(M, dtype=np.float64)
     if M.ndim != 2 or M.shape[0] != M.shape[1]:
         raise ValueError(f"M has shape {M.shape}, must be square")

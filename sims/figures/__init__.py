@@ -43,7 +43,7 @@ from .fig_b_spectral_filter import fig_b_spectral_filter
 from .fig_c_paper_experiment import fig_c_paper_experiment
 from .fig_d_correlations import fig_d_correlations
 from .fig_e_distillation_gain import E_METHODS, fig_e_distillation_gain
-from .fig_f_min_rounds import _f_etas, fig_f_min_rounds
+from .fig_f_min_rounds import fig_f_min_rounds
 from .fig_g_phase_diagram import fig_g_phase_diagram
 
 __all__ = [

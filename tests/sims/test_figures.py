@@ -7,6 +7,7 @@ import pytest
 
 import theory
 from sims import figures as F
+from sims.figures.fig_f_min_rounds import _f_etas
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -122,7 +123,7 @@ def test_bad_options_exit_nonzero_with_one_line(args, option, tmp_path, capsys):
 
 
 def test_theory_threshold_matches_fig_f_grid():
-    etas = F._f_etas("symmetric", 4, 2, 0.03, 500)
+    etas = _f_etas("symmetric", 4, 2, 0.03, 500)
     assert 0.75 in etas and max(e for e in etas if e < 0.75) == pytest.approx(0.72)
     assert theory.noise_threshold("symmetric", 4) == 0.75
 

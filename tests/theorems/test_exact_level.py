@@ -22,7 +22,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 
-from sims.engine import measures as metrics
 from sims.engine.fit.solver import fit_block, fit_gram
 from theory import exact_level as el
 from theory.block_model import block_gram
@@ -393,7 +392,3 @@ def test_exact_boundary_and_ties():
     with pytest.raises(ValueError, match="whole number"):
         exact_boundary(K, n, c, d, lam, "symmetric", [0.1], 5)
 
-
-from sims.engine import measures as metrics
-from sims.engine.fit.solver import fit_block, fit_gram
-from theory import exact_level as el

@@ -41,8 +41,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
-from scipy.linalg import lapack
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from .newton import (
     PSD_TOL,
@@ -106,6 +107,8 @@ def validate(G) -> np.ndarray:
 
 def pivoted_factor(G):
     """Pivoted Cholesky G = F F^T + S (pivots below N eps max G_ii dropped); ValueError if S shows G is not PSD."""
+    from scipy.linalg import lapack
+
     N = G.shape[0]
     dmax = float(np.max(np.diag(G)))
     piv_tol = N * np.finfo(float).eps * dmax
@@ -130,6 +133,8 @@ def pivoted_factor(G):
 
 def _positive_definite(G) -> bool:
     """Whether LAPACK's (unpivoted) Cholesky of G succeeds, i.e. G is numerically positive definite."""
+    from scipy.linalg import lapack
+
     _, info = lapack.dpotrf(G, lower=1, clean=0, overwrite_a=0)
     return info == 0
 
@@ -238,6 +243,8 @@ def fit_lowrank(prep: Prepared, T, lam, loss, q, coef0, tol, max_iter):
 
 def _refine_exact(G, F, T, lam, loss, q, E, st, tol, scale):
     """Newton on u + g(u G s) = 0 (s = 1/(N lam)), started from the primal solution."""
+    import scipy.linalg as sla
+
     from scipy.sparse.linalg import LinearOperator, gmres
 
     K, N = T.shape
@@ -289,6 +296,8 @@ class _Precond:
     """
 
     def __init__(self, Sq, evals, evecs, s, prep: Prepared):
+        import scipy.linalg as sla
+
         self.Sq = Sq
         # B^-1 = Q diag(1 / (1 + s a w)) Q^T
         self.Binv = _spectral_apply(evecs, 1.0 / (1.0 + s * prep.a * evals))
@@ -311,6 +320,8 @@ class _Precond:
             self.chol = sla.cho_factor(small, lower=True, check_finite=False)
 
     def __call__(self, x):
+        import scipy.linalg as sla
+
         y = np.einsum("nab,bn->an", self.Binv, x)
         if not self.r:
             return y

@@ -14,7 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import cho_factor, cho_solve
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from theory.validate import check_int, check_positive
 
@@ -62,6 +64,8 @@ class LinearModel:
     warm_rounds = False
 
     def __init__(self, G, K: int, lam: float, explicit: bool = False):
+        from scipy.linalg import cho_factor, cho_solve
+
         G = np.asarray(G, dtype=np.float64)
         if G.ndim != 2 or G.shape[0] != G.shape[1]:
             raise ValueError(f"G has shape {G.shape}, must be square (N, N)")
@@ -82,6 +86,8 @@ class LinearModel:
             self._A = np.ascontiguousarray(0.5 * (A + A.T))
 
     def fit(self, T, loss: str = "ce", start=None) -> LinearFit:
+        from scipy.linalg import cho_solve
+
         _check_ce(loss, start)
         T = np.asarray(T, dtype=np.float64)
         U = 1.0 / self.K

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import scipy.linalg as sla
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from theory.validate import check_int, check_positive, check_real
 
@@ -235,6 +237,8 @@ def _primal_newton(X, T, lam, loss, q, V0, tol, max_iter, residual_fn, E):
     method); if that needs more than _PCG_MAXITER iterations or meets
     non-positive curvature, the Hessian is re-assembled and re-factored.
     """
+    import scipy.linalg as sla
+
     N, D = X.shape
     K = T.shape[0]
     Km = K - 1
@@ -303,6 +307,8 @@ def _hessian_vector(X, Hr, S, N, lam):
 
 def _pcg(hv, grad, chol, eta):
     """Solve Hess s = -grad by CG preconditioned with a Cholesky factor; None on failure."""
+    import scipy.linalg as sla
+
     shape = grad.shape
     b = -grad
     bnorm = float(np.linalg.norm(b))
@@ -330,6 +336,8 @@ def _pcg(hv, grad, chol, eta):
 
 def _factor_hessian(Hess, convex):
     """Cholesky factor of Hess; for a nonconvex loss of Hess + tau I, tau grown until it succeeds."""
+    import scipy.linalg as sla
+
     try:
         return sla.cho_factor(Hess, lower=True, check_finite=False)
     except np.linalg.LinAlgError:

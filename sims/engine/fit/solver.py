@@ -75,7 +75,9 @@ import contextlib
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import lapack
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from theory.validate import (
     check_block_correlations,
@@ -495,6 +497,8 @@ def fit_block(
 
 
 def _block_newton(Tm, nm, Mh, U, loss, q, tol, max_iter):
+    from scipy.linalg import lapack
+
     K, m = Tm.shape
     eps = np.finfo(float).eps
     Km = K * m
