@@ -14,9 +14,10 @@ Two twins are printed where both are used: ``*_np`` (numpy printer: works on
 arrays) and ``*_arith`` (plain arithmetic, no module calls: exact on
 ``fractions.Fraction`` and usable on python-flint balls).
 
-This module reads only :mod:`theory.symbolic`, :mod:`theory.symbolic_exact`
-and :mod:`theory.symbolic_gap`, loaded from their files, so that it also runs
-when ``theory/_generated.py`` is missing or broken (``python theory/generate.py``).
+This module reads only :mod:`theory.symbolic` and :mod:`theory.symbolic_exact`;
+when the theory package cannot be imported (``theory/_generated.py`` missing
+or broken) it loads them from their files, so ``python theory/generate.py``
+still repairs the checkout.
 """
 
 from __future__ import annotations
@@ -39,7 +40,12 @@ _DUMMY = re.compile(r"_Dummy_\d+")
 
 
 def _load(name: str):
-    """A theory.symbolic* module from its file, without importing the theory package."""
+    """The module theory.<name>; from its file alone when the theory package cannot be imported (a missing or
+    broken theory/_generated.py raises whatever its import raises, hence the broad except)."""
+    try:
+        return importlib.import_module(f"theory.{name}")
+    except Exception:
+        pass
     spec = importlib.util.spec_from_file_location(f"_theory_generate_{name}", HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -62,7 +62,7 @@ from ..engine import measures as metrics
 from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER as SETTING
-from ..engine.fit import BlockExact, GramExact
+from ..engine.fit import BlockExact, GramExact, limit_blas_threads
 from ..engine.measures import Agreement
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
@@ -260,9 +260,7 @@ def run_unit(study: Study, D: int, seed_index: int) -> list[dict]:
     BLAS sums in a different order, changing the last bits (seen in the residual
     column) between ``--jobs 1`` and ``--jobs 2``.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limit_blas_threads(1):
         return _run_unit(study, D, seed_index)
 
 

@@ -66,7 +66,7 @@ from ..engine import measures as metrics
 from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER
-from ..engine.fit import BlockExact, GramExact, LinearModel, StackedLinear
+from ..engine.fit import BlockExact, GramExact, LinearModel, StackedLinear, limit_blas_threads
 from ..engine.measures import Agreement
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
@@ -334,9 +334,7 @@ def run_cell(sweep: Sweep, cell: Cell) -> list[dict]:
     that the rows are the same bytes for any --jobs: a multi-threaded BLAS splits a product (and OpenBLAS
     its ``dlauum``, which forms the gmm level's sampled Gram matrix) differently, which changes the last
     bits of G and of the products, and so of the residual column."""
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
+    with limit_blas_threads(1):
         return _run_cell(sweep, cell)
 
 

@@ -494,3 +494,23 @@ def test_module_entry_one_line_on_ctrl_c_and_quiet_on_a_closed_pipe():
     # a real tool (theory takes seconds to import, so the reader is gone before it writes)
     code, err = closed_reader([sys.executable, "-m", "sims.phase_diagram", "--help"])
     assert code in (0, 1) and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+def test_cell_rows_do_not_depend_on_the_blas_threads_of_a_fresh_process():
+    """In a fresh interpreter, where the engine has not loaded scipy's own BLAS yet, one cell run with two
+    BLAS threads available gives the same rows as with one (the thread limit must cover the BLAS that the
+    first solve loads)."""
+    import subprocess
+
+    code = ("from sims.studies import phase_diagram as pd\n"
+            "sweep = pd.Sweep(etas=(0.0, 0.3), rounds=3, seeds=1, n=60, levels=('linear', 'gmm'),\n"
+            "                 noises=('symmetric',), gmm_per_class=16)\n"
+            "rows = [r for level in ('linear', 'gmm') for r in pd.run_cell(sweep, pd.Cell('symmetric',\n"
+            "        None if level == 'linear' else 0.3, level))]\n"
+            "print(pd.rows_to_csv(rows))\n")
+    out = {}
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        out[threads] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout
+    assert out["1"].count("\n") > 10 and out["1"] == out["2"]

@@ -9,10 +9,10 @@
 
 from .exact import GCE_Q, BlockExact, ExactFit, FeatureExact, GramExact
 from .linear import LinearFit, LinearModel, StackedLinear
-from .solver import NotConvergedError, fit_block, fit_features, fit_gram, prepare_gram
+from .solver import NotConvergedError, fit_block, fit_features, fit_gram, limit_blas_threads, prepare_gram
 
 __all__ = [
     "LinearFit", "LinearModel", "StackedLinear",
     "GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact",
-    "NotConvergedError", "fit_block", "fit_features", "fit_gram", "prepare_gram",
+    "NotConvergedError", "fit_block", "fit_features", "fit_gram", "limit_blas_threads", "prepare_gram",
 ]

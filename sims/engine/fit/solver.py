@@ -193,18 +193,23 @@ def fit_features(
     the many small BLAS calls waits for the busy core); see
     benchmarks/bench_solver.py.
     """
-    with _blas_limit(blas_threads):
+    with limit_blas_threads(blas_threads):
         return _fit_features(X, T, lam, loss, q, W0, tol, max_iter)
 
 
-def _blas_limit(threads):
+def limit_blas_threads(threads: int | None):
+    """Context manager: at most ``threads`` BLAS threads inside (None: leave as set).
+
+    scipy's linear algebra is loaded first: threadpoolctl limits only the libraries already loaded, and
+    scipy brings its own OpenBLAS, which the engine imports lazily. Without that, a first solve inside the
+    block would load it unlimited, and the main process (--jobs 1) would sum in a different order than a
+    one-thread worker."""
     if threads is None:
         return contextlib.nullcontext()
     threads = check_int("blas_threads", threads, minimum=1)
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        return contextlib.nullcontext()
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that the limit below covers it)
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=threads, user_api="blas")
 
 
@@ -349,7 +354,7 @@ def fit_gram(
     ``coef0`` (K x N) gives the starting weights W0 = coef0 Phi (for GCE the
     teacher's coef; for CE a warm start). ``blas_threads`` as in :func:`fit_features`.
     """
-    with _blas_limit(blas_threads):
+    with limit_blas_threads(blas_threads):
         return _fit_gram(G, T, lam, loss, q, coef0, tol, max_iter, method)
 
 
