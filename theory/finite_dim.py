@@ -16,15 +16,19 @@ steps in sympy, the tests compare them with the numeric code)
    is *exactly* a real Wishart(m, D) / D: orthogonally invariant on E^perp,
    spectrum -> Marchenko-Pastur with ratio gamma = m / D (atom 1 - D/m at 0 when
    D < m), eigenvectors Haar and independent of the spectrum.
-2. Decoupling approximation: f_s(G) = f_s^E (+) F_s with f_s^E the block filters
-   (beta^s on class contrasts, g^s on the constant) and F_s = f_s((1 - c) O^T W O)
-   on E^perp. Neglected: the E <-> E^perp coupling (1 - c) O^T W P_E, which rotates the
-   class directions by an angle ~ (1 - c) sqrt(m / D) / (n (c - d)); it enters the
-   margins at relative order (1 - c) / ((c - d) sqrt(n)) or smaller.
+2. Decoupling approximation: on E^perp, f_s(G) ~ F_s = f_s((1 - c) O^T W O) (exact when the
+   class-mean eigenvalues n (c - d) -> infinity; the Schur-complement correction, a rank-K
+   perturbation of relative size (1 - c) / (n (c - d)), is neglected). On E, the deformed-model
+   (spiked Wishart) deterministic equivalent: G = (1 - c) W + E M E^T with the *full* W,
+   E^T (G - z)^-1 E ~ (M + 1 / g(z))^-1, g the Stieltjes transform of (1 - c) MP(N / D), so the
+   block filters beta^s, g^s become e^T f_s(G) e (outlier plus bulk, :func:`spike_filters`).
+   At D < N this matters: e.g. K = 4, n = 25, D = 25 raises the fresh-sample logit margin by 7 %.
+   Cross terms E <-> E^perp have mean zero; their variance is neglected.
 3. Mean. For Haar eigenvectors, E[a^T F b] = (a . b) E_MP[f_s((1 - c) x)], so the
    block model's alpha^s becomes phi_s = E_MP[f_s((1 - c) x)]; the type-(k, l)
-   output mean is U + phi_s (e_l - C_k) + beta^s (C_k - Cbar) + g^s (Cbar - U),
-   C = counts / n (exactly theory.type_outputs with alpha^s -> phi_s).
+   output mean is U + phi_s (e_l - C_k) + b_s (C_k - Cbar) + c_s (Cbar - U),
+   C = counts / n, b_s, c_s the deformed filters of step 2 (theory.type_outputs with
+   alpha^s, beta^s, g^s -> phi_s, b_s, c_s).
 4. Fluctuation. With F' = F - tr(F)/m, Haar invariance and tr F' = 0 force
    E[F'_ij F'_kl] = kappa (d_ik d_jl + d_il d_jk - (2/m) d_ij d_kl),
    kappa = sum_a f'_a^2 / ((m - 1)(m + 2)) ~ m Var_MP(f_s) / ((m - 1)(m + 2)).
@@ -43,7 +47,8 @@ steps in sympy, the tests compare them with the numeric code)
    treated as absorbing, so its CDF is the running maximum of P(all correct).
 6. Fresh sample x of class k: N lambda times its logits is
    mu (Y - U) h_s(G) g_x, h_s(x) = x^(s-1) / (x + mu)^s, g_x = m_x + (1 - c) Z z / D.
-   Mean: the block model's theory.fresh_logits (the E-block is the block model's).
+   Mean: mu n [(c - d) h~_class (C_kj - Cbar_j) + (K d + c - d) h~_const (Cbar_j - 1/K)] with the
+   deformed weights h~ = e^T h_s(G) e (theory.fresh_logits at D = infinity, a test checks it).
    Noise: given the training sample, Z z / D ~ N(0, W / D), hence the covariance
        mu^2 (1 - c) / D * E_MP[q_s((1 - c) x)] Gamma
      + mu^2 (1 - c)^2 / D * [h_s(mu_class)^2 n sum_k (C_k - Cbar)(C_k - Cbar)^T
@@ -61,11 +66,15 @@ deterministic), doubling the points until 3 standard errors < ``prob_tol``
 the clear cases. D = math.inf gives the block model exactly (signs decided by
 theory.correct_types / theory.population_accuracy in exact arithmetic).
 
-Domain and known failures (measured in tests and the STEP-1 report): good for
-n >= ~20, D/N from ~0.1 to infinity; least accurate near D ~ m (gamma ~ 1,
-where the MP spectrum reaches 0 and f_s is steep there) and at the first rounds
-of a large gamma; the O(1/m) finite-size correction to the real-Wishart mean
-spectrum and the neglected E <-> E^perp coupling are the leading errors.
+Domain and known failures (measured in the tests and the step-1 report): n >= 2 and
+d >= 0 at finite D (the mixture needs d >= 0); checked against Monte Carlo for n = 20..100,
+D/N = 0.2..100 (means within the Monte Carlo error; variances within a few per cent, too
+high by up to ~6-10 % when D <~ 25, where the margins are visibly non-Gaussian); the
+neglected pieces are O(1/m) finite-size corrections of the real Wishart (the spectral
+variance is ~2 % low at m = 57, D = 600), the E <-> E^perp cross-term variance, the O(1/n)
+correlations between instances, and the absorbing-perfection assumption of step 5 (with
+unbalanced given labels perfect rounds may end again). Cost: about 0.1-1 s per call for
+K <= 4, up to ~10 s for K = 5 with tiny lambda (Genz orthant integrals).
 ``import theory.finite_dim`` imports numpy only (scipy.special and sympy are
 imported inside the functions that need them).
 """
@@ -307,18 +316,23 @@ def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, fits
         F = (f[:, None, :] * sl[None]) @ wts  # (fits, 2): the bulk's part
         H = (h[:, None, :] * sl[None]) @ wts
         mass = sl @ wts  # the bulk's share of |e|^2 = 1
-        return F, H, mass
+        # round-off floor of each sum: 1e-13 of the sum of the terms' moduli
+        fl_F = 1e-13 * (np.abs(f)[:, None, :] * np.abs(sl * wts)[None]).sum(axis=-1)
+        fl_H = 1e-13 * (np.abs(h)[:, None, :] * np.abs(sl * wts)[None]).sum(axis=-1)
+        return F, H, mass, fl_F, fl_H
 
     q = 256
-    F0, H0, _ = rule(q)
+    F0, H0, _, _, _ = rule(q)
     with np.errstate(divide="ignore", invalid="ignore"):
         f_out = np.where(has, (outl / (outl + mu))[None, :] ** s, 0.0) * wout
         h_out = np.where(has, outl[None, :] ** (s - 1.0) / (outl + mu)[None, :] ** s, 0.0) * wout
     while True:
         q *= 2
-        F, H, mass = rule(q)
-        scaleF = np.maximum(np.abs(F + f_out), 1e-300)
-        scaleH = np.maximum(np.abs(H + h_out), 1e-300)
+        F, H, mass, fl_F, fl_H = rule(q)
+        # relative error, or absolute against the round-off floor where the value is below it
+        # (e.g. f_s ~ 1e-30 at many fits, while |f_s| = 1 on the contour near -mu/2)
+        scaleF = np.maximum(np.abs(F + f_out), fl_F / tol)
+        scaleH = np.maximum(np.abs(H + h_out), fl_H / tol)
         err = float(max((np.abs(F - F0) / scaleF).max(), (np.abs(H - H0) / scaleH).max()))
         imag = float(max((np.abs(F.imag) / scaleF).max(), (np.abs(H.imag) / scaleH).max()))
         norm = float(np.abs(mass + wout - 1.0).max())  # total spectral mass of e is 1
@@ -552,6 +566,8 @@ def finite_dim_prediction(
     c, d = check_block_correlations(K, n, c, d)
     lam = check_positive("lam", lam)
     D = _check_D(D)
+    if D != math.inf and d < 0:
+        raise ValueError(f"d == {d}, must be >= 0 at finite D (d is the squared length of the mixture's shared mean)")
     counts = check_label_counts(counts, n)
     if counts.shape != (K, K):
         raise ValueError(f"counts has shape {counts.shape}, must be ({K}, {K}) for K == {K}")
@@ -570,7 +586,8 @@ def finite_dim_prediction(
 
     alpha, beta, g = filters(K, n, c, d, lam)
     _, mu_class, mu_const = block_eigenvalues(K, n, c, d)
-    f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, T, quad_tol)
+    # the contour integral's round-off floor is ~1e-13 relative: its tolerance is at least 1e-10
+    f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, T, max(quad_tol, 1e-10))
     eye = np.eye(K)
     # output means, [t, k, l, r]
     dev = eye[None, :, :] - C[:, None, :]  # e_l - C_k, (K, K, K) [k, l, r]

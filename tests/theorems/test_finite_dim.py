@@ -107,6 +107,7 @@ def test_import_loads_neither_scipy_nor_sympy():
         (dict(lam=0.0), "lam"),
         (dict(c=1.0), "c"),
         (dict(quad_tol=0.0), "quad_tol"),
+        (dict(d=-0.05), "d"),
     ],
 )
 def test_bad_input_names_the_parameter(kwargs, name):
@@ -389,7 +390,7 @@ def settings_(draw):
     K = draw(st.integers(2, 4))
     n = draw(st.integers(2, 12))
     c = draw(st.integers(100, 900)) / 1000
-    d = draw(st.integers(-50, int(c * 1000) - 50)) / 1000
+    d = draw(st.integers(0, int(c * 1000) - 50)) / 1000  # the mixture needs d >= 0
     lam = 10 ** draw(st.floats(-4, -1))
     ratio = 10 ** draw(st.floats(math.log10(0.05), 4))
     counts = np.zeros((K, K), dtype=int)
@@ -403,10 +404,8 @@ def settings_(draw):
 @given(settings_())
 def test_property_valid_outputs(setting):
     K, n, c, d, lam, D, counts = setting
-    if 1 - c + n * (c - d) + K * n * d < 0:
-        return  # not a Gram matrix (validated elsewhere)
     p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=6, prob_tol=1e-4)
-    assert p.quadrature_error <= 1e-12 and p.probability_error <= 1e-4
+    assert p.quadrature_error <= 1e-10 and p.probability_error <= 1e-4  # contour floor: 1e-10
     assert np.allclose(p.output_mean.sum(axis=-1), 1.0, atol=1e-12)
     present = counts > 0
     pc = p.p_correct[:, present]
