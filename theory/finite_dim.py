@@ -90,7 +90,10 @@ from .validate import check_block_correlations, check_int, check_label_counts, c
 
 __all__ = [
     "mp_average",
+    "mp_stieltjes",
+    "WithinSpectrum",
     "within_spectrum",
+    "spike_filters",
     "margin_moments",
     "orthant_probability",
     "FiniteDimPrediction",
