@@ -1,0 +1,740 @@
+"""Linearised self-distillation on the finite-D Gaussian mixture: a deterministic-equivalent theory.
+
+Model (the suite's sampler): N = K n points, class-major,
+G = d J + (c - d) B + (1 - c) W,  W = Z Z^T / D,  Z (N x D) i.i.d. N(0, 1),
+J all ones, B block-diagonal ones. Linearised SD with one-hot given labels Y:
+P_t = U + (Y - U) f_s(G), f_s(x) = (x / (x + mu))^s, mu = K N lambda, s = t + 1.
+The block model is the D -> infinity limit (W -> I).
+
+Derivation (summary; :func:`derive_fluctuation_structure` redoes the symbolic
+steps in sympy, the tests compare them with the numeric code)
+--------------------------------------------------------------------------
+1. Split R^N = E + E^perp, E = span of the K class indicators (dim K),
+   m = N - K. The mean part d J + (c - d) B lives in E with eigenvalues
+   n (c - d) and n (c - d) + N d (plus (1 - c) from W's E-block, E[W] = I).
+   Let O be an orthonormal basis of E^perp. Then O^T W O = (O^T Z)(O^T Z)^T / D
+   is *exactly* a real Wishart(m, D) / D: orthogonally invariant on E^perp,
+   spectrum -> Marchenko-Pastur with ratio gamma = m / D (atom 1 - D/m at 0 when
+   D < m), eigenvectors Haar and independent of the spectrum.
+2. Decoupling approximation: on E^perp, f_s(G) ~ F_s = f_s((1 - c) O^T W O) (exact when the
+   class-mean eigenvalues n (c - d) -> infinity; the Schur-complement correction, a rank-K
+   perturbation of relative size (1 - c) / (n (c - d)), is neglected). On E, the deformed-model
+   (spiked Wishart) deterministic equivalent: G = (1 - c) W + E M E^T with the *full* W,
+   E^T (G - z)^-1 E ~ (M + 1 / g(z))^-1, g the Stieltjes transform of (1 - c) MP(N / D), so the
+   block filters beta^s, g^s become e^T f_s(G) e (outlier plus bulk, :func:`spike_filters`).
+   At D < N this matters: e.g. K = 4, n = 25, D = 25 raises the fresh-sample logit margin by 7 %.
+   Cross terms E <-> E^perp have mean zero; their variance is neglected.
+3. Mean. For Haar eigenvectors, E[a^T F b] = (a . b) E_MP[f_s((1 - c) x)], so the
+   block model's alpha^s becomes phi_s = E_MP[f_s((1 - c) x)]; the type-(k, l)
+   output mean is U + phi_s (e_l - C_k) + b_s (C_k - Cbar) + c_s (Cbar - U),
+   C = counts / n, b_s, c_s the deformed filters of step 2 (theory.type_outputs with
+   alpha^s, beta^s, g^s -> phi_s, b_s, c_s).
+4. Fluctuation. With F' = F - tr(F)/m, Haar invariance and tr F' = 0 force
+   E[F'_ij F'_kl] = kappa (d_ik d_jl + d_il d_jk - (2/m) d_ij d_kl),
+   kappa = sum_a f'_a^2 / ((m - 1)(m + 2)) ~ m Var_MP(f_s) / ((m - 1)(m + 2)).
+   For instance i of type (k, l): b = (e_i)_perp (|b|^2 = 1 - 1/n), a_r = within-class
+   part of row r of Y, a_r . b = u_r, u = e_l - C_k, and a_r . a_r' = Gamma_rr',
+   Gamma = Y_perp Y_perp^T = n sum_k (diag(C_k) - C_k C_k^T). The output vector
+   of the instance has covariance
+       Sigma_s = kappa_s [(1 - 1/n) Gamma + (1 - 2/m) u u^T],
+   Var_MP(f_s) = O(gamma) = O(N / D): variances scale like 1/D at large D.
+   Margins (own class k minus class j) are Gaussian with the differences of
+   these moments (their covariance across wrong classes j, j' included).
+   Fluctuations of tr(F)/m (O(1/m^2)) are neglected.
+5. All correct. Distinct instances are correlated only at O(1/n) (the within-class
+   sum constraint and a rank-one common mode), neglected: P(all correct at t) =
+   prod over types of p_kl(t)^counts[k, l]. First perfect round: perfection is
+   treated as absorbing, so its CDF is the running maximum of P(all correct).
+6. Fresh sample x of class k: N lambda times its logits is
+   mu (Y - U) h_s(G) g_x, h_s(x) = x^(s-1) / (x + mu)^s, g_x = m_x + (1 - c) Z z / D.
+   Mean: mu n [(c - d) h~_class (C_kj - Cbar_j) + (K d + c - d) h~_const (Cbar_j - 1/K)] with the
+   deformed weights h~ = e^T h_s(G) e (theory.fresh_logits at D = infinity, a test checks it).
+   Noise: given the training sample, Z z / D ~ N(0, W / D), hence the covariance
+       mu^2 (1 - c) / D * E_MP[q_s((1 - c) x)] Gamma
+     + mu^2 (1 - c)^2 / D * [h_s(mu_class)^2 n sum_k (C_k - Cbar)(C_k - Cbar)^T
+                             + h_s(mu_const)^2 N (Cbar - U)(Cbar - U)^T],
+   q_s(y) = y h_s(y)^2 (E^perp part with the Haar average tr(q)/m; E part with W_EE ~ I).
+   Fresh accuracy = mean over k of P(logit k is the strict maximum).
+
+Numerics. MP averages: the midpoint rule in theta on x = (a + b)/2 + (b - a)/2 cos(theta)
+(the square-root edges become smooth and periodic: spectral convergence); the node count doubles until two orders agree
+within ``quad_tol``, the difference is reported (``quadrature_error``); otherwise
+RuntimeError. Gaussian orthant probabilities: exact for one margin; else Genz's
+sequential conditioning with a randomly shifted rank-1 lattice (fixed seed,
+deterministic), doubling the points until 3 standard errors < ``prob_tol``
+(``probability_error`` reports the largest); bounds from the union bound settle
+the clear cases. D = math.inf gives the block model exactly (signs decided by
+theory.correct_types / theory.population_accuracy in exact arithmetic).
+
+Domain and known failures (measured in the tests and the step-1 report): n >= 2 and
+d >= 0 at finite D (the mixture needs d >= 0); checked against Monte Carlo for n = 20..100,
+D/N = 0.2..100 (means within the Monte Carlo error; variances within a few per cent, too
+high by up to ~6-10 % when D <~ 25, where the margins are visibly non-Gaussian); the
+neglected pieces are O(1/m) finite-size corrections of the real Wishart (the spectral
+variance is ~2 % low at m = 57, D = 600), the E <-> E^perp cross-term variance, the O(1/n)
+correlations between instances, and the absorbing-perfection assumption of step 5 (with
+unbalanced given labels perfect rounds may end again). Cost: about 0.1-1 s per call for
+K <= 4, up to ~10 s for K = 5 with tiny lambda (Genz orthant integrals).
+``import theory.finite_dim`` imports numpy only (scipy.special and sympy are
+imported inside the functions that need them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .validate import check_block_correlations, check_int, check_label_counts, check_positive
+
+__all__ = [
+    "mp_average",
+    "mp_stieltjes",
+    "WithinSpectrum",
+    "within_spectrum",
+    "spike_filters",
+    "margin_moments",
+    "orthant_probability",
+    "FiniteDimPrediction",
+    "finite_dim_prediction",
+    "first_perfect_quantiles",
+    "derive_fluctuation_structure",
+]
+
+_MAX_NODES = 1 << 18
+
+
+def _mp_edges(ratio: float) -> tuple[float, float, float]:
+    """(a, b, continuous mass) of Marchenko-Pastur with ratio gamma (mean 1)."""
+    r = math.sqrt(ratio)
+    return (1.0 - r) ** 2, (1.0 + r) ** 2, min(1.0, 1.0 / ratio)
+
+
+def mp_average(funcs, ratio: float, quad_tol: float = 1e-12, order: int = 64):
+    """E over Marchenko-Pastur(ratio) (mean 1, atom 1 - 1/ratio at 0 when ratio > 1) of each g in funcs.
+
+    ``funcs(x)`` maps an array of nodes (shape (M,)) to an array (F, M) of values
+    (F functions at once; the value at 0 is used for the atom). Returns
+    (values (F,), quadrature_error): the largest difference (relative for averages
+    above 1, else absolute) between the midpoint rules in theta with q and 2 q
+    nodes (x = (a + b)/2 + (b - a)/2 cos theta), q doubling from ``order`` until
+    that difference and the normalisation residuals (mass and mean against their
+    exact values) are below ``quad_tol`` (RuntimeError beyond 2^18 nodes); the
+    larger of the two is returned.
+    """
+    ratio = check_positive("ratio", ratio)
+    a, b, mass = _mp_edges(ratio)
+    atom = 1.0 - mass
+
+    def rule(q):
+        # midpoint rule in theta: spectrally accurate, the integrand h(cos theta) sin^2 theta being
+        # smooth, even and 2 pi-periodic
+        th = math.pi * (np.arange(q) + 0.5) / q
+        # x = (a + b)/2 + (b - a)/2 cos(th) with (a + b)/2 = 1 + ratio, (b - a)/2 = 2 sqrt(ratio)
+        # (written without the difference b - a, which loses digits at tiny ratios)
+        x = (1.0 + ratio) + 2.0 * math.sqrt(ratio) * np.cos(th)
+        # density sqrt((b - x)(x - a)) / (2 pi ratio x) dx, dx = (b - a)/2 sin(th) dth
+        wt = (math.pi / q) * 4.0 * np.sin(th) ** 2 / (2.0 * math.pi * x)
+        vals = np.atleast_2d(funcs(x)) @ wt
+        # the normalisation (mass, mean) converges with the averages
+        norm = np.array([wt.sum() - mass, (wt * x).sum() - 1.0])
+        if atom > 0:
+            vals = vals + atom * np.atleast_2d(funcs(np.zeros(1)))[:, 0]
+        return np.concatenate([vals, norm])
+
+    q = check_int("order", order, minimum=8)
+    prev = rule(q)
+    while True:
+        q *= 2
+        cur = rule(q)
+        # relative to the size of the averages (absolute below 1); the last two entries are
+        # the normalisation residuals (exactly 0)
+        err = float(np.max(np.abs(cur[:-2] - prev[:-2]) / np.maximum(1.0, np.abs(cur[:-2]))))
+        norm_err = float(np.max(np.abs(cur[-2:])))
+        if err <= quad_tol and norm_err <= quad_tol:
+            break
+        if q >= _MAX_NODES:
+            raise RuntimeError(
+                f"MP quadrature did not converge (ratio {ratio}): order difference {err:.3g}, "
+                f"normalisation residual {norm_err:.3g}, quad_tol {quad_tol:.3g}, order {q}"
+            )
+        prev = cur
+    cur = cur[:-2]
+    return cur, max(err, norm_err)
+
+
+@dataclass(frozen=True)
+class WithinSpectrum:
+    """Spectral averages over the within-class spectrum, for s = 1..fits (arrays indexed s - 1).
+
+    phi: E_MP[f_s((1-c) x)] (alpha^s of the block model); var: Var_MP(f_s((1-c) x));
+    kappa: the Haar covariance constant m var / ((m-1)(m+2)); fresh_q: E_MP[q_s((1-c) x)];
+    ratio: (N - K)/D; quadrature_error: reported by :func:`mp_average`.
+    """
+
+    phi: np.ndarray
+    var: np.ndarray
+    kappa: np.ndarray
+    fresh_q: np.ndarray
+    ratio: float
+    quadrature_error: float
+
+
+def within_spectrum(K: int, n: int, c: float, lam: float, D: float, fits: int, quad_tol: float = 1e-12) -> WithinSpectrum:
+    """Averages of the training filter f_s and the fresh weight q_s over the within-class spectrum (see module doc)."""
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=2)
+    fits = check_int("fits", fits, minimum=1)
+    lam = check_positive("lam", lam)
+    D = check_positive("D", D) if D != math.inf else math.inf
+    N = K * n
+    m = N - K
+    sig2 = 1.0 - c
+    mu = K * N * lam
+    s = np.arange(1, fits + 1, dtype=np.float64)[:, None]
+    if D == math.inf:
+        a1 = sig2 / (sig2 + mu)
+        phi = a1 ** s[:, 0]
+        fq = sig2 * (sig2 ** (s[:, 0] - 1) / (sig2 + mu) ** s[:, 0]) ** 2
+        z = np.zeros(fits)
+        return WithinSpectrum(phi, z, z.copy(), fq, 0.0, 0.0)
+    ratio = m / D
+
+    def logf(x):
+        y = sig2 * x
+        with np.errstate(divide="ignore"):
+            return s * (np.log(y) - np.log(y + mu))  # -inf at y = 0: f_s(0) = 0 for s >= 1
+
+    def f_vals(x):
+        return np.exp(logf(x))
+
+    phi, e1 = mp_average(f_vals, ratio, quad_tol)
+    var, e2 = mp_average(lambda x: (f_vals(x) - phi[:, None]) ** 2, ratio, quad_tol)
+
+    def q_vals(x):
+        y = sig2 * x
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.exp((2 * s - 1) * np.log(y) - 2 * s * np.log(y + mu))
+        return np.where(y > 0, out, 0.0)  # q_s(0) = 0 for s >= 1
+
+    # relative tolerance: q_s ~ 1/(1-c) at most
+    fq, e3 = mp_average(q_vals, ratio, quad_tol)
+    kappa = m * var / ((m - 1.0) * (m + 2.0))
+    return WithinSpectrum(phi, var, kappa, fq, ratio, max(e1, e2, e3))
+
+
+def mp_stieltjes(z, ratio: float, scale: float = 1.0):
+    """g(z) = E[1 / (scale x - z)], x ~ Marchenko-Pastur(ratio) (mean 1, atom 1 - 1/ratio at 0 when ratio > 1).
+
+    Closed form m(w) = (1 - ratio - w + sqrt(w - a) sqrt(w - b)) / (2 ratio w), w = z / scale,
+    principal square roots: analytic off [a, b] and 0, ~ -1/w at infinity, residue
+    -(1 - 1/ratio) at w = 0 when ratio > 1 (the atom); evaluated as 2 / (1 - ratio - w - root)
+    where that avoids cancellation. The tests compare it with
+    :func:`mp_average` of 1 / (scale x - z).
+    """
+    w = np.asarray(z, dtype=np.complex128) / scale
+    a, b, _ = _mp_edges(ratio)
+    root = np.sqrt(w - a) * np.sqrt(w - b)
+    plus, minus = 1.0 - ratio - w + root, 1.0 - ratio - w - root
+    # the same value two ways, (plus) / (2 ratio w) = 2 / (minus) (their product is 4 ratio w):
+    # take the one without cancellation
+    with np.errstate(divide="ignore", invalid="ignore"):
+        m = np.where(np.abs(minus) >= np.abs(plus), 2.0 / minus, plus / (2.0 * ratio * w))
+    return m / scale
+
+
+def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, fits: int, tol: float = 1e-12):
+    """Class-mean filters of the deformed model: e^T phi_s(G) e for the K class-mean directions.
+
+    G = (1 - c) W + E M E^T (E: normalised class indicators, M = n (c - d) I + n d 1 1^T,
+    eigenvalues l_class = n (c - d) (K - 1 times) and l_const = n (c - d) + N d; W the full
+    N x N Wishart / D). Woodbury with the deterministic equivalent E^T ((1-c) W - z)^-1 E ~ g(z) I
+    (g = :func:`mp_stieltjes`, ratio N / D) gives e^T (G - z)^-1 e = 1 / (l + 1 / g(z)), so
+    e^T phi(G) e = -(1 / 2 pi i) contour-integral of phi(z) / (l + 1 / g(z)) around the spectrum.
+    The outlier (root lambda* of 1 + l g = 0 above the bulk, found by bisection) contributes
+    phi(lambda*) / (l^2 g'(lambda*)); the bulk, a contour integral on a circle through -mu/2
+    (where |z / (z + mu)| = 1, so phi_s stays bounded) and half-way between the bulk's edge and
+    the outlier, nodes clustered near -mu/2; the trapezoid rule doubles until two node counts
+    agree within ``tol`` (relative) and outlier weight plus bulk mass is 1 within ``tol``
+    (RuntimeError beyond 2^20 nodes).
+
+    Returns (f_class, f_const, h_class, h_const, error): arrays over s = 1..fits of the
+    training filter f_s(x) = (x / (x + mu))^s and the fresh weight h_s(x) = x^(s-1) / (x + mu)^s
+    (the block model's beta^s, g^s and h_s(mu_class), h_s(mu_const) at D = infinity, where
+    g(z) = 1 / (1 - c - z)), and the largest of the convergence error and the imaginary residue.
+    """
+    N = K * n
+    mu = K * N * lam
+    sig2 = 1.0 - c
+    s = np.arange(1, fits + 1)[:, None]
+    ells = np.array([n * (c - d), n * (c - d) + N * d])
+    if D == math.inf:
+        th = ells + sig2
+        f = (th[None, :] / (th[None, :] + mu)) ** s
+        h = th[None, :] ** (s - 1.0) / (th[None, :] + mu) ** s
+        return f[:, 0], f[:, 1], h[:, 0], h[:, 1], 0.0
+    ratio = N / D
+    edge = sig2 * (1.0 + math.sqrt(ratio)) ** 2  # top of the bulk
+    # outliers: the real root lambda* > edge of 1 + l g(lambda) = 0 (g < 0 and increasing there),
+    # weight 1 / (l^2 g'(lambda*)); none when l <= -1 / g(edge) (below the BBP threshold)
+    g_edge = float(mp_stieltjes(edge * (1 + 1e-15) + 0j, ratio, sig2).real)
+    outl, wout = np.zeros(2), np.zeros(2)
+    for i, ell in enumerate(ells):
+        if ell <= 0 or 1.0 + ell * g_edge >= 0:
+            continue
+        lo, hi = edge * (1 + 1e-15), edge + 2.0 * ell + 1.0
+        for _ in range(200):  # bisection: 1 + l g is increasing in lambda above the edge
+            mid = 0.5 * (lo + hi)
+            if 1.0 + ell * float(mp_stieltjes(mid + 0j, ratio, sig2).real) < 0:
+                lo = mid
+            else:
+                hi = mid
+            if hi - lo <= 4e-16 * hi:
+                break
+        lam_star = 0.5 * (lo + hi)
+        w_ = lam_star / sig2
+        m_ = mp_stieltjes(w_ + 0j, ratio, 1.0).real
+        dm = -(ratio * m_ * m_ + m_) / (2.0 * ratio * w_ * m_ + w_ - 1.0 + ratio)  # m'(w)
+        outl[i], wout[i] = lam_star, 1.0 / (ell * ell * dm / sig2**2)
+    has = wout > 0
+    right = edge + 0.5 * (np.min(outl[has]) - edge) if has.any() else 1.5 * edge + 1.0
+    left = -0.5 * mu
+    xc, r = 0.5 * (left + right), 0.5 * (right - left)
+    # nodes cluster at the left point, the singularities (0 and -mu) being mu/2 away from it:
+    # theta = tau + kappa sin(tau), tau uniform (a smooth periodic map keeps the trapezoid rule spectral)
+    kappa = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))
+
+    def rule(q):
+        tau = 2.0 * math.pi * (np.arange(q) + 0.5) / q
+        th = tau + kappa * np.sin(tau)
+        dth = 1.0 + kappa * np.cos(tau)
+        z = xc + r * np.exp(1j * th)
+        g = mp_stieltjes(z, ratio, sig2)
+        sl = g[None, :] / (1.0 + ells[:, None] * g[None, :])  # (2, q)
+        ratio_z = z / (z + mu)
+        f = ratio_z[None, :] ** s  # (fits, q)
+        h = f / z[None, :]  # z^(s-1) / (z + mu)^s
+        wts = -(z - xc) * dth / q  # -(1 / 2 pi i) dz
+        F = (f[:, None, :] * sl[None]) @ wts  # (fits, 2): the bulk's part
+        H = (h[:, None, :] * sl[None]) @ wts
+        mass = sl @ wts  # the bulk's share of |e|^2 = 1
+        # round-off floor of each sum: 1e-13 of the sum of the terms' moduli
+        fl_F = 1e-13 * (np.abs(f)[:, None, :] * np.abs(sl * wts)[None]).sum(axis=-1)
+        fl_H = 1e-13 * (np.abs(h)[:, None, :] * np.abs(sl * wts)[None]).sum(axis=-1)
+        return F, H, mass, fl_F, fl_H
+
+    q = 256
+    F0, H0, _, _, _ = rule(q)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        f_out = np.where(has, (outl / (outl + mu))[None, :] ** s, 0.0) * wout
+        h_out = np.where(has, outl[None, :] ** (s - 1.0) / (outl + mu)[None, :] ** s, 0.0) * wout
+    while True:
+        q *= 2
+        F, H, mass, fl_F, fl_H = rule(q)
+        # relative error, or absolute against the round-off floor where the value is below it
+        # (e.g. f_s ~ 1e-30 at many fits, while |f_s| = 1 on the contour near -mu/2)
+        scaleF = np.maximum(np.abs(F + f_out), fl_F / tol)
+        scaleH = np.maximum(np.abs(H + h_out), fl_H / tol)
+        err = float(max((np.abs(F - F0) / scaleF).max(), (np.abs(H - H0) / scaleH).max()))
+        imag = float(max((np.abs(F.imag) / scaleF).max(), (np.abs(H.imag) / scaleH).max()))
+        norm = float(np.abs(mass + wout - 1.0).max())  # total spectral mass of e is 1
+        if err <= tol and imag <= max(tol, 1e-11) and norm <= max(tol, 1e-11):
+            break
+        if q >= 1 << 20:
+            raise RuntimeError(
+                f"spike-filter contour integral did not converge: error {err:.3g}, imaginary residue {imag:.3g}, "
+                f"mass residual {norm:.3g} (tol {tol:.3g})"
+            )
+        F0, H0 = F, H
+    F, H = F.real + f_out, H.real + h_out
+    return F[:, 0], F[:, 1], H[:, 0], H[:, 1], max(err, imag, norm)
+
+
+def _gamma_matrix(C: np.ndarray, n: int) -> np.ndarray:
+    """Gamma = Y_perp Y_perp^T = n sum_k (diag(C_k) - C_k C_k^T), C = counts / n."""
+    return n * (np.diag(C.sum(axis=0)) - C.T @ C)
+
+
+def margin_moments(K, n, c, d, lam, D, counts, t: int, quad_tol: float = 1e-12):
+    """Mean and covariance of the margins of every type after round t.
+
+    Returns (mean (K, K, K), cov (K, K, K, K)): mean[k, l, j] = E[own-class output
+    minus class-j output] for a class-k instance given label l (0 at j == k),
+    cov[k, l] = the K x K covariance of those K margins (row/column k zero).
+    """
+    t = check_int("t", t, minimum=0)
+    pred = finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=t, quad_tol=quad_tol, probabilities=False)
+    return pred.margin_mean[t], pred.margin_cov[t]
+
+
+# --------------------------------------------------------------------------------------------
+# Gaussian orthant probabilities P(X > 0), X ~ N(mean, cov), batched
+
+
+def _lattice(dim: int, npts: int) -> np.ndarray:
+    """Rank-1 (Richtmyer) lattice: frac(i * sqrt(primes)) for i = 1..npts, shape (npts, dim)."""
+    primes = np.array([2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71][:dim], dtype=np.float64)
+    if dim > len(primes):
+        raise ValueError(f"K == {dim + 2} too large for the orthant routine (at most 21 classes)")
+    i = np.arange(1, npts + 1, dtype=np.float64)[:, None]
+    return np.mod(i * np.sqrt(primes)[None, :], 1.0)
+
+
+def orthant_probability(mean, cov, tol: float = 1e-6, seed: int = 12345, max_points: int = 1 << 16):
+    """P(X_j > 0 for all j) for X ~ N(mean, cov), batched over leading axes.
+
+    mean (..., p), cov (..., p, p) positive semidefinite. Returns (prob (...), error (...)):
+    the error is a bound (union-bound cases, exact cases 0) or 3 standard errors of the
+    randomised lattice (Genz's separation of variables), below ``tol`` or RuntimeError.
+    Zero-variance components are decided by their sign (ties, mean 0, fail).
+    """
+    from scipy.special import ndtr, ndtri
+
+    mean = np.asarray(mean, dtype=np.float64)
+    cov = np.asarray(cov, dtype=np.float64)
+    shape = mean.shape[:-1]
+    p = mean.shape[-1]
+    mflat = mean.reshape(-1, p)
+    cflat = cov.reshape(-1, p, p)
+    B = len(mflat)
+    prob = np.empty(B)
+    err = np.zeros(B)
+    sd = np.sqrt(np.clip(np.einsum("bii->bi", cflat), 0.0, None))
+    scale = np.maximum(1.0, np.abs(mflat).max(axis=1))
+    tiny = 1e-13 * scale[:, None]
+    det = sd <= tiny
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(det, np.where(mflat > 0, np.inf, -np.inf), mflat / np.where(det, 1.0, sd))
+    upper = ndtr(z).min(axis=1)
+    lower = np.clip(1.0 - ndtr(-z).sum(axis=1), 0.0, 1.0)
+    settled = (upper - lower) <= tol
+    prob[settled] = 0.5 * (upper[settled] + lower[settled])
+    err[settled] = 0.5 * (upper[settled] - lower[settled])
+    todo = np.flatnonzero(~settled)
+    if todo.size:
+        rng = np.random.default_rng(seed)
+        prob[todo], err[todo] = _genz_batch(mflat[todo], cflat[todo], det[todo], tol, rng, max_points, ndtr, ndtri)
+    return prob.reshape(shape), err.reshape(shape)
+
+
+def _genz_batch(m, S, det, tol, rng, max_points, ndtr, ndtri, nshift: int = 12):
+    """Genz's method for P(Y < m), Y ~ N(0, S) (the same as P(X > 0) for X ~ N(m, S)), batched.
+
+    Deterministic components (``det``) become indicator factors; variables are ordered by
+    increasing standardised bound; the randomised lattice doubles per problem until
+    3 standard errors over ``nshift`` shifts are below ``tol``.
+    """
+    B, p = m.shape
+    sd = np.sqrt(np.clip(np.einsum("bii->bi", S), 0.0, None))
+    key = np.where(det, -np.inf, m / np.where(det, 1.0, sd))  # deterministic first (indicator factors)
+    order = np.argsort(key, axis=1)
+    m = np.take_along_axis(m, order, axis=1)
+    S = np.take_along_axis(np.take_along_axis(S, order[:, :, None], axis=1), order[:, None, :], axis=2)
+    det = np.take_along_axis(det, order, axis=1)
+    S = np.where(det[:, :, None] | det[:, None, :], 0.0, S) + np.einsum("bi,ij->bij", det.astype(float), np.eye(p))
+    jitter = 1e-14 * np.einsum("bii->b", S)[:, None, None] * np.eye(p)
+    L = np.linalg.cholesky(S + jitter)
+    L = np.where(det[:, :, None], 0.0, L) + np.einsum("bi,ij->bij", det.astype(float), np.eye(p))
+    # deterministic rows: bound +-inf by the sign of the mean (a tie, mean 0, fails)
+    m = np.where(det, np.where(m > 0, np.inf, -np.inf), m)
+    prob = np.empty(B)
+    err = np.empty(B)
+    todo = np.arange(B)
+    npts = 256
+    while todo.size:
+        base = _lattice(max(p - 1, 1), npts)
+        est = np.empty((todo.size, nshift))
+        mt, Lt = m[todo], L[todo]
+        for r in range(nshift):
+            u = np.abs(2.0 * np.mod(base + rng.random(base.shape[1])[None, :], 1.0) - 1.0)  # baker's transform
+            w = np.zeros((todo.size, npts, p))
+            e = np.ones((todo.size, npts))
+            for i in range(p):
+                with np.errstate(invalid="ignore"):
+                    lim = (mt[:, i, None] - np.einsum("bqj,bj->bq", w[:, :, :i], Lt[:, i, :i])) / Lt[:, i, i, None]
+                lim = np.where(np.isnan(lim), -np.inf, lim)
+                ei = ndtr(lim)
+                e = e * ei
+                if i < p - 1:
+                    w[:, :, i] = ndtri(np.clip(u[None, :, i] * ei, 1e-300, 1.0 - 1e-16))
+            est[:, r] = e.mean(axis=1)
+        val = est.mean(axis=1)
+        se = 3.0 * est.std(axis=1, ddof=1) / math.sqrt(nshift)
+        done = se <= tol
+        prob[todo[done]] = val[done]
+        err[todo[done]] = se[done]
+        todo = todo[~done]
+        if todo.size and npts >= max_points:
+            raise RuntimeError(f"orthant probability did not converge: 3 s.e. {float(se[~done].max()):.3g} > tol {tol:.3g}")
+        npts *= 2
+    return prob, err
+
+
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FiniteDimPrediction:
+    """Finite-D linearised prediction for rounds t = 0..horizon (arrays indexed by t first).
+
+    output_mean[t, k, l] (K,): mean outputs of a type-(k, l) instance; margin_mean[t, k, l, j]
+    own-class minus class-j output (0 at j = k); margin_cov[t, k, l] (K, K) covariance of
+    those margins; p_correct[t, k, l] P(type correct) (nan for absent types);
+    train_accuracy[t] expected accuracy against true labels; p_all_correct[t] P(every
+    training instance correct); first_perfect_cdf[t] P(first perfect round <= t) (running
+    max of p_all_correct); fresh_accuracy[t] and fresh_accuracy_class[t, k];
+    fresh_margin_mean / fresh_margin_cov as for training (row k: a fresh class-k sample,
+    in units of N lambda times the logits); block_first_round: theory.min_rounds;
+    first_perfect: median, q10, q90 (None: beyond the horizon), p_equal_block;
+    quadrature_error, probability_error: the largest reported errors.
+    """
+
+    K: int
+    n: int
+    c: float
+    d: float
+    lam: float
+    D: float
+    counts: np.ndarray
+    horizon: int
+    phi: np.ndarray
+    kappa: np.ndarray
+    output_mean: np.ndarray
+    margin_mean: np.ndarray
+    margin_cov: np.ndarray
+    fresh_margin_mean: np.ndarray
+    fresh_margin_cov: np.ndarray
+    p_correct: np.ndarray | None = None
+    train_accuracy: np.ndarray | None = None
+    p_all_correct: np.ndarray | None = None
+    first_perfect_cdf: np.ndarray | None = None
+    fresh_accuracy: np.ndarray | None = None
+    fresh_accuracy_class: np.ndarray | None = None
+    block_first_round: int | None = None
+    first_perfect: dict = field(default_factory=dict)
+    quadrature_error: float = 0.0
+    probability_error: float = 0.0
+
+
+def _check_D(D):
+    if isinstance(D, (int, float)) and not isinstance(D, bool) and D == math.inf:
+        return math.inf
+    return check_positive("D", D)
+
+
+def first_perfect_quantiles(cdf: np.ndarray, block_round: int | None) -> dict:
+    """median, q10, q90 (least t with CDF >= q; None beyond the horizon) and p_equal_block.
+
+    p_equal_block = P(first = block_round), or P(not perfect within the horizon) when the
+    block model never reaches a perfect round (block_round None).
+    """
+    cdf = np.asarray(cdf, dtype=np.float64)
+
+    def quant(q):
+        idx = np.flatnonzero(cdf >= q)
+        return int(idx[0]) if idx.size else None
+
+    if block_round is None:
+        p_eq = float(1.0 - cdf[-1])
+    elif block_round >= len(cdf):
+        p_eq = float("nan")
+    else:
+        p_eq = float(cdf[block_round] - (cdf[block_round - 1] if block_round > 0 else 0.0))
+    return {"median": quant(0.5), "q10": quant(0.1), "q90": quant(0.9), "p_equal_block": p_eq}
+
+
+def finite_dim_prediction(
+    K: int,
+    n: int,
+    c: float,
+    d: float,
+    lam: float,
+    D: float,
+    counts,
+    horizon: int = 60,
+    quad_tol: float = 1e-12,
+    prob_tol: float = 1e-5,
+    probabilities: bool = True,
+) -> FiniteDimPrediction:
+    """The finite-D linearised theory for rounds 0..horizon (see the module doc).
+
+    counts: K x K, counts[k, l] = instances of class k given label l (rows sum to n).
+    D: feature noise dimension, > 0, or math.inf for the block model.
+    """
+    from . import conditions, predictions
+
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=2)
+    c, d = check_block_correlations(K, n, c, d)
+    lam = check_positive("lam", lam)
+    D = _check_D(D)
+    if D != math.inf and d < 0:
+        raise ValueError(f"d == {d}, must be >= 0 at finite D (d is the squared length of the mixture's shared mean)")
+    counts = check_label_counts(counts, n)
+    if counts.shape != (K, K):
+        raise ValueError(f"counts has shape {counts.shape}, must be ({K}, {K}) for K == {K}")
+    horizon = check_int("horizon", horizon, minimum=0)
+    quad_tol = check_positive("quad_tol", quad_tol)
+    prob_tol = check_positive("prob_tol", prob_tol)
+    N, m = K * n, K * n - K
+    mu = K * N * lam
+    sig2 = 1.0 - c
+    C = counts / n
+    Cbar = C.mean(axis=0)
+    T = horizon + 1
+    fits = np.arange(1, T + 1)
+    spec = within_spectrum(K, n, c, lam, D, T, quad_tol)
+    from .block_model import filters, block_eigenvalues
+
+    alpha, beta, g = filters(K, n, c, d, lam)
+    _, mu_class, mu_const = block_eigenvalues(K, n, c, d)
+    # the contour integral's round-off floor is ~1e-13 relative: its tolerance is at least 1e-10
+    f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, T, max(quad_tol, 1e-10))
+    eye = np.eye(K)
+    # output means, [t, k, l, r]
+    dev = eye[None, :, :] - C[:, None, :]  # e_l - C_k, (K, K, K) [k, l, r]
+    out_mean = (
+        1.0 / K
+        + spec.phi[:, None, None, None] * dev[None]
+        + f_class[:, None, None, None] * (C - Cbar)[None, :, None, :]
+        + f_const[:, None, None, None] * (Cbar - 1.0 / K)[None, None, None, :]
+    )
+    margin_mean = out_mean[:, :, :, :].copy()
+    own = np.take_along_axis(out_mean, np.arange(K)[None, :, None, None].repeat(T, 0).repeat(K, 2), axis=3)
+    margin_mean = own - out_mean  # [t, k, l, j]
+    Gam = _gamma_matrix(C, n)
+    out_cov = spec.kappa[:, None, None, None, None] * (
+        (1.0 - 1.0 / n) * Gam[None, None, None]
+        + (1.0 - 2.0 / m) * dev[None, :, :, :, None] * dev[None, :, :, None, :]
+    )  # [t, k, l, r, r']
+    # margin_j = o_k - o_j: cov(j, j') = S_kk - S_kj' - S_jk + S_jj'
+    kk = np.arange(K)
+    S = out_cov
+    Skk = S[:, kk, :, kk, kk].transpose(1, 0, 2)  # [t, k, l]
+    Skj = S[:, kk, :, kk, :].transpose(1, 0, 2, 3)  # [t, k, l, j]
+    Sjk = S[:, kk, :, :, kk].transpose(1, 0, 2, 3)
+    margin_cov = Skk[..., None, None] - Skj[..., None, :] - Sjk[..., :, None] + S
+    # fresh samples: N lambda x logits
+    # N lambda x logit_j of a fresh class-k sample:
+    # mu n [(c - d) h_class (C_kj - Cbar_j) + (K d + c - d) h_const (Cbar_j - 1/K)]
+    fresh_mean = mu * n * (
+        (c - d) * hs_class[:, None, None] * (C - Cbar)[None]
+        + (K * d + c - d) * hs_const[:, None, None] * (Cbar - 1.0 / K)[None, None, :]
+    )  # [t, k, j]
+    h_class = mu_class ** (fits - 1.0) / (mu_class + mu) ** fits
+    h_const = mu_const ** (fits - 1.0) / (mu_const + mu) ** fits
+    if D == math.inf:
+        fresh_cov_logit = np.zeros((T, K, K))
+    else:
+        Dc = C - Cbar
+        E_class = n * Dc.T @ Dc
+        E_const = N * np.outer(Cbar - 1.0 / K, Cbar - 1.0 / K)
+        fresh_cov_logit = (mu * mu / D) * (
+            sig2 * spec.fresh_q[:, None, None] * Gam[None]
+            + sig2 * sig2 * (h_class[:, None, None] ** 2 * E_class[None] + h_const[:, None, None] ** 2 * E_const[None])
+        )
+    own_f = fresh_mean[:, kk, kk]  # [t, k]
+    fresh_margin_mean = own_f[:, :, None] - fresh_mean
+    Fk = fresh_cov_logit  # same for every class k
+    fresh_margin_cov = (
+        Fk[:, kk, kk][:, :, None, None]
+        - Fk[:, kk, :][:, :, None, :]
+        - Fk[:, :, kk].transpose(0, 2, 1)[:, :, :, None]
+        + Fk[:, None, :, :]
+    )  # [t, k, j, j']
+    pred = dict(
+        K=K, n=n, c=c, d=d, lam=lam, D=D, counts=counts, horizon=horizon, phi=spec.phi, kappa=spec.kappa,
+        output_mean=out_mean, margin_mean=margin_mean, margin_cov=margin_cov,
+        fresh_margin_mean=fresh_margin_mean, fresh_margin_cov=fresh_margin_cov,
+        quadrature_error=max(spec.quadrature_error, spike_err),
+    )
+    if not probabilities:
+        return FiniteDimPrediction(**pred)
+    present = counts > 0
+    p_correct = np.full((T, K, K), np.nan)
+    fresh_cls = np.empty((T, K))
+    perr = 0.0
+    if D == math.inf:
+        for t in range(T):
+            ok = conditions.correct_types(K, n, c, d, lam, C, t)
+            p_correct[t][present] = ok[present]
+            for k in range(K):
+                fresh_cls[t, k] = float(
+                    all(predictions.fresh_margin_sign(K, n, c, d, lam, C, Cbar, t + 1, k, j) > 0 for j in range(K) if j != k)
+                )
+    else:
+        others = [np.array([j for j in range(K) if j != k]) for k in range(K)]
+        for k in range(K):
+            o = others[k]
+            ls = np.flatnonzero(present[k])
+            mm = margin_mean[:, k][:, ls][..., o]
+            cc = margin_cov[:, k][:, ls][..., o[:, None], o[None, :]]
+            pk, ek = orthant_probability(mm, cc, prob_tol)
+            p_correct[:, k, ls] = pk
+            perr = max(perr, float(ek.max()))
+            fm = fresh_margin_mean[:, k][..., o]
+            fc = fresh_margin_cov[:, k][..., o[:, None], o[None, :]]
+            pf, ef = orthant_probability(fm, fc, prob_tol)
+            fresh_cls[:, k] = pf
+            perr = max(perr, float(ef.max()))
+    pc = np.where(present[None], p_correct, 1.0)
+    train_acc = (pc * counts[None]).sum(axis=(1, 2)) / N
+    with np.errstate(divide="ignore"):
+        logp = (np.log(np.clip(pc, 0.0, 1.0)) * counts[None]).sum(axis=(1, 2))
+    p_all = np.exp(logp)
+    cdf = np.maximum.accumulate(p_all)
+    block_round = conditions.min_rounds(K, n, c, d, lam, C)
+    pred.update(
+        p_correct=p_correct, train_accuracy=train_acc, p_all_correct=p_all, first_perfect_cdf=cdf,
+        fresh_accuracy=fresh_cls.mean(axis=1), fresh_accuracy_class=fresh_cls, block_first_round=block_round,
+        first_perfect=first_perfect_quantiles(cdf, block_round), probability_error=perr,
+    )
+    return FiniteDimPrediction(**pred)
+
+
+def derive_fluctuation_structure():
+    """Sympy derivation of the symbolic steps (run by the tests, not at import).
+
+    Returns a dict of sympy objects:
+    * ``kappa``: solving the isotropic, traceless ansatz E[F'_ij F'_kl] =
+      x (d_ik d_jl + d_il d_jk) + y d_ij d_kl with sum_i F'_ii = 0 and
+      E tr F'^2 = S gives x = S / ((m - 1)(m + 2)), y = -2 x / m;
+    * ``gamma``: Y_perp Y_perp^T for symbolic counts (K = 3), equal to
+      n sum_k (diag(C_k) - C_k C_k^T) (``gamma_residual`` is the zero matrix);
+    * ``margin_cov``: the margin covariance from the output covariance
+      (D^T Sigma D with D_j = e_k - e_j), for the symbolic Sigma of a type.
+    """
+    import sympy as sp
+
+    m, S, x, y = sp.symbols("m S x y")
+    # trace condition: sum_i E[F'_ii F'_kl] = x (2 d_kl) + y m d_kl = 0
+    eq_trace = sp.Eq(2 * x + y * m, 0)
+    # E tr F'^2 = sum_ij E[F'_ij F'_ij] = x (m^2 + m) + y m
+    eq_norm = sp.Eq(x * (m**2 + m) + y * m, S)
+    sol = sp.solve([eq_trace, eq_norm], [x, y], dict=True)[0]
+    kappa = sp.factor(sol[x])
+    # Gamma for K = 3 classes with symbolic counts (class k has n_k = sum_l counts[k, l])
+    K = 3
+    cnt = sp.Matrix(K, K, lambda k, l: sp.Symbol(f"n{k}{l}", nonnegative=True))
+    n = sp.Symbol("n", positive=True)
+    gamma = sp.zeros(K, K)
+    for k in range(K):
+        # within class k: label indicator vectors minus class mean; sum over instances of products
+        for r in range(K):
+            for r2 in range(K):
+                mean_r, mean_r2 = cnt[k, r] / n, cnt[k, r2] / n
+                # sum_i (1[l_i = r] - mean_r)(1[l_i = r2] - mean_r2) over the n instances
+                gamma[r, r2] += sum(cnt[k, l] * ((1 if l == r else 0) - mean_r) * ((1 if l == r2 else 0) - mean_r2) for l in range(K))
+    Ck = [sp.Matrix(1, K, lambda _, l: cnt[k, l] / n) for k in range(K)]
+    closed = n * sum((sp.diag(*Ck[k]) - Ck[k].T * Ck[k] for k in range(K)), sp.zeros(K, K))
+    subs = {cnt[k, K - 1]: n - sum(cnt[k, l] for l in range(K - 1)) for k in range(K)}
+    resid = sp.simplify((gamma - closed).subs(subs))
+    # margin covariance for true class 0: D = rows e_0 - e_j
+    Sig = sp.Matrix(K, K, lambda i, j: sp.Symbol(f"s{min(i, j)}{max(i, j)}"))
+    Dm = sp.Matrix([[1 if r == 0 else 0 for r in range(K)] for _ in range(1)])
+    rows = [sp.Matrix(1, K, lambda _, r: (1 if r == 0 else 0) - (1 if r == j else 0)) for j in range(K)]
+    Dmat = sp.Matrix.vstack(*rows)
+    mcov = sp.expand(Dmat * Sig * Dmat.T)
+    return {"kappa": kappa, "kappa_y": sp.factor(sol[y]), "gamma": gamma, "gamma_closed": closed,
+            "gamma_residual": resid, "margin_cov": mcov, "Sigma": Sig, "m": m, "S": S}
