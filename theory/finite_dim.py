@@ -732,7 +732,6 @@ def derive_fluctuation_structure():
     resid = sp.simplify((gamma - closed).subs(subs))
     # margin covariance for true class 0: D = rows e_0 - e_j
     Sig = sp.Matrix(K, K, lambda i, j: sp.Symbol(f"s{min(i, j)}{max(i, j)}"))
-    Dm = sp.Matrix([[1 if r == 0 else 0 for r in range(K)] for _ in range(1)])
     rows = [sp.Matrix(1, K, lambda _, r: (1 if r == 0 else 0) - (1 if r == j else 0)) for j in range(K)]
     Dmat = sp.Matrix.vstack(*rows)
     mcov = sp.expand(Dmat * Sig * Dmat.T)

@@ -1,4 +1,4 @@
-"""theory.finite_dim: the finite-D linearised theory of the Gaussian mixture (issue 16, step 1).
+"""theory.finite_dim: the finite-D linearised theory of the Gaussian mixture.
 
 * the D -> infinity limit is the block model exactly (theory.type_outputs, correct_types,
   min_rounds, population_accuracy);
@@ -59,7 +59,6 @@ def linearised_mc(K, n, c, d, lam, D, counts, rounds, samples, seed, fresh_per_c
     rng = np.random.default_rng(seed)
     acc = np.zeros((samples, len(rounds)))
     fresh = np.zeros((samples, len(rounds)))
-    first = np.full(samples, -1)
     margins = {key: np.zeros((samples, len(rounds))) for key in track}
     for r in range(samples):
         G, X = sample_gram(K, n, c, d, D, rng, fresh_per_class)
