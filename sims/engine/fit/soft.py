@@ -340,7 +340,7 @@ class _Problem:
                     return ev
             ev = self.evaluate(x)
             cache.append(ev)
-            del cache[:-3]
+            del cache[:-2]
             return ev
 
         state = {"P": None, "change": np.inf, "it": 0, "ev": None, "gmax": np.inf, "done": False}
