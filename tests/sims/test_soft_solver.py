@@ -55,6 +55,7 @@ def test_ce_matches_fit_features(N, D, K, lam, method):
     assert fit.residual <= 1e-7
     np.testing.assert_allclose(fit.W.sum(axis=0), 0.0, atol=1e-12)
     np.testing.assert_allclose(fit.predict_proba(X), fit.P, atol=1e-12)
+    assert fit.precondition == ("whiten" if D <= N else "diag")  # the D x D eigenbasis only when D <= N
 
 
 @pytest.mark.parametrize("N,D,K,lam", [CASES[1], CASES[2], CASES[3]])

@@ -10,31 +10,42 @@ with soft targets. The exact Newton solvers of :mod:`.solver` assemble the (K-1)
 and N per-instance Hessians; here only products with the Hessian are formed, at O(N D K) each.
 
 Coordinates. The optimiser works on ``V`` with ``W = (V * s) U^T``: ``U`` the eigenvectors of the
-feature covariance ``X^T X / N`` (eigenvalues ``c``), ``s = 1 / sqrt(kappa c + lam)`` and ``kappa``
-the mean curvature of the softmax at the start point (``(1 - |p|^2) / (K - 1)`` averaged over
-instances: 1/K at W = 0). In these coordinates the Hessian's Kronecker model ``kappa I (x) C + lam I``
-is the identity ("whiten"; "diag" uses the diagonal of C instead of its eigenvectors, "none" s = 1).
-The ridge keeps its form, since U is orthogonal: ``||W||^2 = ||V * s||^2``.
+feature covariance ``X^T X / N`` (estimated from at most 16 384 strided rows; eigenvalues ``c``),
+``s = 1 / sqrt(kappa c + lam)`` and ``kappa`` the mean curvature of the softmax at the start point
+(``(1 - |p|^2) / (K - 1)`` averaged over instances: 1/K at W = 0). In these coordinates the Hessian's
+Kronecker model ``kappa I (x) C + lam I`` is the identity ("whiten"; "diag" uses the diagonal of C
+instead, "none" s = 1; "auto" is "whiten" for D <= min(N, 4096), else "diag", so that the D x D
+eigenbasis never exceeds the size of X). The ridge keeps its form, since U is orthogonal:
+``||W||^2 = ||V * s||^2``. The map V -> W costs O(K D^2) per evaluation, against O(N D K) for the two
+products with X; X itself is never copied (a read-only memory map works).
 
-Optimisers (scipy.optimize.minimize on the flattened V, analytic gradient): "lbfgs" (L-BFGS-B) and
-"trust-ncg" / "trust-krylov" (trust-region Newton with the Hessian-vector product ``hessp``, exact for
-CE and GCE, computed from the outputs P in O(N D K)); "auto" is "lbfgs" (measured fastest to a given
-output accuracy, benchmarks/bench_probe_solver.py).
+Method. A scipy.optimize.minimize optimiser on the flattened V with the analytic gradient: "lbfgs"
+(L-BFGS-B) or "trust-ncg" / "trust-krylov" (trust-region Newton with ``hessp``, the exact Hessian-vector
+product for CE and GCE, computed from the outputs P in O(N D K)), run until
+``max |grad f(W)| <= max(gtol, 1e-5) * gscale``; then Newton-CG steps (the Newton system solved by
+scipy.sparse.linalg.cg with ``hessp`` to relative residual 1e-2, Armijo backtracking) until the stopping
+rule holds. "auto" is "lbfgs": measured as fast as the trust-region methods and never slower
+(benchmarks/bench_probe_solver.py). Memory: X, the targets and a few K x N arrays, O(K D + D^2).
 
-Stopping rule (checked after every iteration of the optimiser; scipy's own tests are switched off):
+Stopping rule (both must hold at the returned point; scipy's own tests are switched off):
 
 * the gradient: ``max |grad f(W)| <= gtol * gscale`` with ``gscale = max_j (1/N) sum_i |x_ij|``, the
-  largest value the data term's gradient can take anywhere (``|p - t|`` sums to at most 2 per
-  instance, so ``|(P - T) X / N|_kj <= 2 gscale``): gtol is relative to the scale of the objective's
-  slope and independent of N and of the scale of the features;
-* and the outputs: the training outputs changed by at most ``output_tol`` (max abs) in the last
-  iteration.
+  largest value the data term's gradient can take anywhere (``|p_k - t_k| <= 1``, so
+  ``|(P - T) X / N|_kj <= gscale``): gtol is relative to the scale of the objective's slope and
+  independent of N and of the scale of the features;
+* the outputs: the last Newton step changed the training outputs by at most ``output_tol`` (max abs).
+  The change made by a Newton step estimates the distance of the outputs before the step from the
+  optimum, so the returned outputs are closer than that (by the CG tolerance, about 100x, in the
+  measurements).
+
+``max_iter`` bounds the optimiser's iterations plus the Newton steps; NotConvergedError otherwise.
 
 The output-space fixed-point residual of :mod:`.solver`, ``max |P - softmax(-g(P) X X^T / (N lam))|``,
 is computed at the returned point as ``((-g X) X^T) / (N lam)`` (without forming X X^T) and reported
-next to both; for CE it bounds the distance of the outputs from the optimum to first order (it is the
-output change of the step ``-grad f / lam``, and the Hessian is at least ``lam I``), so it is large
-when lam is small even at an accurate solution, which is why it is not the stopping rule here.
+next to both. It is the output change of the step ``-grad f / lam``, which for small lam is far longer
+than the Newton step (for CE the Hessian is at least ``lam I``), so at an accurate solution it stays
+well above the distance from the optimum (lam = 1e-4: residual 5e-10 at a distance of 5e-14): reported,
+not the stopping rule.
 """
 
 from __future__ import annotations
@@ -53,7 +64,9 @@ from .newton import NotConvergedError, _as_float_array, _check_loss, _check_targ
 __all__ = ["SoftFit", "fit_soft", "SOFT_METHODS", "PRECONDITIONERS"]
 
 SOFT_METHODS = ("auto", "lbfgs", "trust-ncg", "trust-krylov")
-PRECONDITIONERS = ("whiten", "diag", "none")
+PRECONDITIONERS = ("auto", "whiten", "diag", "none")
+# "auto" whitens up to this many features (the D x D eigenbasis: 128 MB, an eigendecomposition of ~3 s).
+_WHITEN_MAX_D = 4096
 _DEFAULT_MAX_ITER = 5000
 # Newton steps after the optimiser (each a CG solve of at most _CG_MAXITER Hessian products).
 _NEWTON_STEPS = 8
@@ -123,19 +136,22 @@ def fit_soft(
     output_tol: float = 1e-9,
     max_iter: int = _DEFAULT_MAX_ITER,
     method: str = "auto",
-    precondition: str = "whiten",
+    precondition: str = "auto",
     blas_threads: int | None = 1,
 ) -> SoftFit:
     """Fit the linear softmax probe on features X (N, D) to soft targets T (K, N).
 
     Same objective, losses and conventions as :func:`.solver.fit_features` (``q`` for GCE); see the
-    module docstring for the method and the stopping rule (``gtol`` on the gradient relative to
-    ``max_j mean_i |x_ij|``, ``output_tol`` on the change of the training outputs in the last
-    iteration). ``W0`` (K, D): the start (default zero); for CE a warm start (e.g. the previous SD
-    round's weights), for GCE the initialisation (the teacher's weights), its row mean removed first
-    as in fit_features. X may be a read-only (memory-mapped) float64 array: it is not copied
-    ("whiten" stores one rotated copy, N x D). ``max_iter`` bounds the optimiser's iterations;
-    NotConvergedError is raised if the stopping rule is not met. ``blas_threads`` as in fit_features.
+    module docstring for the method and the stopping rule (``gtol`` on max |grad f| relative to
+    ``max_j mean_i |x_ij|``, ``output_tol`` on the change of the training outputs made by the last
+    Newton step). ``W0`` (K, D): the start (default zero); for CE a warm start (an SD round: the
+    targets are the previous round's outputs ``fit.P``, ``W0`` its ``fit.W``), for GCE the
+    initialisation (the teacher's weights); its row mean is removed first, as in fit_features.
+    X may be a read-only (memory-mapped) float64 array: it is never copied. ``method``: "auto",
+    "lbfgs", "trust-ncg", "trust-krylov"; ``precondition``: "auto", "whiten", "diag", "none" (module
+    docstring). ``max_iter`` bounds the optimiser's iterations plus the Newton steps;
+    NotConvergedError is raised if the stopping rule is not met, ValueError (naming the parameter)
+    for invalid input. ``blas_threads`` as in fit_features.
     """
     from .solver import _blas_limit
 
@@ -178,6 +194,8 @@ def _fit_soft(X, T, lam, loss, q, W0, gtol, output_tol, max_iter, method, precon
         W0 = W0 - W0.mean(axis=0, keepdims=True)
     if method == "auto":
         method = "lbfgs"
+    if precondition == "auto":
+        precondition = "whiten" if D <= min(N, _WHITEN_MAX_D) else "diag"
     prob = _Problem(X, T, lam, loss, q, precondition, W0)
     return prob.solve(method, gtol, output_tol, max_iter)
 
