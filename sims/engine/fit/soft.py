@@ -52,6 +52,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import hashlib
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.optimize as sopt
@@ -228,12 +230,12 @@ def _softmax_cols(Z):
 class _Evaluation:
     """The loss and its derivatives at one point, columns = instances."""
 
-    __slots__ = ("x", "f", "grad", "gW", "W", "P", "G", "a", "A")
+    __slots__ = ("x", "f", "grad", "gW", "W", "P", "a", "A")
 
 
 # Rows of X used for the covariance of the preconditioner (a strided subset: it only has to be close).
 _COV_ROWS = 16384
-_cov_cache: list = []  # [(the rows used, (c, U))]: the last decomposition, for rounds on the same X
+_cov_cache: list = []  # [(digest of the rows used, (c, U))]: the last decomposition, for rounds on one X
 
 
 def _covariance_eigh(X):
@@ -241,13 +243,14 @@ def _covariance_eigh(X):
     N = X.shape[0]
     step = -(-N // _COV_ROWS)
     Xs = np.ascontiguousarray(X[::step])
-    if _cov_cache and _cov_cache[0][0].shape == Xs.shape and np.array_equal(_cov_cache[0][0], Xs):
+    key = (Xs.shape, hashlib.blake2b(Xs.data, digest_size=32).digest())
+    if _cov_cache and _cov_cache[0][0] == key:
         return _cov_cache[0][1]
     C = Xs.T @ Xs
     C /= Xs.shape[0]
     c, U = sla.eigh(C, overwrite_a=True, check_finite=False)
     out = (np.maximum(c, 0.0), U)
-    _cov_cache[:] = [(Xs, out)]
+    _cov_cache[:] = [(key, out)]
     return out
 
 
@@ -327,7 +330,7 @@ class _Problem:
         ev.f = data / self.N + 0.5 * self.lam * float(np.vdot(W, W))
         ev.gW = (G @ self.X) / self.N + self.lam * W
         ev.grad = self._pull_back(ev.gW).ravel()
-        ev.W, ev.P, ev.G = W, P, G
+        ev.W, ev.P = W, P
         self.nfev += 1
         return ev
 
@@ -361,17 +364,12 @@ class _Problem:
             del cache[:-2]
             return ev
 
-        state = {"P": None, "change": np.inf, "it": 0, "ev": None, "gmax": np.inf, "done": False}
+        state = {"change": np.inf, "it": 0, "ev": None, "gmax": np.inf, "done": False}
         gtarget = gtol * self.gscale
         handover = max(gtol, _HANDOVER) * self.gscale
 
         def check(x):
             ev = lookup(x)
-            if state["ev"] is not None and np.array_equal(ev.x, state["ev"].x):
-                return state["done"]  # a rejected trust-region step: the iterate has not moved
-            prev = state["P"]
-            state["change"] = np.inf if prev is None else float(np.max(np.abs(ev.P - prev)))
-            state["P"] = ev.P
             state["ev"] = ev
             state["gmax"] = self._gradient_max(ev)
             state["done"] = state["gmax"] <= handover
@@ -397,6 +395,7 @@ class _Problem:
             if not state["done"]:  # scipy stopped on its own (a line search at round-off, or maxiter)
                 check(res.x)
         budget = max_iter - state["it"]
+        cache.clear()  # only the last point is kept: memory for the Newton steps
         ev, newton, change = self._newton_finish(state["ev"], state["change"], gtarget, output_tol, budget)
         gmax = self._gradient_max(ev)
         state.update(ev=ev, change=change, gmax=gmax, done=change <= output_tol and gmax <= gtarget)
