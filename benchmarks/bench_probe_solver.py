@@ -23,6 +23,7 @@ For each K (main scale N = 50 000, D = 512, K = 100 and K = 10; --quick: N = 6 0
   objective, and max |W_sklearn - W_ref|);
 * a plain scipy L-BFGS-B on the soft-target objective in W (no preconditioning, zero start, default
   ftol, gtol = 1e-8, maxiter 20 000; its objective written independently of fit_soft's code);
+* fit_soft also at gtol = 1e-6, output_tol = 1e-7 (an accuracy closer to scikit-learn's);
 * peak memory of each fit: tracemalloc's peak of the allocations during the fit (numpy registers its
   buffers), features excluded (they exist before); process maxrss at the end.
 
@@ -93,17 +94,19 @@ def softmax_outputs(W, X):
     return E / E.sum(axis=0)
 
 
-def measured(fn):
-    """(result, seconds, peak MB of the allocations made during fn)."""
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    base = tracemalloc.get_traced_memory()[0]
-    t = time.perf_counter()
-    out = fn()
-    sec = time.perf_counter() - t
-    peak = tracemalloc.get_traced_memory()[1] - base
-    tracemalloc.stop()
-    return out, sec, peak / 2**20
+def measured(fn, repeat=1):
+    """(result, seconds (the least of ``repeat`` runs), peak MB of the allocations made during fn)."""
+    best, peak = np.inf, 0.0
+    for _ in range(repeat):
+        tracemalloc.start()
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+        peak = max(peak, tracemalloc.get_traced_memory()[1] - base)
+        tracemalloc.stop()
+    return out, best, peak / 2**20
 
 
 def plain_lbfgs(X, T, lam):
@@ -138,11 +141,12 @@ def err(P, ref):
 
 
 def run_scale(N, D, K, rounds, baselines=True, log=print):
-    """Teacher and SD rounds at one scale; with the baselines when asked."""
+    """Teacher and SD rounds at one scale; with the baselines (and the teacher timed twice) when asked."""
     X, y, yn, T = make_problem(N, D, K)
     out = {"N": N, "D": D, "K": K, "lam": LAM, "features_MB": X.nbytes / 2**20}
     ref0 = reference(X, T, LAM)
-    fit0, t0, m0 = measured(lambda: fit_soft(X, T, LAM))
+    repeat = 2 if baselines else 1
+    fit0, t0, m0 = measured(lambda: fit_soft(X, T, LAM), repeat)
     out["teacher"] = {"time": t0, "peak_MB": m0, "error": err(fit0.P, ref0.P), "iterations": fit0.iterations,
                       "evaluations": fit0.evaluations, "hessian_products": fit0.hessian_products,
                       "gradient_norm": fit0.gradient_norm, "output_change": fit0.output_change,
@@ -163,7 +167,12 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
         log(f"  K={K} N={N} SD round {r} {t:.2f}s ({t / t0:.2f} x teacher) err {out['rounds'][-1]['error']:.1e}")
         prev = fit
     if baselines:
-        clf, ts, ms = measured(lambda: sklearn_teacher(X, yn, LAM))
+        loose, tl, ml = measured(lambda: fit_soft(X, T, LAM, gtol=1e-6, output_tol=1e-7), repeat)
+        out["teacher_loose"] = {"time": tl, "peak_MB": ml, "error": err(loose.P, ref0.P),
+                                "iterations": loose.iterations, "evaluations": loose.evaluations,
+                                "hessian_products": loose.hessian_products, "residual": loose.residual}
+        log(f"  K={K} N={N} teacher fit_soft gtol 1e-6, output_tol 1e-7: {tl:.2f}s err {err(loose.P, ref0.P):.1e}")
+        clf, ts, ms = measured(lambda: sklearn_teacher(X, yn, LAM), repeat)
         Wsk = clf.coef_
         if list(clf.classes_) != list(range(K)):
             raise RuntimeError("a class is missing from the given labels")
@@ -174,7 +183,7 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
                           "objective_gap": fsk - fref, "max_weight_difference": err(Wsk, ref0.W),
                           "ratio_fit_soft_to_sklearn": t0 / ts}
         log(f"  K={K} N={N} sklearn {ts:.2f}s err {out['sklearn']['error']:.1e} gap {fsk - fref:.1e}")
-        (Wpl, res), tp, mp = measured(lambda: plain_lbfgs(X, T, LAM))
+        (Wpl, res), tp, mp = measured(lambda: plain_lbfgs(X, T, LAM), repeat)
         out["plain_lbfgs"] = {"time": tp, "peak_MB": mp, "error": err(softmax_outputs(Wpl, X), ref0.P),
                               "iterations": int(res.nit), "message": str(res.message),
                               "ratio_fit_soft_to_plain": t0 / tp}
@@ -221,7 +230,7 @@ def main(argv=None):
     rounds = args.rounds if args.rounds is not None else (2 if args.quick else 3)
     out = {"load_average_at_start": os.getloadavg(), "mode": "quick" if args.quick else ("full" if args.full else "main")}
     N, D = (6000, 128) if args.quick else (50000, 512)
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=1):  # BLAS and OpenMP (scikit-learn's loss) alike
         out["main"] = []
         for K in (100, 10):
             out["main"].append(run_scale(N, D, K, rounds))
@@ -230,7 +239,8 @@ def main(argv=None):
             out["growth_K"] = [run_scale(50000, 512, k, 1, baselines=False) for k in (10, 100, 1000)]
             out["choices"] = run_choices(50000, 512, 10)
     out["maxrss_MB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    json_path = report.with_suffix(".json")
+    json_path = ROOT / "results" / "bench" / (report.stem + ".json")
+    json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(out, indent=1, default=str))
     _report.write(report, render(out))
     print(render_table(out))
@@ -238,11 +248,15 @@ def main(argv=None):
 
 
 def targets_met(s):
-    t, sk = s["teacher"], s.get("sklearn")
+    t, sk, lo = s["teacher"], s.get("sklearn"), s.get("teacher_loose")
     worst_round = max((r["ratio_to_teacher"] for r in s["rounds"]), default=float("nan"))
     return [
-        ("teacher time <= sklearn (tol 1e-6)", f"{t['time']:.2f} s vs {sk['time']:.2f} s", t["time"] <= sk["time"]),
-        ("teacher outputs within 1e-6 of the optimum", _report.fmt(t["error"]), t["error"] <= 1e-6),
+        ("teacher (defaults) time <= sklearn (tol 1e-6)", f"{t['time']:.2f} s vs {sk['time']:.2f} s",
+         t["time"] <= sk["time"]),
+        ("teacher (gtol 1e-6, output_tol 1e-7) time <= sklearn (tol 1e-6)",
+         f"{lo['time']:.2f} s vs {sk['time']:.2f} s", lo["time"] <= sk["time"]),
+        ("teacher outputs within 1e-6 of the optimum (defaults; gtol 1e-6)",
+         f"{_report.fmt(t['error'])}; {_report.fmt(lo['error'])}", max(t["error"], lo["error"]) <= 1e-6),
         ("peak memory < 2 GB (fit_soft, teacher and rounds)",
          f"{max([t['peak_MB']] + [r['peak_MB'] for r in s['rounds']]):.0f} MB",
          max([t["peak_MB"]] + [r["peak_MB"] for r in s["rounds"]]) < 2048),
@@ -262,7 +276,8 @@ def render_table(out) -> str:
 def render(out) -> str:
     quick = "N = 6 000, D = 128, 2 rounds" if out["mode"] == "quick" else None
     intro = [f"fit_soft against scikit-learn's lbfgs (tol 1e-6, hard labels) and a plain scipy L-BFGS-B, "
-             f"lambda = {LAM:g}, one BLAS thread each. Errors: max |P - P_ref| over the training outputs, "
+             f"lambda = {LAM:g}, one thread each (BLAS and OpenMP). At the main scale the teacher fits and "
+             "the baselines are timed twice (the lesser time is shown): the machine is shared. Errors: max |P - P_ref| over the training outputs, "
              "P_ref from fit_soft at gtol = output_tol = 1e-12 (trust-krylov) on the same targets. Memory: "
              "tracemalloc peak of the allocations during the fit (the features excluded). "
              f"Process maxrss at the end: {out['maxrss_MB']:.0f} MB.", "",
@@ -278,6 +293,10 @@ def render(out) -> str:
                          r["error"], f"{r['iterations']} it, {r['evaluations']} f, {r['hessian_products']} Hv",
                          r["residual"]))
         if "sklearn" in s:
+            lo = s["teacher_loose"]
+            rows.append(("fit_soft teacher, gtol 1e-6, output_tol 1e-7", lo["time"], lo["time"] / t["time"],
+                         lo["peak_MB"], lo["error"],
+                         f"{lo['iterations']} it, {lo['evaluations']} f, {lo['hessian_products']} Hv", lo["residual"]))
             k = s["sklearn"]
             rows.append(("scikit-learn lbfgs tol 1e-6 (teacher)", k["time"], k["time"] / t["time"], k["peak_MB"],
                          k["error"], f"{k['iterations']} it", None))

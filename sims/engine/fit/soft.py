@@ -227,6 +227,17 @@ def _softmax_cols(Z):
     return _flushed_exp(_log_softmax_cols(Z))
 
 
+def _log_softmax_and_softmax(Z):
+    """(log softmax, softmax) along columns with one exp pass; Z is overwritten (it becomes the log)."""
+    Z -= Z.max(axis=0, keepdims=True)
+    P = np.exp(Z)
+    P[Z < _FLUSH_LOG] = 0.0
+    S = P.sum(axis=0, keepdims=True)
+    P /= S
+    Z -= np.log(S)
+    return Z, P
+
+
 class _Evaluation:
     """The loss and its derivatives at one point, columns = instances."""
 
@@ -312,8 +323,7 @@ class _Problem:
         ev.x = x.copy()
         W = self._to_W(x.reshape(self.K, self.D))
         # (K, D) @ (D, N) with X^T a view: measured 1.3-1.6x faster with OpenBLAS than X @ W^T
-        logP = _log_softmax_cols(W @ self.X.T)  # (K, N)
-        P = _flushed_exp(logP)
+        logP, P = _log_softmax_and_softmax(W @ self.X.T)  # (K, N)
         T = self.T
         if self.loss == "ce":
             data = -float(np.vdot(T, logP))
