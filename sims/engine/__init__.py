@@ -24,10 +24,12 @@ from .fit import (
     LinearFit,
     LinearModel,
     NotConvergedError,
+    SoftFit,
     StackedLinear,
     fit_block,
     fit_features,
     fit_gram,
+    fit_soft,
     prepare_gram,
 )
 from .measures import TIE_RULES, Agreement, accuracy, correct, perfect, pll_targets, split_accuracy
@@ -39,7 +41,8 @@ __all__ = [
     "PAPER", "block_gram", "load_digits_data", "perturbed_features", "sample_gmm", "sample_gmm_gram",
     "NOISE_MODELS", "corrupt_labels", "label_counts", "labels_from_counts", "noise_matrix", "one_hot",
     "GCE_Q", "BlockExact", "ExactFit", "FeatureExact", "GramExact", "LinearFit", "LinearModel",
-    "NotConvergedError", "StackedLinear", "fit_block", "fit_features", "fit_gram", "prepare_gram",
+    "NotConvergedError", "SoftFit", "StackedLinear", "fit_block", "fit_features", "fit_gram", "fit_soft",
+    "prepare_gram",
     "sd", "pll", "first_perfect",
     "TIE_RULES", "Agreement", "accuracy", "correct", "perfect", "pll_targets", "split_accuracy",
 ]

@@ -1,0 +1,466 @@
+"""A primal solver for soft-target fits at scale: memory O(N D + N K + K D), no Hessian matrix.
+
+It minimises the objective of :func:`.solver.fit_features` (see the module docstring of :mod:`.solver`)::
+
+    f(W) = (1/N) sum_i loss(t_i, softmax(W x_i)) + (lam/2) ||W||_F^2
+
+over the full K x D matrix ``W`` (the ridge makes f strictly convex in W for CE; rows of every
+stationary W sum to zero, and a start with zero row mean keeps every iterate there), for CE and GCE
+with soft targets. The exact Newton solvers of :mod:`.solver` assemble the (K-1) D x (K-1) D Hessian
+and N per-instance Hessians; here only products with the Hessian are formed, at O(N D K) each.
+
+Coordinates. The optimiser works on ``V`` with ``W = (V * s) U^T``: ``U`` the eigenvectors of the
+feature covariance ``X^T X / N`` (estimated from at most 16 384 strided rows; eigenvalues ``c``),
+``s = 1 / sqrt(kappa c + lam)`` and ``kappa`` the mean curvature of the softmax at the start point
+(``(1 - |p|^2) / (K - 1)`` averaged over instances: 1/K at W = 0). In these coordinates the Hessian's
+Kronecker model ``kappa I (x) C + lam I`` is the identity ("whiten"; "diag" uses the diagonal of C
+instead, "none" s = 1; "auto" is "whiten" for D <= min(N, 4096), else "diag", so that the D x D
+eigenbasis never exceeds the size of X). The ridge keeps its form, since U is orthogonal:
+``||W||^2 = ||V * s||^2``. The map V -> W costs O(K D^2) per evaluation, against O(N D K) for the two
+products with X; X itself is never copied (a read-only memory map works).
+
+Method. A scipy.optimize.minimize optimiser on the flattened V with the analytic gradient: "lbfgs"
+(L-BFGS-B) or "trust-ncg" / "trust-krylov" (trust-region Newton with ``hessp``, the exact Hessian-vector
+product for CE and GCE, computed from the outputs P in O(N D K)), run until
+``max |grad f(W)| <= max(gtol, 1e-5) * gscale``; then Newton-CG steps (the Newton system solved by
+scipy.sparse.linalg.cg with ``hessp`` to relative residual 1e-2, Armijo backtracking) until the stopping
+rule holds. "auto" is "lbfgs": measured as fast as the trust-region methods and never slower
+(benchmarks/bench_probe_solver.py). Memory: X, the targets and a few K x N arrays, O(K D + D^2).
+
+Stopping rule (both must hold at the returned point; scipy's own tests are switched off):
+
+* the gradient: ``max |grad f(W)| <= gtol * gscale`` with ``gscale = max_j (1/N) sum_i |x_ij|``, the
+  largest value the data term's gradient can take anywhere (``|p_k - t_k| <= 1``, so
+  ``|(P - T) X / N|_kj <= gscale``): gtol is relative to the scale of the objective's slope and
+  independent of N and of the scale of the features;
+* the outputs: the last Newton step changed the training outputs by at most ``output_tol`` (max abs).
+  The change made by a Newton step estimates the distance of the outputs before the step from the
+  optimum, so the returned outputs are closer than that (by the CG tolerance, about 100x, in the
+  measurements).
+
+``max_iter`` bounds the optimiser's iterations plus the Newton steps; NotConvergedError otherwise.
+
+The output-space fixed-point residual of :mod:`.solver`, ``max |P - softmax(-g(P) X X^T / (N lam))|``,
+is computed at the returned point as ``((-g X) X^T) / (N lam)`` (without forming X X^T) and reported
+next to both. It is the output change of the step ``-grad f / lam``, which for small lam is far longer
+than the Newton step (for CE the Hessian is at least ``lam I``), so at an accurate solution it stays
+well above the distance from the optimum (lam = 1e-4: residual 5e-10 at a distance of 5e-14): reported,
+not the stopping rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import hashlib
+
+import numpy as np
+import scipy.linalg as sla
+import scipy.optimize as sopt
+from scipy.sparse.linalg import LinearOperator as sla_linop
+from scipy.sparse.linalg import cg as sparse_cg
+
+from theory.validate import check_int, check_positive
+from .newton import NotConvergedError, _as_float_array, _check_loss, _check_targets, _FLUSH_LOG
+
+__all__ = ["SoftFit", "fit_soft", "SOFT_METHODS", "PRECONDITIONERS"]
+
+SOFT_METHODS = ("auto", "lbfgs", "trust-ncg", "trust-krylov")
+PRECONDITIONERS = ("auto", "whiten", "diag", "none")
+# "auto" whitens up to this many features (the D x D eigenbasis: 128 MB, an eigendecomposition of ~3 s).
+_WHITEN_MAX_D = 4096
+_DEFAULT_MAX_ITER = 5000
+# Newton steps after the optimiser (each a CG solve of at most _CG_MAXITER Hessian products).
+_NEWTON_STEPS = 8
+_CG_MAXITER = 100
+_CG_RTOL = 1e-2
+# The optimiser hands over to those Newton steps once max |grad f| <= max(gtol, _HANDOVER) * gscale.
+_HANDOVER = 1e-5
+# Rows of X checked for finiteness per block (a bounded temporary, also for a memory-mapped X).
+_CHUNK = 8192
+
+
+@dataclass(frozen=True)
+class SoftFit:
+    """Result of :func:`fit_soft`.
+
+    W (K, D) weights; P (K, N) = softmax(W X^T), the training outputs (also ``outputs``);
+    residual = max |P - softmax(-g(P) X X^T / (N lam))| (the fixed-point residual of
+    :func:`.solver.fit_features`, computed without forming X X^T); gradient_norm = max |grad f(W)|;
+    gradient_scale = the gscale of the stopping rule; output_change = max |P - P_prev| over the last
+    iteration; iterations = optimiser iterations; evaluations = evaluations of f and its gradient;
+    hessian_products = Hessian-vector products; converged is always True (otherwise
+    NotConvergedError is raised); method = optimiser used; precondition = coordinates used.
+    """
+
+    W: np.ndarray
+    P: np.ndarray
+    residual: float
+    gradient_norm: float
+    output_change: float
+    iterations: int
+    converged: bool
+    loss: str
+    q: float
+    method: str
+    precondition: str = "whiten"
+    gradient_scale: float = 1.0
+    evaluations: int = 0
+    hessian_products: int = 0
+    objective: float = field(default=float("nan"))
+    newton_steps: int = 0
+
+    @property
+    def outputs(self) -> np.ndarray:
+        return self.P
+
+    def logits(self, X_new) -> np.ndarray:
+        """Logits W x for new points X_new (M, D); shape (K, M)."""
+        X_new = _features("X_new", X_new)
+        if X_new.shape[1] != self.W.shape[1]:
+            raise ValueError(f"X_new has shape {X_new.shape}, must be (M, {self.W.shape[1]})")
+        return (X_new @ self.W.T).T
+
+    def predict_proba(self, X_new) -> np.ndarray:
+        """softmax(W x) for new points X_new (M, D); shape (K, M)."""
+        return _softmax_cols(np.ascontiguousarray(self.logits(X_new)))
+
+
+def fit_soft(
+    X,
+    T,
+    lam,
+    *,
+    loss: str = "ce",
+    q: float = 0.7,
+    W0=None,
+    gtol: float = 1e-8,
+    output_tol: float = 1e-9,
+    max_iter: int = _DEFAULT_MAX_ITER,
+    method: str = "auto",
+    precondition: str = "auto",
+    blas_threads: int | None = 1,
+) -> SoftFit:
+    """Fit the linear softmax probe on features X (N, D) to soft targets T (K, N).
+
+    Same objective, losses and conventions as :func:`.solver.fit_features` (``q`` for GCE); see the
+    module docstring for the method and the stopping rule (``gtol`` on max |grad f| relative to
+    ``max_j mean_i |x_ij|``, ``output_tol`` on the change of the training outputs made by the last
+    Newton step). ``W0`` (K, D): the start (default zero); for CE a warm start (an SD round: the
+    targets are the previous round's outputs ``fit.P``, ``W0`` its ``fit.W``), for GCE the
+    initialisation (the teacher's weights); its row mean is removed first, as in fit_features.
+    X may be a read-only (memory-mapped) float64 array: it is never copied. ``method``: "auto",
+    "lbfgs", "trust-ncg", "trust-krylov"; ``precondition``: "auto", "whiten", "diag", "none" (module
+    docstring). ``max_iter`` bounds the optimiser's iterations plus the Newton steps;
+    NotConvergedError is raised if the stopping rule is not met, ValueError (naming the parameter)
+    for invalid input. ``blas_threads`` as in fit_features.
+    """
+    from .solver import _blas_limit
+
+    with _blas_limit(blas_threads):
+        return _fit_soft(X, T, lam, loss, q, W0, gtol, output_tol, max_iter, method, precondition)
+
+
+def _features(name, X):
+    """X as a float64 2-d array, without a copy when it already is one (memory-mapped arrays too)."""
+    if isinstance(X, np.ndarray) and X.dtype == np.float64:
+        if X.ndim != 2:
+            raise ValueError(f"{name} has shape {X.shape}, must be a 2-d array")
+        for start in range(0, X.shape[0], _CHUNK):
+            if not np.all(np.isfinite(X[start:start + _CHUNK])):
+                raise ValueError(f"{name} has non-finite entries, must be finite")
+        return X
+    return _as_float_array(name, X, 2)
+
+
+def _fit_soft(X, T, lam, loss, q, W0, gtol, output_tol, max_iter, method, precondition):
+    X = _features("X", X)
+    N, D = X.shape
+    if N < 1 or D < 1:
+        raise ValueError(f"X has shape {X.shape}, must have at least one row and one column")
+    T = _check_targets(T, N)
+    K = T.shape[0]
+    lam = check_positive("lam", lam)
+    loss, q = _check_loss(loss, q)
+    gtol = check_positive("gtol", gtol)
+    output_tol = check_positive("output_tol", output_tol)
+    max_iter = check_int("max_iter", max_iter, minimum=1)
+    if method not in SOFT_METHODS:
+        raise ValueError(f"method == {method!r}, must be one of {SOFT_METHODS}")
+    if precondition not in PRECONDITIONERS:
+        raise ValueError(f"precondition == {precondition!r}, must be one of {PRECONDITIONERS}")
+    if W0 is not None:
+        W0 = _as_float_array("W0", W0, 2)
+        if W0.shape != (K, D):
+            raise ValueError(f"W0 has shape {W0.shape}, must be ({K}, {D})")
+        W0 = W0 - W0.mean(axis=0, keepdims=True)
+    if method == "auto":
+        method = "lbfgs"
+    if precondition == "auto":
+        precondition = "whiten" if D <= min(N, _WHITEN_MAX_D) else "diag"
+    prob = _Problem(X, T, lam, loss, q, precondition, W0)
+    return prob.solve(method, gtol, output_tol, max_iter)
+
+
+# ----------------------------------------------------------------------------
+# Softmax and losses, columns = instances
+# ----------------------------------------------------------------------------
+# Hand-written rather than scipy.special.log_softmax: in place (no temporaries of size N K beyond
+# the ones kept) and with exp flushed to zero below 1e-300 (subnormals slow BLAS down several-fold).
+
+
+def _log_softmax_cols(Z):
+    """log softmax along columns (axis 0), overwriting Z."""
+    Z -= Z.max(axis=0, keepdims=True)
+    E = np.exp(Z)
+    Z -= np.log(E.sum(axis=0, keepdims=True))
+    return Z
+
+
+def _flushed_exp(L):
+    P = np.exp(L)
+    P[L < _FLUSH_LOG] = 0.0
+    return P
+
+
+def _softmax_cols(Z):
+    return _flushed_exp(_log_softmax_cols(Z))
+
+
+def _log_softmax_and_softmax(Z):
+    """(log softmax, softmax) along columns with one exp pass; Z is overwritten (it becomes the log)."""
+    Z -= Z.max(axis=0, keepdims=True)
+    P = np.exp(Z)
+    P[Z < _FLUSH_LOG] = 0.0
+    S = P.sum(axis=0, keepdims=True)
+    P /= S
+    Z -= np.log(S)
+    return Z, P
+
+
+class _Evaluation:
+    """The loss and its derivatives at one point, columns = instances."""
+
+    __slots__ = ("x", "f", "grad", "gW", "W", "P", "a", "A")
+
+
+# Rows of X used for the covariance of the preconditioner (a strided subset: it only has to be close).
+_COV_ROWS = 16384
+_cov_cache: list = []  # [(digest of the rows used, (c, U))]: the last decomposition, for rounds on one X
+
+
+def _covariance_eigh(X):
+    """Eigenvalues and eigenvectors of X^T X / N from at most _COV_ROWS strided rows, cached."""
+    N = X.shape[0]
+    step = -(-N // _COV_ROWS)
+    Xs = np.ascontiguousarray(X[::step])
+    key = (Xs.shape, hashlib.blake2b(Xs.data, digest_size=32).digest())
+    if _cov_cache and _cov_cache[0][0] == key:
+        return _cov_cache[0][1]
+    C = Xs.T @ Xs
+    C /= Xs.shape[0]
+    c, U = sla.eigh(C, overwrite_a=True, check_finite=False)
+    out = (np.maximum(c, 0.0), U)
+    _cov_cache[:] = [(key, out)]
+    return out
+
+
+class _Problem:
+    def __init__(self, X, T, lam, loss, q, precondition, W0):
+        self.X = X
+        self.T = T  # (K, N)
+        self.N, self.D = X.shape
+        self.K = T.shape[0]
+        self.lam = lam
+        self.loss = loss
+        self.q = q
+        self.precondition = precondition
+        self.nfev = 0
+        self.nhess = 0
+        N = self.N
+        # Largest value of the data term's gradient (stopping-rule scale), in row blocks.
+        absmean = np.zeros(self.D)
+        for start in range(0, N, _CHUNK):
+            absmean += np.abs(X[start:start + _CHUNK]).sum(axis=0)
+        self.gscale = float(np.max(absmean) / N) or 1.0
+
+        B0 = np.zeros((self.K, self.D)) if W0 is None else W0
+        kappa = self._start_curvature(B0)
+        self.U = None
+        if precondition == "whiten":
+            c, self.U = _covariance_eigh(X)
+            self.s = 1.0 / np.sqrt(kappa * c + lam)
+        elif precondition == "diag":
+            c = np.zeros(self.D)
+            for start in range(0, N, _CHUNK):
+                Xb = X[start:start + _CHUNK]
+                c += np.einsum("nd,nd->d", Xb, Xb)
+            self.s = 1.0 / np.sqrt(kappa * c / N + lam)
+        else:
+            self.s = np.ones(self.D)
+        self.V0 = self._to_V(B0) if W0 is not None else np.zeros((self.K, self.D))
+
+    def _start_curvature(self, W):
+        P = _softmax_cols(W @ self.X.T)
+        k = float(np.mean(1.0 - np.einsum("kn,kn->n", P, P))) / (self.K - 1)
+        return max(k, 1e-12)
+
+    # V -> W = (V * s) U^T, and the gradient's pull-back (grad_W U) * s: O(K D^2) per evaluation,
+    # against O(N D K) for the products with X, and no rotated copy of X.
+    def _to_V(self, W):
+        B = W @ self.U if self.U is not None else W
+        return B / self.s
+
+    def _to_W(self, V):
+        B = V * self.s
+        return B @ self.U.T if self.U is not None else B
+
+    def _pull_back(self, gW):
+        return (gW @ self.U if self.U is not None else gW) * self.s
+
+    def evaluate(self, x):
+        ev = _Evaluation()
+        ev.x = x.copy()
+        W = self._to_W(x.reshape(self.K, self.D))
+        # (K, D) @ (D, N) with X^T a view: measured 1.3-1.6x faster with OpenBLAS than X @ W^T
+        logP, P = _log_softmax_and_softmax(W @ self.X.T)  # (K, N)
+        T = self.T
+        if self.loss == "ce":
+            data = -float(np.vdot(T, logP))
+            G = P - T
+            ev.a = ev.A = None
+        else:
+            q = self.q
+            Pq = _flushed_exp(q * logP)
+            data = float(self.N - np.vdot(T, Pq)) / q
+            a = T * Pq
+            A = a.sum(axis=0)
+            G = P * A - a
+            ev.a, ev.A = a, A
+        ev.f = data / self.N + 0.5 * self.lam * float(np.vdot(W, W))
+        ev.gW = (G @ self.X) / self.N + self.lam * W
+        ev.grad = self._pull_back(ev.gW).ravel()
+        ev.W, ev.P = W, P
+        self.nfev += 1
+        return ev
+
+    def hessp(self, ev, x_dir):
+        """Hessian of f (in V) applied to the direction x_dir (flattened V)."""
+        self.nhess += 1
+        S = self._to_W(x_dir.reshape(self.K, self.D))
+        Ud = S @ self.X.T  # (K, N): directional logits
+        P = ev.P
+        pu = np.einsum("kn,kn->n", P, Ud)
+        Y = P * (Ud - pu)  # (diag p - p p^T) u, per instance
+        if self.loss == "gce":
+            q, a, A = self.q, ev.a, ev.A
+            au = np.einsum("kn,kn->n", a, Ud)
+            Y *= A
+            Y -= q * a * Ud
+            Y += q * (P * au + a * pu)
+            Y -= q * A * P * pu
+        HW = (Y @ self.X) / self.N + self.lam * S
+        return self._pull_back(HW).ravel()
+
+    def solve(self, method, gtol, output_tol, max_iter):
+        cache = []  # the last few evaluations (scipy asks for f, grad and hessp at the same points)
+
+        def lookup(x):
+            for ev in reversed(cache):
+                if np.array_equal(ev.x, x):
+                    return ev
+            ev = self.evaluate(x)
+            cache.append(ev)
+            del cache[:-2]
+            return ev
+
+        state = {"change": np.inf, "it": 0, "ev": None, "gmax": np.inf, "done": False}
+        gtarget = gtol * self.gscale
+        handover = max(gtol, _HANDOVER) * self.gscale
+
+        def check(x):
+            ev = lookup(x)
+            state["ev"] = ev
+            state["gmax"] = self._gradient_max(ev)
+            state["done"] = state["gmax"] <= handover
+            return state["done"]
+
+        def callback(intermediate_result):
+            state["it"] += 1
+            if check(intermediate_result.x):
+                raise StopIteration
+
+        fun = lambda x: lookup(x).f  # noqa: E731
+        jac = lambda x: lookup(x).grad  # noqa: E731
+        x0 = self.V0.ravel()
+        if not check(x0):
+            if method == "lbfgs":
+                res = sopt.minimize(fun, x0, jac=jac, method="L-BFGS-B", callback=callback,
+                                    options={"maxiter": max_iter, "maxfun": 20 * max_iter, "maxcor": 20,
+                                             "ftol": 0.0, "gtol": 0.0, "maxls": 40})
+            else:
+                hessp = lambda x, p: self.hessp(lookup(x), p)  # noqa: E731
+                res = sopt.minimize(fun, x0, jac=jac, hessp=hessp, method=method, callback=callback,
+                                    options={"maxiter": max_iter, "gtol": 0.0})
+            if not state["done"]:  # scipy stopped on its own (a line search at round-off, or maxiter)
+                check(res.x)
+        budget = max_iter - state["it"]
+        cache.clear()  # only the last point is kept: memory for the Newton steps
+        ev, newton, change = self._newton_finish(state["ev"], state["change"], gtarget, output_tol, budget)
+        gmax = self._gradient_max(ev)
+        state.update(ev=ev, change=change, gmax=gmax, done=change <= output_tol and gmax <= gtarget)
+        state["it"] += newton
+        W = ev.W
+        gradient_norm = float(np.max(np.abs(ev.gW)))
+        Zr = (W - ev.gW / self.lam) @ self.X.T  # (-g X) X^T / (N lam), as W - grad f / lam
+        residual = float(np.max(np.abs(ev.P - _softmax_cols(Zr))))
+        if not state["done"]:
+            raise NotConvergedError(
+                f"fit_soft ({self.loss}, {method}) did not reach gtol == {gtol:g} (max |grad| "
+                f"{state['gmax']:.3e} vs {gtarget:.3e}) and output_tol == {output_tol:g} (output change "
+                f"{state['change']:.3e})", residual, state["it"])
+        return SoftFit(W, ev.P, residual, gradient_norm, state["change"],
+                       state["it"], True, self.loss, self.q, method, self.precondition, self.gscale,
+                       self.nfev, self.nhess, ev.f, newton)
+
+    def _gradient_max(self, ev):
+        """max |grad f(W)|."""
+        return float(np.max(np.abs(ev.gW)))
+
+    def _newton_finish(self, ev, change, gtarget, output_tol, budget):
+        """Newton steps from the optimiser's last point until one changes the outputs by <= output_tol.
+
+        Each step solves H s = -grad (in V coordinates, where H is close to the identity) by conjugate
+        gradients (scipy.sparse.linalg.cg, relative residual 1e-3, Hessian-vector products only) and is
+        taken if f does not increase beyond round-off. Its output change max |P(W + s) - P(W)| estimates
+        the distance of the outputs before the step from the optimum (to second order), so the rule
+        is conservative for the returned outputs. Hand-written because no scipy optimiser stops on a
+        rule in output space. At most ``budget`` steps (the optimiser's iterations left). Returns
+        (evaluation, steps taken, output change of the last step; ``change`` if none was taken).
+        """
+        n = ev.x.size
+        eps = np.finfo(float).eps
+        steps = 0
+        for _ in range(min(_NEWTON_STEPS, budget)):
+            H = sla_linop((n, n), matvec=lambda v, ev=ev: self.hessp(ev, v), dtype=np.float64)
+            step, _info = sparse_cg(H, -ev.grad, rtol=_CG_RTOL, maxiter=_CG_MAXITER)
+            slope = float(np.vdot(ev.grad, step))
+            if not slope < 0:  # CG met negative curvature (a nonconvex loss): steepest descent
+                step, slope = -ev.grad, -float(np.vdot(ev.grad, ev.grad))
+            t = 1.0
+            while True:  # Armijo backtracking, with room for round-off in f near the optimum
+                new = self.evaluate(ev.x + t * step)
+                if new.f <= ev.f + 1e-4 * t * slope + 16 * eps * abs(ev.f):
+                    break
+                t *= 0.5
+                if t < 1e-3:
+                    new = None
+                    break
+            if new is None:
+                break
+            change = float(np.max(np.abs(new.P - ev.P)))
+            ev = new
+            steps += 1
+            if change <= output_tol and self._gradient_max(ev) <= gtarget:
+                break
+        return ev, steps, change

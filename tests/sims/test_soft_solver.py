@@ -1,0 +1,157 @@
+"""Tests for sims.engine.fit.fit_soft: the same optimum as the exact Newton solver fit_features, the
+stopping rule, warm starts, errors, memory-mapped input.
+
+Tolerance policy: fit_features is run at residual tol 1e-12 (exact to round-off for these small
+problems); fit_soft at its defaults (gtol 1e-8, output_tol 1e-9), whose Newton-CG finish leaves the
+outputs far closer than output_tol to the optimum. Outputs are compared at 1e-8.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sims.engine import fit_soft as engine_fit_soft
+from sims.engine.fit import NotConvergedError, SoftFit, fit_features, fit_soft
+
+OUT_TOL = 1e-8
+
+
+def mixture(N, D, K, seed=0, soft=True):
+    """Gaussian-mixture features (with a common mean) and soft (Dirichlet around a noisy label) targets."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, K, N)
+    M = rng.normal(size=(K, D))
+    X = (rng.normal(size=(N, D)) + 1.2 * M[y] + 0.3) / np.sqrt(D)
+    z = np.where(rng.random(N) < 0.3, rng.integers(0, K, N), y)
+    T = np.eye(K)[:, z]
+    if soft:
+        T = 0.6 * T + 0.4 * rng.dirichlet(np.ones(K), size=N).T
+    return X, T
+
+
+CASES = [  # (N, D, K, lam): D < N and D > N
+    (80, 6, 2, 1e-2),
+    (90, 10, 3, 1e-3),
+    (60, 90, 4, 1e-2),
+    (100, 12, 5, 1e-3),
+    (40, 70, 5, 1e-3),
+]
+
+
+@pytest.mark.parametrize("N,D,K,lam", CASES)
+@pytest.mark.parametrize("method", ["auto", "trust-ncg"])
+def test_ce_matches_fit_features(N, D, K, lam, method):
+    X, T = mixture(N, D, K, seed=N + D + K)
+    ref = fit_features(X, T, lam, tol=1e-12)
+    fit = fit_soft(X, T, lam, method=method)
+    assert isinstance(fit, SoftFit) and fit.converged
+    assert fit.P.shape == (K, N) and fit.W.shape == (K, D)
+    assert np.max(np.abs(fit.P - ref.outputs)) <= OUT_TOL
+    assert np.max(np.abs(fit.W - ref.W)) <= 1e-7 * max(1.0, np.max(np.abs(ref.W)))
+    # the stopping rule as stated, and the fixed-point residual at the optimum
+    assert fit.gradient_norm <= 1e-8 * fit.gradient_scale
+    assert fit.output_change <= 1e-9
+    assert fit.residual <= 1e-7
+    np.testing.assert_allclose(fit.W.sum(axis=0), 0.0, atol=1e-12)
+    np.testing.assert_allclose(fit.predict_proba(X), fit.P, atol=1e-12)
+    assert fit.precondition == ("whiten" if D <= N else "diag")  # the D x D eigenbasis only when D <= N
+
+
+@pytest.mark.parametrize("N,D,K,lam", [CASES[1], CASES[2], CASES[3]])
+def test_gce_matches_fit_features_from_the_teacher(N, D, K, lam):
+    X, T = mixture(N, D, K, seed=7 * K)
+    teacher = fit_features(X, T, lam, tol=1e-12)
+    ref = fit_features(X, T, lam, loss="gce", q=0.7, W0=teacher.W, tol=1e-12)
+    fit = fit_soft(X, T, lam, loss="gce", q=0.7, W0=teacher.W)
+    assert fit.loss == "gce" and fit.q == 0.7
+    assert np.max(np.abs(fit.P - ref.outputs)) <= OUT_TOL
+    assert fit.residual <= 1e-7
+
+
+def test_hard_targets_and_sd_rounds_warm_started():
+    """Teacher on one-hot labels, then SD rounds on its outputs: each warm fit is the cold optimum."""
+    X, T = mixture(120, 8, 4, seed=3, soft=False)
+    lam = 1e-3
+    prev = fit_soft(X, T, lam)
+    assert np.max(np.abs(prev.P - fit_features(X, T, lam, tol=1e-12).outputs)) <= OUT_TOL
+    for _ in range(2):
+        warm = fit_soft(X, prev.P, lam, W0=prev.W)
+        cold = fit_features(X, prev.P, lam, tol=1e-12)
+        assert np.max(np.abs(warm.P - cold.outputs)) <= OUT_TOL
+        prev = warm
+
+
+def test_warm_start_at_the_optimum_and_row_mean_removed():
+    X, T = mixture(90, 10, 3, seed=11)
+    lam = 1e-2
+    fit = fit_soft(X, T, lam)
+    again = fit_soft(X, T, lam, W0=fit.W + 5.0)  # a common shift of the rows changes no output
+    assert np.max(np.abs(again.P - fit.P)) <= OUT_TOL
+    assert again.iterations <= 2
+
+
+def test_methods_and_preconditioners_agree():
+    X, T = mixture(100, 12, 5, seed=5)
+    lam = 1e-3
+    ref = fit_features(X, T, lam, tol=1e-12).outputs
+    for method in ("lbfgs", "trust-ncg", "trust-krylov"):
+        for pre in ("whiten", "diag", "none"):
+            fit = fit_soft(X, T, lam, method=method, precondition=pre)
+            assert fit.method == method and fit.precondition == pre
+            assert np.max(np.abs(fit.P - ref)) <= OUT_TOL
+
+
+def test_exported_from_the_engine():
+    assert engine_fit_soft is fit_soft
+
+
+def test_not_converged_when_max_iter_is_tiny():
+    X, T = mixture(100, 12, 5, seed=1)
+    with pytest.raises(NotConvergedError) as info:
+        fit_soft(X, T, 1e-4, max_iter=1)
+    assert info.value.iterations <= 1
+    assert info.value.residual > 0
+
+
+def test_memmap_input(tmp_path):
+    X, T = mixture(90, 10, 3, seed=2)
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    Xm = np.load(path, mmap_mode="r")
+    assert not Xm.flags.writeable
+    fit = fit_soft(Xm, T, 1e-2)
+    ref = fit_soft(X, T, 1e-2)
+    assert np.max(np.abs(fit.P - ref.P)) <= 1e-12
+    np.testing.assert_allclose(fit.logits(Xm), ref.logits(X), atol=1e-10)
+
+
+@pytest.mark.parametrize("change,match", [
+    (lambda X, T, kw: (np.where(np.arange(X.size).reshape(X.shape) == 7, np.nan, X), T, kw), "^X has non-finite"),
+    (lambda X, T, kw: (X, T[:, :-1], kw), "^T has shape"),
+    (lambda X, T, kw: (X[:, 0], T, kw), "^X has shape"),
+    (lambda X, T, kw: (X, T * 1.01, kw), "of T sums to"),
+    (lambda X, T, kw: (X, np.vstack([T[:1] + 0.5, T[1:2] - 0.5, T[2:]]), kw), r"^T\[.*must be >= 0"),
+    (lambda X, T, kw: (X, T, {**kw, "lam": 0.0}), "^lam == 0.0, must be > 0"),
+    (lambda X, T, kw: (X, T, {**kw, "lam": -1.0}), "^lam == -1.0"),
+    (lambda X, T, kw: (X, T, {**kw, "W0": np.zeros((2, 10))}), "^W0 has shape"),
+    (lambda X, T, kw: (X, T, {**kw, "loss": "mse"}), "^loss =="),
+    (lambda X, T, kw: (X, T, {**kw, "q": 1.5}), "^q == 1.5"),
+    (lambda X, T, kw: (X, T, {**kw, "gtol": 0.0}), "^gtol =="),
+    (lambda X, T, kw: (X, T, {**kw, "max_iter": 0}), "^max_iter =="),
+    (lambda X, T, kw: (X, T, {**kw, "method": "newton"}), "^method =="),
+    (lambda X, T, kw: (X, T, {**kw, "precondition": "chol"}), "^precondition =="),
+])
+def test_bad_input_names_the_parameter(change, match):
+    X, T = mixture(30, 10, 3, seed=0)
+    X, T, kw = change(X, T, {"lam": 1e-2})
+    with pytest.raises(ValueError, match=match):
+        fit_soft(X, T, **kw)
+
+
+def test_new_points_shape_checked():
+    X, T = mixture(30, 10, 3, seed=0)
+    fit = fit_soft(X, T, 1e-2)
+    with pytest.raises(ValueError, match="^X_new has shape"):
+        fit.logits(X[:, :5])
+    assert fit.predict_proba(X[:4]).shape == (3, 4)
