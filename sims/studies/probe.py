@@ -336,13 +336,14 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
 
         from cleanlab.filter import find_label_issues
 
-        issues["cleanlab_filter"] = np.asarray(find_label_issues(ytr, oof_teacher.T), dtype=bool)
+        issues["cleanlab_filter"] = np.asarray(find_label_issues(ytr, oof_teacher.T, n_jobs=1), dtype=bool)
         lam_cl = None
         cl_note = None
         if "cleanlab" in methods:
             from cleanlab.classification import CleanLearning
 
-            finder = CleanLearning(ProbeClassifier(lam_t, K), seed=cl_seed, cv_n_folds=folds)
+            finder = CleanLearning(ProbeClassifier(lam_t, K), seed=cl_seed, cv_n_folds=folds,
+                                   find_label_issues_kwargs={"n_jobs": 1})
             found = finder.find_label_issues(Xtr, ytr)
             keep = ~found["is_label_issue"].to_numpy(dtype=bool)
             issues["cleanlab"] = ~keep
@@ -367,7 +368,8 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
                 for j, lam in enumerate(lams):
                     rows.append({"stage": "cv", "method": "cleanlab", "lam": lam, "round": 0,
                                  "cv_accuracy": float(scores[j]), "chosen": j == jbest})
-            model = CleanLearning(ProbeClassifier(lam_cl, K), seed=cl_seed, cv_n_folds=folds)
+            model = CleanLearning(ProbeClassifier(lam_cl, K), seed=cl_seed, cv_n_folds=folds,
+                                  find_label_issues_kwargs={"n_jobs": 1})
             model.fit(Xtr, ytr, label_issues=found)
             test["cleanlab"] = accuracy(model.predict_proba(Xte).T, yte)
             rows.append({"stage": "test", "method": "cleanlab", "lam": lam_cl, "round": 0,
@@ -600,8 +602,7 @@ def _theory_section(rep, lams, choice, oof, fin, K) -> dict:
         "rounds_fitted": len(sd_rounds) - 1,
     }
     out["agreement"] = None
-    if applicable is None and observed_first is not None or (applicable is None and sd_rounds
-                                                             and sd_rounds[0]["train_accuracy_true"] is not None):
+    if applicable is None and sd_rounds and sd_rounds[0]["train_accuracy_true"] is not None:
         R = len(sd_rounds) - 1
         predicted = t_star if t_star is not None and t_star <= R else None
         if predicted == observed_first:
