@@ -299,3 +299,20 @@ def test_fixed_test_files_and_text_report(files, tmp_path, capsys):
     js = json.loads((tmp_path / "o" / "probe.json").read_text())
     assert js["data"]["N_train"] == N and js["data"]["N_test"] == N
     assert set(js["methods"]) == {"teacher", "sd"}
+
+
+def test_the_fit_uses_the_scalable_solver_when_the_engine_has_it(monkeypatch):
+    X, y, _ = mixture(seed=2, n=60)
+    T = np.eye(K)[y].T
+    exact = P.fit_stage.fit_features(X, T, 0.1)
+    calls = []
+
+    def fake_soft(X_, T_, lam, *, loss="ce", q=0.7, W0=None):
+        calls.append((loss, q, W0 is None))
+        return P.fit_stage.fit_features(X_, T_, lam, loss=loss, q=q, W0=W0)
+
+    monkeypatch.delattr(P.fit_stage, "fit_soft", raising=False)
+    assert np.allclose(P._fit(X, T, 0.1).W, exact.W, atol=1e-10) and calls == []
+    monkeypatch.setattr(P.fit_stage, "fit_soft", fake_soft, raising=False)
+    got = P._fit(X, T, 0.1, W0=exact.W, loss="gce")
+    assert calls == [("gce", P.fit_stage.GCE_Q, False)] and got.W.shape == (K, DIM)
