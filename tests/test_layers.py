@@ -30,6 +30,7 @@ LAYERS = (
     ("sims.convergence", 2),
     ("sims.exact_boundary_check", 2),
     ("sims.pll_mixture", 2),
+    ("sims.probe", 2),
     ("sims.figures", 3),
     ("sims.paper_checks", 3),
 )
