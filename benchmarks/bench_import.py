@@ -26,7 +26,7 @@ from benchmarks import _report  # noqa: E402
 
 MODULES = ("theory", "sims", "sims.engine")
 COMMANDS = ("sims.phase_diagram", "sims.distill", "sims.convergence", "sims.exact_boundary_check",
-            "sims.pll_mixture", "sims.figures", "sims.paper_checks", "theory.generate")
+            "sims.pll_mixture", "sims.probe", "sims.figures", "sims.paper_checks", "theory.generate")
 
 
 def _env(tree: Path) -> dict:

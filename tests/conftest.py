@@ -9,6 +9,10 @@
   --hypothesis-profile thorough``).
 """
 
+import os
+import sys
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 _COMMON = dict(deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow])
@@ -22,3 +26,32 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 settings.load_profile("dev")
+
+
+# Mutation testing (mutmut 3, docs/testing.md): theory.symbolic and theory.symbolic_exact memoise their
+# derivations. mutmut forks each mutant's test run from a process that has already run the tests, so a
+# mutant of a derivation would only ever meet the memoised results of the original code; and while mutmut
+# records which tests call which function, only the first test to derive would be recorded. Both hooks
+# forget the memoised derivations, and do nothing unless mutmut sets MUTANT_UNDER_TEST.
+_MUTMUT_PHASES = ("", "stats", "fail", "mutant_generation")
+
+
+def _forget_derivations():
+    symbolic = sys.modules.get("theory.symbolic")
+    if symbolic is not None:
+        symbolic.clear_caches()
+    symbolic_exact = sys.modules.get("theory.symbolic_exact")
+    if symbolic_exact is not None:
+        symbolic_exact.derived_mixing_expr.cache_clear()
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("MUTANT_UNDER_TEST", "") not in _MUTMUT_PHASES:
+        _forget_derivations()
+
+
+@pytest.fixture(autouse=True)
+def _record_every_test_that_derives():
+    if os.environ.get("MUTANT_UNDER_TEST", "") == "stats":
+        _forget_derivations()
+    yield

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-HEAVY = ("sympy", "scipy", "sklearn", "matplotlib", "seaborn", "joblib", "dask", "flint")
+HEAVY = ("sympy", "scipy", "sklearn", "matplotlib", "seaborn", "joblib", "dask", "flint", "cleanlab", "pandas", "pyarrow")
 COMMANDS = ("sims.phase_diagram", "sims.distill", "sims.convergence", "sims.exact_boundary_check",
-            "sims.pll_mixture", "sims.figures", "sims.paper_checks", "theory.generate")
+            "sims.pll_mixture", "sims.probe", "sims.figures", "sims.paper_checks", "theory.generate")
 
 
 def _loaded_after(code: str) -> list:

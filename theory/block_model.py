@@ -13,7 +13,7 @@ import numpy as np
 
 from ._generated import block_eigenvalues_np, filters_arith, filters_np
 from .rational import rational
-from .validate import check_block_correlations, check_int, check_positive
+from .validate import check_block_correlations, check_int, check_positive, check_rounds
 
 __all__ = [
     "block_eigenvalues",
@@ -107,9 +107,10 @@ def label_averaging_operator(G, K: int, lam: float) -> np.ndarray:
     return np.linalg.solve(M, G)
 
 
-def spectral_operator(K: int, n: int, c: float, d: float, lam: float, fits: int = 1) -> np.ndarray:
-    """A^fits from the closed form: alpha^s (I - B) + beta^s (B - J) + g^s J (explicit N x N)."""
-    fits = check_int("fits", fits, minimum=0)
+def spectral_operator(K: int, n: int, c: float, d: float, lam: float, t: int = 0) -> np.ndarray:
+    """A^s, s = t + 1 (the operator of rounds 0..t), from the closed form: alpha^s (I - B) + beta^s (B - J)
+    + g^s J (explicit N x N)."""
+    fits = check_rounds("t", t) + 1
     alpha, beta, g = filters(K, n, c, d, lam)
     Pw, Pc, P0 = block_projectors(K, n)
     return alpha**fits * Pw + beta**fits * Pc + g**fits * P0

@@ -236,7 +236,7 @@ def population_accuracy(K: int, n: int, c: float, d: float, lam: float, C, t: in
     o = C.mean(axis=0).tolist()
     correct = 0
     for k in range(K):
-        if all(_fresh_margin_sign(K, n, c, d, lam, m, o, t + 1, k, j) > 0 for j in range(K) if j != k):
+        if all(_fresh_margin_sign(K, n, c, d, lam, m, o, t, k, j) > 0 for j in range(K) if j != k):
             correct += 1
     return correct / K
 

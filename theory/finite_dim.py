@@ -86,7 +86,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validate import check_block_correlations, check_int, check_label_counts, check_positive
+from .validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
 
 __all__ = [
     "mp_average",
@@ -181,11 +181,12 @@ class WithinSpectrum:
     quadrature_error: float
 
 
-def within_spectrum(K: int, n: int, c: float, lam: float, D: float, fits: int, quad_tol: float = 1e-12) -> WithinSpectrum:
-    """Averages of the training filter f_s and the fresh weight q_s over the within-class spectrum (see module doc)."""
+def within_spectrum(K: int, n: int, c: float, lam: float, D: float, rounds: int, quad_tol: float = 1e-12) -> WithinSpectrum:
+    """Averages of the training filter f_s and the fresh weight q_s over the within-class spectrum (see module doc),
+    for rounds t = 0..rounds (s = t + 1 fits; arrays indexed by t)."""
     K = check_int("K", K, minimum=2)
     n = check_int("n", n, minimum=2)
-    fits = check_int("fits", fits, minimum=1)
+    fits = check_rounds("rounds", rounds) + 1
     lam = check_positive("lam", lam)
     D = check_positive("D", D) if D != math.inf else math.inf
     N = K * n
@@ -244,7 +245,7 @@ def mp_stieltjes(z, ratio: float, scale: float = 1.0):
     return m / scale
 
 
-def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, fits: int, tol: float = 1e-12):
+def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, rounds: int, tol: float = 1e-12):
     """Class-mean filters of the deformed model: e^T phi_s(G) e for the K class-mean directions.
 
     G = (1 - c) W + E M E^T (E: normalised class indicators, M = n (c - d) I + n d 1 1^T,
@@ -259,11 +260,12 @@ def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, fits
     agree within ``tol`` (relative) and outlier weight plus bulk mass is 1 within ``tol``
     (RuntimeError beyond 2^20 nodes).
 
-    Returns (f_class, f_const, h_class, h_const, error): arrays over s = 1..fits of the
+    Returns (f_class, f_const, h_class, h_const, error): arrays over rounds t = 0..rounds (s = t + 1) of the
     training filter f_s(x) = (x / (x + mu))^s and the fresh weight h_s(x) = x^(s-1) / (x + mu)^s
     (the block model's beta^s, g^s and h_s(mu_class), h_s(mu_const) at D = infinity, where
     g(z) = 1 / (1 - c - z)), and the largest of the convergence error and the imaginary residue.
     """
+    fits = check_rounds("rounds", rounds) + 1
     N = K * n
     mu = K * N * lam
     sig2 = 1.0 - c
@@ -364,7 +366,7 @@ def margin_moments(K, n, c, d, lam, D, counts, t: int, quad_tol: float = 1e-12):
     cov[k, l] = the K x K covariance of those K margins (row/column k zero).
     """
     t = check_int("t", t, minimum=0)
-    pred = finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=t, quad_tol=quad_tol, probabilities=False)
+    pred = finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=t, quad_tol=quad_tol, probabilities=False)
     return pred.margin_mean[t], pred.margin_cov[t]
 
 
@@ -476,7 +478,7 @@ def _genz_batch(m, S, det, tol, rng, max_points, ndtr, ndtri, nshift: int = 12):
 
 @dataclass(frozen=True)
 class FiniteDimPrediction:
-    """Finite-D linearised prediction for rounds t = 0..horizon (arrays indexed by t first).
+    """Finite-D linearised prediction for rounds t = 0..rounds (arrays indexed by t first).
 
     output_mean[t, k, l] (K,): mean outputs of a type-(k, l) instance; margin_mean[t, k, l, j]
     own-class minus class-j output (0 at j = k); margin_cov[t, k, l] (K, K) covariance of
@@ -486,7 +488,7 @@ class FiniteDimPrediction:
     max of p_all_correct); fresh_accuracy[t] and fresh_accuracy_class[t, k];
     fresh_margin_mean / fresh_margin_cov as for training (row k: a fresh class-k sample,
     in units of N lambda times the logits); block_first_round: theory.min_rounds;
-    first_perfect: median, q10, q90 (None: beyond the horizon), p_equal_block;
+    first_perfect: median, q10, q90 (None: beyond the rounds), p_equal_block;
     quadrature_error, probability_error: the largest reported errors.
     """
 
@@ -497,7 +499,7 @@ class FiniteDimPrediction:
     lam: float
     D: float
     counts: np.ndarray
-    horizon: int
+    rounds: int
     phi: np.ndarray
     kappa: np.ndarray
     output_mean: np.ndarray
@@ -524,9 +526,9 @@ def _check_D(D):
 
 
 def first_perfect_quantiles(cdf: np.ndarray, block_round: int | None) -> dict:
-    """median, q10, q90 (least t with CDF >= q; None beyond the horizon) and p_equal_block.
+    """median, q10, q90 (least t with CDF >= q; None beyond the rounds) and p_equal_block.
 
-    p_equal_block = P(first = block_round), or P(not perfect within the horizon) when the
+    p_equal_block = P(first = block_round), or P(not perfect within the rounds) when the
     block model never reaches a perfect round (block_round None).
     """
     cdf = np.asarray(cdf, dtype=np.float64)
@@ -552,12 +554,12 @@ def finite_dim_prediction(
     lam: float,
     D: float,
     counts,
-    horizon: int = 60,
+    rounds: int = 60,
     quad_tol: float = 1e-12,
     prob_tol: float = 1e-5,
     probabilities: bool = True,
 ) -> FiniteDimPrediction:
-    """The finite-D linearised theory for rounds 0..horizon (see the module doc).
+    """The finite-D linearised theory for rounds 0..rounds (see the module doc).
 
     counts: K x K, counts[k, l] = instances of class k given label l (rows sum to n).
     D: feature noise dimension, > 0, or math.inf for the block model.
@@ -574,7 +576,7 @@ def finite_dim_prediction(
     counts = check_label_counts(counts, n)
     if counts.shape != (K, K):
         raise ValueError(f"counts has shape {counts.shape}, must be ({K}, {K}) for K == {K}")
-    horizon = check_int("horizon", horizon, minimum=0)
+    rounds = check_int("rounds", rounds, minimum=0)
     quad_tol = check_positive("quad_tol", quad_tol)
     prob_tol = check_positive("prob_tol", prob_tol)
     N, m = K * n, K * n - K
@@ -582,15 +584,15 @@ def finite_dim_prediction(
     sig2 = 1.0 - c
     C = counts / n
     Cbar = C.mean(axis=0)
-    T = horizon + 1
+    T = rounds + 1
     fits = np.arange(1, T + 1)
-    spec = within_spectrum(K, n, c, lam, D, T, quad_tol)
+    spec = within_spectrum(K, n, c, lam, D, rounds, quad_tol)
     from .block_model import filters, block_eigenvalues
 
     alpha, beta, g = filters(K, n, c, d, lam)
     _, mu_class, mu_const = block_eigenvalues(K, n, c, d)
     # the contour integral's round-off floor is ~1e-13 relative: its tolerance is at least 1e-10
-    f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, T, max(quad_tol, 1e-10))
+    f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, rounds, max(quad_tol, 1e-10))
     eye = np.eye(K)
     # output means, [t, k, l, r]
     dev = eye[None, :, :] - C[:, None, :]  # e_l - C_k, (K, K, K) [k, l, r]
@@ -644,7 +646,7 @@ def finite_dim_prediction(
         + Fk[:, None, :, :]
     )  # [t, k, j, j']
     pred = dict(
-        K=K, n=n, c=c, d=d, lam=lam, D=D, counts=counts, horizon=horizon, phi=spec.phi, kappa=spec.kappa,
+        K=K, n=n, c=c, d=d, lam=lam, D=D, counts=counts, rounds=rounds, phi=spec.phi, kappa=spec.kappa,
         output_mean=out_mean, margin_mean=margin_mean, margin_cov=margin_cov,
         fresh_margin_mean=fresh_margin_mean, fresh_margin_cov=fresh_margin_cov,
         quadrature_error=max(spec.quadrature_error, spike_err),
@@ -661,7 +663,7 @@ def finite_dim_prediction(
             p_correct[t][present] = ok[present]
             for k in range(K):
                 fresh_cls[t, k] = float(
-                    all(predictions.fresh_margin_sign(K, n, c, d, lam, C, Cbar, t + 1, k, j) > 0 for j in range(K) if j != k)
+                    all(predictions.fresh_margin_sign(K, n, c, d, lam, C, Cbar, t, k, j) > 0 for j in range(K) if j != k)
                 )
     else:
         others = [np.array([j for j in range(K) if j != k]) for k in range(K)]

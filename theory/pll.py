@@ -141,7 +141,7 @@ def pll_analysis(K: int, n: int, c: float, d: float, lam: float, C, ties: str = 
         student[k, l] = all(exp_sum_sign(list(cf), list(bases), 1) > 0 for cf in triples)
     W = C / K
     fresh = sum(
-        all(_fresh_margin_sign(K, n, c, d, lam, mm, oo, 1, k, j) > 0 for j in range(K) if j != k) for k in range(K)
+        all(_fresh_margin_sign(K, n, c, d, lam, mm, oo, 0, k, j) > 0 for j in range(K) if j != k) for k in range(K)
     ) / K
     return PLLReport(
         present=present,

@@ -51,16 +51,16 @@ def _one_hot_type_targets(K: int) -> np.ndarray:
     return T
 
 
-def outputs_for_targets(K, n, c, d, lam, C, targets, fits: int) -> np.ndarray:
-    """Linearised outputs after ``fits`` fits when the first fit's targets are given per type.
+def outputs_for_targets(K, n, c, d, lam, C, targets, t: int) -> np.ndarray:
+    """Linearised outputs after round t when round 0's targets are given per type.
 
     p = 1/K + alpha^s (t_i - tbar_k) + beta^s (tbar_k - tbar) + g^s (tbar - 1/K)
-    with s = fits, t_i the type's target, tbar_k = sum_l C[k, l] t_(k,l) the
+    with s = t + 1 fits, t_i the type's target, tbar_k = sum_l C[k, l] t_(k,l) the
     class mean and tbar the mean over classes. Returns (K, K, K).
     """
     K = check_int("K", K, minimum=2)
     C = check_corruption_matrix(C, K)
-    fits = check_int("fits", fits, minimum=0)
+    fits = check_rounds("t", t) + 1
     alpha, beta, g = filters(K, n, c, d, lam)
     T = np.asarray(targets, dtype=np.float64)
     if T.shape != (K, K, K):
@@ -82,7 +82,7 @@ def type_outputs(K: int, n: int, c: float, d: float, lam: float, C, t: int) -> n
     """
     t = check_rounds("t", t)
     K = check_int("K", K, minimum=2)
-    return outputs_for_targets(K, n, c, d, lam, C, _one_hot_type_targets(K), t + 1)
+    return outputs_for_targets(K, n, c, d, lam, C, _one_hot_type_targets(K), t)
 
 
 def instance_outputs(K: int, n: int, c: float, d: float, lam: float, given_labels, t: int) -> np.ndarray:
@@ -170,15 +170,15 @@ def _check_overall(overall, class_mean, K):
     return overall
 
 
-def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
-    """N lambda times the logits of a fresh sample of each class after ``fits`` fits (K x K, float).
+def fresh_logits(K, n, c, d, lam, class_mean, overall, t: int) -> np.ndarray:
+    """N lambda times the logits of a fresh sample of each class after round t (t + 1 fits; K x K, float).
 
     Row k: a fresh class-k sample (correlation c with its class, d with the
     rest). Only class sums of the residual enter, so the within-class filter
     alpha does not appear: this is the population-accuracy side of the paper's claim.
     """
     alpha, beta, g = filters(K, n, c, d, lam)
-    fits = check_int("fits", fits, minimum=1)
+    fits = check_rounds("t", t) + 1
     class_mean = check_corruption_matrix(class_mean, K, name="class_mean")
     overall = _check_overall(overall, class_mean, K)
     out = np.empty((K, K))
@@ -191,8 +191,8 @@ def fresh_logits(K, n, c, d, lam, class_mean, overall, fits: int) -> np.ndarray:
     return out
 
 
-def fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j: int) -> int:
-    """Exact sign of logit_k - logit_j for a fresh class-k sample after ``fits`` fits.
+def fresh_margin_sign(K, n, c, d, lam, class_mean, overall, t: int, k: int, j: int) -> int:
+    """Exact sign of logit_k - logit_j for a fresh class-k sample after round t (s = t + 1 fits).
 
     As a function of s it is (c - d) n (1 - beta) beta^(s-1) [(m_kk - m_kj) - (o_k - o_j)]
     + [(c - d) n + d N] (1 - g) g^(s-1) (o_k - o_j), evaluated exactly. ``class_mean`` (K x K label
@@ -203,14 +203,15 @@ def fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j
     check_block_correlations(K, n, c, d)
     check_positive("lam", lam)
     _check_overall(overall, check_corruption_matrix(class_mean, K, name="class_mean"), K)
-    fits = check_int("fits", fits, minimum=1)
+    t = check_rounds("t", t)
     k = check_int("k", k, minimum=0, maximum=K - 1)
     j = check_int("j", j, minimum=0, maximum=K - 1)
-    return _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits, k, j)
+    return _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, t, k, j)
 
 
-def _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, fits: int, k: int, j: int) -> int:
+def _fresh_margin_sign(K, n, c, d, lam, class_mean, overall, t: int, k: int, j: int) -> int:
     """:func:`fresh_margin_sign` without validating its input (callers in theory/ pass validated values)."""
+    fits = t + 1
     _, beta, g = filters_exact(K, n, c, d, lam)
     cq, dq = rational(c), rational(d)
     mk = [rational(v) for v in class_mean[k]]

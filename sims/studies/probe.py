@@ -15,7 +15,7 @@ test files, and its own fold assignment; every random number comes from one NumP
    (q = 0.7) from the teacher, as in :func:`sims.engine.rounds.pll`. The score is validation accuracy
    against the noisy labels (ties count as failures). Each method takes the lambda with the best mean
    score; SD takes (lambda, round) jointly. Ties go to the smaller round, then the smaller lambda.
-3. cleanlab: :class:`cleanlab.classification.CleanLearning` with the same probe (:class:`ProbeClassifier`)
+3. cleanlab: :class:`cleanlab.classification.CleanLearning` with the same probe (:class:`sims.studies.probe_classifier.ProbeClassifier`)
    at the teacher's chosen lambda finds the label issues by its own cross-validation; the lambda of the
    probe refitted on the kept instances is chosen by stratified K-fold CV on them (noisy labels).
 4. every method is refitted on the whole training part at its choice and scored on the test part (against
@@ -59,7 +59,7 @@ from .._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, c
 from . import probe_data as pdata
 
 __all__ = [
-    "METHODS", "DETECTORS", "RULE", "BLOCK_TOL", "DEFAULT_LAMS", "QUICK", "ProbeClassifier", "ProbeData",
+    "METHODS", "DETECTORS", "RULE", "BLOCK_TOL", "DEFAULT_LAMS", "QUICK", "ProbeData",
     "block_means", "estimate_corruption", "paired_interval", "recommend", "run_probe", "build_parser", "main",
 ]
 
@@ -82,46 +82,19 @@ CSV_COLUMNS = ("seed", "stage", "method", "lam", "round", "cv_accuracy", "chosen
 # ----------------------------------------------------------------------------------------------------
 
 def _fit(X, T, lam, W0=None, loss="ce"):
-    """One soft-target fit of the probe: the scalable solver when the engine has it, else the exact one
-    (same objective: (1/N) sum_i loss(T_i, softmax(W x_i)) + lam/2 ||W||^2, no bias)."""
-    solver = getattr(fit_stage, "fit_soft", None)
-    if solver is not None:
-        return solver(X, T, lam, loss=loss, q=fit_stage.GCE_Q, W0=W0)
-    return fit_stage.fit_features(X, T, lam, loss=loss, q=fit_stage.GCE_Q, W0=W0)
+    """One soft-target fit of the probe with the engine's scalable solver: (1/N) sum_i loss(T_i, softmax(W x_i))
+    + lam/2 ||W||^2, no bias."""
+    return fit_stage.fit_soft(X, T, lam, loss=loss, q=fit_stage.GCE_Q, W0=W0)
 
 
 def _softmax_cols(L):
-    L = L - L.max(axis=0, keepdims=True)
-    E = np.exp(L)
-    return E / E.sum(axis=0, keepdims=True)
+    from scipy.special import softmax
+
+    return softmax(L, axis=0)
 
 
-def _classifier_bases():
-    from sklearn.base import BaseEstimator, ClassifierMixin
-
-    return ClassifierMixin, BaseEstimator
-
-
-class ProbeClassifier(*_classifier_bases()):
-    """The probe as a scikit-learn classifier (fit / predict_proba / predict) for cleanlab: hard labels
-    0..n_classes-1 as one-hot targets, ridge ``lam``; a class absent from a fit keeps zero targets."""
-
-    def __init__(self, lam: float = 1e-2, n_classes: int = 2):
-        self.lam = lam
-        self.n_classes = n_classes
-
-    def fit(self, X, y, sample_weight=None):
-        y = np.asarray(y, dtype=np.int64)
-        self.classes_ = np.arange(self.n_classes)
-        self.fit_ = _fit(np.asarray(X, dtype=np.float64), one_hot(y, self.n_classes), self.lam)
-        return self
-
-    def predict_proba(self, X):
-        return _softmax_cols(self.fit_.logits(np.asarray(X, dtype=np.float64))).T
-
-    def predict(self, X):
-        return np.argmax(self.predict_proba(X), axis=1)
-
+def _blas1():
+    return fit_stage.limit_blas_threads(1)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -241,14 +214,6 @@ class ProbeData:
         return len(self.classes)
 
 
-def _blas1():
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - ships with scikit-learn
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
-
-
 def _cv_cell(Xa, ya, Xv, yv, lam, K, rounds, want_pll):
     """One (fold, lambda): validation accuracies (noisy labels) of SD rounds 0..rounds and the PLL
     students, and the teacher's validation probabilities (K, M)."""
@@ -341,6 +306,8 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
         cl_note = None
         if "cleanlab" in methods:
             from cleanlab.classification import CleanLearning
+
+            from .probe_classifier import ProbeClassifier
 
             finder = CleanLearning(ProbeClassifier(lam_t, K), seed=cl_seed, cv_n_folds=folds,
                                    find_label_issues_kwargs={"n_jobs": 1})

@@ -301,18 +301,14 @@ def test_fixed_test_files_and_text_report(files, tmp_path, capsys):
     assert set(js["methods"]) == {"teacher", "sd"}
 
 
-def test_the_fit_uses_the_scalable_solver_when_the_engine_has_it(monkeypatch):
+def test_the_fit_is_the_exact_optimum():
+    """The study's fit (the scalable solver) and the classifier cleanlab gets reach the exact solver's optimum."""
+    from sims.studies.probe_classifier import ProbeClassifier
+
     X, y, _ = mixture(seed=2, n=60)
     T = np.eye(K)[y].T
-    exact = P.fit_stage.fit_features(X, T, 0.1)
-    calls = []
-
-    def fake_soft(X_, T_, lam, *, loss="ce", q=0.7, W0=None):
-        calls.append((loss, q, W0 is None))
-        return P.fit_stage.fit_features(X_, T_, lam, loss=loss, q=q, W0=W0)
-
-    monkeypatch.delattr(P.fit_stage, "fit_soft", raising=False)
-    assert np.allclose(P._fit(X, T, 0.1).W, exact.W, atol=1e-10) and calls == []
-    monkeypatch.setattr(P.fit_stage, "fit_soft", fake_soft, raising=False)
-    got = P._fit(X, T, 0.1, W0=exact.W, loss="gce")
-    assert calls == [("gce", P.fit_stage.GCE_Q, False)] and got.W.shape == (K, DIM)
+    exact = P.fit_stage.fit_features(X, T, 0.1, tol=1e-12)
+    assert np.max(np.abs(P._fit(X, T, 0.1).outputs - exact.outputs)) <= 1e-8
+    clf = ProbeClassifier(0.1, K).fit(X, y)
+    assert np.max(np.abs(clf.predict_proba(X).T - exact.outputs)) <= 1e-8
+    assert np.array_equal(clf.predict(X), np.argmax(exact.outputs, axis=0))

@@ -19,11 +19,12 @@ def _brute_operator(K, n, c, d, lam):
 
 
 def test_spectral_operator_default_is_one_fit():
-    """Without ``fits`` the closed form is one fit: the brute-force operator A = (G + K N lam I)^-1 G
+    """Without ``t`` the closed form is round 0 (one fit): the brute-force operator A = (G + K N lam I)^-1 G
     (entries O(1), condition number of G + K N lam I below 1e3: agreement to 1e-12)."""
     A = _brute_operator(3, 2, 0.4, 0.1, 1e-2)
     assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2), A, rtol=0, atol=1e-12)
-    assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2, 1), A, rtol=0, atol=1e-12)
+    assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2, 0), A, rtol=0, atol=1e-12)
+    assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2, 1), A @ A, rtol=0, atol=1e-12)
 
 
 def test_psd_tolerance_boundary():

@@ -102,7 +102,7 @@ def test_import_loads_neither_scipy_nor_sympy():
         (dict(n=1, counts=[[1, 0], [0, 1]]), "n"),
         (dict(counts=[[3, 1], [2, 1]]), "counts"),
         (dict(counts=[[4, 0, 0], [0, 4, 0], [0, 0, 4]]), "counts"),
-        (dict(horizon=-1), "horizon"),
+        (dict(rounds=-1), "rounds"),
         (dict(lam=0.0), "lam"),
         (dict(c=1.0), "c"),
         (dict(quad_tol=0.0), "quad_tol"),
@@ -110,7 +110,7 @@ def test_import_loads_neither_scipy_nor_sympy():
     ],
 )
 def test_bad_input_names_the_parameter(kwargs, name):
-    args = dict(K=2, n=4, c=0.4, d=0.1, lam=1e-3, D=20.0, counts=[[3, 1], [1, 3]], horizon=3)
+    args = dict(K=2, n=4, c=0.4, d=0.1, lam=1e-3, D=20.0, counts=[[3, 1], [1, 3]], rounds=3)
     args.update(kwargs)
     with pytest.raises(ValueError, match=rf"\b{name}\b"):
         fd.finite_dim_prediction(**args)
@@ -154,12 +154,12 @@ def test_spike_filters_limit_and_monotone_in_D():
     """D = infinity: the block filters beta^s, g^s, h_s(mu); finite D: the contour result tends to them."""
     K, n, c, d, lam = 4, 25, 0.4, 0.1, 5e-4
     alpha, beta, g = theory.filters(K, n, c, d, lam)
-    fc, f0, hc, h0, err = fd.spike_filters(K, n, c, d, lam, math.inf, 30)
+    fc, f0, hc, h0, err = fd.spike_filters(K, n, c, d, lam, math.inf, 29)
     s = np.arange(1, 31)
     assert np.allclose(fc, beta**s, rtol=1e-13) and np.allclose(f0, g**s, rtol=1e-13)
     dev = []
     for D in (1e3, 1e5, 1e7):
-        fcD, f0D, hcD, h0D, errD = fd.spike_filters(K, n, c, d, lam, D, 30)
+        fcD, f0D, hcD, h0D, errD = fd.spike_filters(K, n, c, d, lam, D, 29)
         assert errD <= 1e-12
         dev.append(max(np.abs(fcD - fc).max(), np.abs(hcD / hc - 1).max()))
     assert dev[0] > 50 * dev[1] > 2500 * dev[2]  # O(1/D)
@@ -213,7 +213,7 @@ def test_sympy_derivation_matches_shipped_structure():
     G_sym = np.array(der["gamma_closed"].subs(subs).evalf(), dtype=float)
     assert np.allclose(G_sym, fd._gamma_matrix(counts / n, n), atol=1e-12)
     # margin covariance = D Sigma D^T with D_j = e_k - e_j: compare the module with the sympy form
-    pred = fd.finite_dim_prediction(3, n, 0.4, 0.1, 1e-3, 50.0, counts, horizon=2, probabilities=False)
+    pred = fd.finite_dim_prediction(3, n, 0.4, 0.1, 1e-3, 50.0, counts, rounds=2, probabilities=False)
     t, k, l = 2, 0, 1
     C = counts / n
     u = np.eye(3)[l] - C[k]
@@ -255,7 +255,7 @@ LIMIT_CASES = [
 def test_infinite_D_is_the_block_model(case):
     K, n, c, d, lam, counts = case
     H = 25
-    pred = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, horizon=H)
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, rounds=H)
     C = counts / n
     for t in range(H + 1):
         assert np.allclose(pred.output_mean[t], theory.type_outputs(K, n, c, d, lam, C, t), rtol=0, atol=1e-13)
@@ -263,7 +263,7 @@ def test_infinite_D_is_the_block_model(case):
         assert np.array_equal(pred.p_correct[t][counts > 0], ok[counts > 0].astype(float))
         assert pred.fresh_accuracy[t] == theory.population_accuracy(K, n, c, d, lam, C, t)
         assert pred.train_accuracy[t] == pytest.approx(theory.train_accuracy(K, n, c, d, lam, C, t)["all"], abs=1e-15)
-        logits = theory.fresh_logits(K, n, c, d, lam, C, C.mean(axis=0), t + 1)
+        logits = theory.fresh_logits(K, n, c, d, lam, C, C.mean(axis=0), t)
         assert np.allclose(pred.fresh_margin_mean[t], np.diag(logits)[:, None] - logits, atol=1e-15)
     assert np.all(pred.margin_cov == 0) and np.all(pred.fresh_margin_cov == 0)
     block = theory.min_rounds(K, n, c, d, lam, C)
@@ -278,11 +278,11 @@ def test_large_D_converges_to_the_block_model():
     first perfect round is 18 until D ~ 1e9, then P(equal to the block model) climbs to 1."""
     K, n, c, d, lam = 4, 25, 0.4, 0.1, 1e-4
     counts = exact_label_counts(symmetric(K, 0.36), n)
-    inf = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, horizon=30)
+    inf = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, rounds=30)
     assert inf.block_first_round == 17
     errs, p_eq, acc_err = [], [], []
     for D in (1e6, 1e8, 1e10):
-        p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=30)
+        p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=30)
         errs.append(float(np.abs(p.output_mean - inf.output_mean).max()))
         p_eq.append(p.first_perfect["p_equal_block"])
         acc_err.append(float(np.abs(p.train_accuracy - inf.train_accuracy).max()))
@@ -299,7 +299,7 @@ def test_variance_scales_like_one_over_D():
     N = K * n
     scaled = []
     for D in (1e3 * N, 1e4 * N, 1e5 * N):
-        p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=10, probabilities=False)
+        p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=10, probabilities=False)
         scaled.append((D * p.margin_cov, D * p.fresh_margin_cov))
     for (m1, f1), (m2, f2) in zip(scaled[1:], scaled[2:]):
         assert np.allclose(m1, m2, rtol=1e-3, atol=1e-12 * np.abs(m2).max())
@@ -334,7 +334,7 @@ def test_monte_carlo_within_bonferroni_intervals():
         acc, fresh, margins = linearised_mc(
             K, n, c, d, lam, D, counts, MC_ROUNDS, MC_SAMPLES, seed=1000 + case_no, fresh_per_class=10, track=track
         )
-        pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=max(MC_ROUNDS), prob_tol=1e-5)
+        pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=max(MC_ROUNDS), prob_tol=1e-5)
         for i, t in enumerate(MC_ROUNDS):
             for (k, l, j) in track:
                 x = margins[(k, l, j)][:, i]
@@ -374,7 +374,7 @@ def test_property_margin_mean_within_monte_carlo(K, n, log_ratio, eta_num, lam_e
     seed = hash((K, n, D, eta_num, round(lam_exp, 6))) % (2**32)
     rounds = (0, 3)
     _, _, margins = linearised_mc(K, n, 0.4, 0.1, lam, D, counts, rounds, 80, seed=seed, track=((0, 1, 1),))
-    pred = fd.finite_dim_prediction(K, n, 0.4, 0.1, lam, D, counts, horizon=3, probabilities=False)
+    pred = fd.finite_dim_prediction(K, n, 0.4, 0.1, lam, D, counts, rounds=3, probabilities=False)
     z = z_bonferroni(len(rounds))
     for i, t in enumerate(rounds):
         x = margins[(0, 1, 1)][:, i]
@@ -403,7 +403,7 @@ def settings_(draw):
 @given(settings_())
 def test_property_valid_outputs(setting):
     K, n, c, d, lam, D, counts = setting
-    p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, horizon=6, prob_tol=1e-4)
+    p = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=6, prob_tol=1e-4)
     assert p.quadrature_error <= 1e-10 and p.probability_error <= 1e-4  # contour floor: 1e-10
     assert np.allclose(p.output_mean.sum(axis=-1), 1.0, atol=1e-12)
     present = counts > 0
@@ -419,7 +419,7 @@ def test_property_valid_outputs(setting):
                 assert np.allclose(M[k], 0) and np.allclose(M[:, k], 0)
                 assert np.linalg.eigvalsh(M).min() >= -1e-12 * max(1.0, np.abs(M).max())
     # the limit: phi_s -> alpha^s, variances -> 0
-    far = fd.finite_dim_prediction(K, n, c, d, lam, 1e13 * K * n, counts, horizon=6, probabilities=False)
-    inf = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, horizon=6, probabilities=False)
+    far = fd.finite_dim_prediction(K, n, c, d, lam, 1e13 * K * n, counts, rounds=6, probabilities=False)
+    inf = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, rounds=6, probabilities=False)
     assert np.allclose(far.output_mean, inf.output_mean, atol=1e-9)
     assert np.abs(far.margin_cov).max() <= 1e-9

@@ -312,7 +312,7 @@ def test_fresh_logits_values_equal_explicit(case, t):
     explicit matrices: fixes the class-sum coefficients (c - d) n and (c - d) n + d N and the round index s = t + 1."""
     K, n, c, d, lam, counts, mode = case
     C = counts / n
-    L = theory.fresh_logits(K, n, c, d, lam, C, C.mean(axis=0), t + 1)
+    L = theory.fresh_logits(K, n, c, d, lam, C, C.mean(axis=0), t)
     E = _explicit_fresh(K, n, c, d, lam, counts, t)
     scale = np.abs(E).max()
     event("logits nonzero" if scale > 1e-12 else "logits vanish")
@@ -396,13 +396,13 @@ def test_balanced_condition_ties_fail():
     # fresh samples of the tied classes: logits of labels 0 and 1 are equal, exactly (sign 0), so they fail
     o = np.mean(tie, axis=0)
     for t in (0, 3):
-        assert fresh_margin_sign(*K3.values(), tie, o, t + 1, 0, 1) == 0
-        assert fresh_margin_sign(*K3.values(), tie, o, t + 1, 2, 0) == 1
-        assert fresh_margin_sign(*K3.values(), tie, o, t + 1, 0, 2) == 1
+        assert fresh_margin_sign(*K3.values(), tie, o, t, 0, 1) == 0
+        assert fresh_margin_sign(*K3.values(), tie, o, t, 2, 0) == 1
+        assert fresh_margin_sign(*K3.values(), tie, o, t, 0, 2) == 1
         assert theory.population_accuracy(*K3.values(), tie, t) == pytest.approx(1 / 3, abs=1e-15)
     # labels mostly flipped between two classes: a fresh class-0 sample prefers label 1 (sign -1)
     flip = np.array([[0.3, 0.7], [0.7, 0.3]])
-    assert fresh_margin_sign(2, 4, 0.4, 0.1, 1e-3, flip, flip.mean(axis=0), 1, 0, 1) == -1
+    assert fresh_margin_sign(2, 4, 0.4, 0.1, 1e-3, flip, flip.mean(axis=0), 0, 0, 1) == -1
     assert theory.population_accuracy(2, 4, 0.4, 0.1, 1e-3, flip, 0) == 0.0
 
 

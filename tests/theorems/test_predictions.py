@@ -37,17 +37,17 @@ def test_outputs_for_general_targets_match_brute_force():
     T = rng.dirichlet(np.ones(K), size=(K, K))  # T[k, l] sums to 1 over its last axis
     Y = T[y, z].T  # (K, N) per-instance targets
     A = _brute_operator(K, n, c, d, lam)
-    for fits in (0, 1, 3):
-        P = 1.0 / K + (Y - 1.0 / K) @ np.linalg.matrix_power(A, fits)
-        assert np.allclose(theory.outputs_for_targets(K, n, c, d, lam, C, T, fits)[y, z].T, P, rtol=0, atol=1e-12)
+    for t in (0, 1, 3):
+        P = 1.0 / K + (Y - 1.0 / K) @ np.linalg.matrix_power(A, t + 1)
+        assert np.allclose(theory.outputs_for_targets(K, n, c, d, lam, C, T, t)[y, z].T, P, rtol=0, atol=1e-12)
 
 
 def test_fresh_logits_overall_tolerance():
     """``overall`` must equal the mean of class_mean's rows to 1e-12 (absolute): 1e-13 off is accepted, 1e-9 is not."""
     o = C3.mean(axis=0)
-    theory.fresh_logits(*K3.values(), C3, o + 1e-13, 1)
+    theory.fresh_logits(*K3.values(), C3, o + 1e-13, 0)
     with raises_naming("overall", "(3,)"):
-        theory.fresh_logits(*K3.values(), C3, o + np.array([1e-9, 0, 0]), 1)
+        theory.fresh_logits(*K3.values(), C3, o + np.array([1e-9, 0, 0]), 0)
 
 
 def test_margin_terms_overall_mean_is_a_distribution():

@@ -32,15 +32,15 @@ def test_float64_outputs_for_int_and_fraction_input():
     # PLL-style targets given as Fractions (as theory.pll_targets returns them)
     T = theory.predictions.one_hot_type_targets(3) * 0.5 + 0.5 / 3
     Tq = [[[Fraction(1, 2) * int(j == l) + Fraction(1, 6) for j in range(3)] for l in range(3)] for _ in range(3)]
-    out = theory.outputs_for_targets(*K3.values(), C3, Tq, 2)
+    out = theory.outputs_for_targets(*K3.values(), C3, Tq, 1)
     assert out.dtype == np.float64
-    assert np.array_equal(out, theory.outputs_for_targets(*K3.values(), C3, T, 2))
+    assert np.array_equal(out, theory.outputs_for_targets(*K3.values(), C3, T, 1))
     # fresh logits with the overall mean given exactly
     Cq = theory.symmetric(3, 0.3)
     o = Cq.mean(axis=0)
     oq = [Fraction(1, 3)] * 3
-    L = theory.fresh_logits(*K3.values(), Cq, oq, 2)
-    assert L.dtype == np.float64 and np.array_equal(L, theory.fresh_logits(*K3.values(), Cq, o, 2))
+    L = theory.fresh_logits(*K3.values(), Cq, oq, 1)
+    assert L.dtype == np.float64 and np.array_equal(L, theory.fresh_logits(*K3.values(), Cq, o, 1))
     for M in (theory.block_gram(2, 2, 0.5, 0.0), *theory.block_projectors(2, 2)):
         assert M.dtype == np.float64
     assert theory.block_projectors(2, 2)[1].tolist() == [[0.25, 0.25, -0.25, -0.25]] * 2 + [[-0.25, -0.25, 0.25, 0.25]] * 2

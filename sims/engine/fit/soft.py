@@ -55,10 +55,9 @@ from dataclasses import dataclass, field
 import hashlib
 
 import numpy as np
-import scipy.linalg as sla
-import scipy.optimize as sopt
-from scipy.sparse.linalg import LinearOperator as sla_linop
-from scipy.sparse.linalg import cg as sparse_cg
+
+# scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
+# and every command's --help, stays fast.
 
 from theory.validate import check_int, check_positive
 from .newton import NotConvergedError, _as_float_array, _check_loss, _check_targets, _FLUSH_LOG
@@ -155,9 +154,9 @@ def fit_soft(
     NotConvergedError is raised if the stopping rule is not met, ValueError (naming the parameter)
     for invalid input. ``blas_threads`` as in fit_features.
     """
-    from .solver import _blas_limit
+    from .solver import limit_blas_threads
 
-    with _blas_limit(blas_threads):
+    with limit_blas_threads(blas_threads):
         return _fit_soft(X, T, lam, loss, q, W0, gtol, output_tol, max_iter, method, precondition)
 
 
@@ -251,6 +250,8 @@ _cov_cache: list = []  # [(digest of the rows used, (c, U))]: the last decomposi
 
 def _covariance_eigh(X):
     """Eigenvalues and eigenvectors of X^T X / N from at most _COV_ROWS strided rows, cached."""
+    import scipy.linalg as sla
+
     N = X.shape[0]
     step = -(-N // _COV_ROWS)
     Xs = np.ascontiguousarray(X[::step])
@@ -363,6 +364,8 @@ class _Problem:
         return self._pull_back(HW).ravel()
 
     def solve(self, method, gtol, output_tol, max_iter):
+        import scipy.optimize as sopt
+
         cache = []  # the last few evaluations (scipy asks for f, grad and hessp at the same points)
 
         def lookup(x):
@@ -438,6 +441,9 @@ class _Problem:
         rule in output space. At most ``budget`` steps (the optimiser's iterations left). Returns
         (evaluation, steps taken, output change of the last step; ``change`` if none was taken).
         """
+        from scipy.sparse.linalg import LinearOperator as sla_linop
+        from scipy.sparse.linalg import cg as sparse_cg
+
         n = ev.x.size
         eps = np.finfo(float).eps
         steps = 0
