@@ -352,12 +352,12 @@ def test_linear_rows_match_the_engine(tmp_path):
         assert res[i] < 1e-12 and ref.residual < 1e-12
 
 
-# ---------------------------------------------------------------------------- certified exact level (issue 10)
+# ---------------------------------------------------------------------------- certified exact level
 
 
 def test_certified_exact_verdict_equals_the_exact_solver_on_a_small_sweep(tmp_path):
     """Every exact-level SD row carries the certified verdict for its sample, and every decided verdict
-    equals what the exact solver observed (the claim of issue 10, item 3, on sampled, unbalanced labels)."""
+    equals what the exact solver observed (on sampled, unbalanced labels)."""
     sweep = _sweep(levels=("linear", "exact"), etas=(0.0, 0.2, 0.4, 0.5, 0.6, 0.7), rounds=8, n=20)
     rows, summary = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
     exact_sd = [r for r in rows if r["level"] == "exact" and r["method"] == "sd"]
