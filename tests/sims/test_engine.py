@@ -1,5 +1,9 @@
-"""The engine's one loop over rounds (sims.engine.rounds), its engines' shared interface, the one agreement
-type (sims.engine.Agreement) and the label helpers."""
+"""The engine's one loop over rounds (sims.engine.rounds), its engines' shared interface, the linear level
+against the closed forms of theory, the exact engines against each other, the one agreement type
+(sims.engine.Agreement) and the label helpers.
+
+The linear level is brute-force linear algebra on explicit N x N matrices; here it is compared with the closed
+forms of :mod:`theory` (its analytic twin)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,10 @@ import pytest
 
 import sims.engine as E
 import theory
+from sims.engine import features as F
+from sims.engine import measures as M
+from sims.engine import noise as Nm
+from sims.engine.fit.solver import fit_features
 
 
 class _Recorder:
@@ -119,6 +127,157 @@ def test_stacked_linear_pll_targets_per_problem():
         assert np.array_equal(T[i * K:(i + 1) * K], E.pll_targets(teacher.outputs[i * K:(i + 1) * K]))
     with pytest.raises(ValueError, match="explicit=True"):
         E.StackedLinear(E.LinearModel(E.block_gram(K, n, 0.4, 0.1), K, 1e-2))
+
+
+
+# ----------------------------------------------------------------------------- the linear level against theory
+
+K, n, c, d = 3, 20, 0.4, 0.1
+
+
+def _labels(eta=0.4, exact=False, seed=0, noise="symmetric", Kc=K, nc=n):
+    y = np.repeat(np.arange(Kc), nc)
+    z = Nm.corrupt_labels(y, Nm.noise_matrix(noise, Kc, eta), np.random.default_rng(seed), exact=exact)
+    return y, z
+
+
+def _block_features(Kc, nc):
+    w, V = np.linalg.eigh(F.block_gram(Kc, nc, c, d))
+    return V * np.sqrt(np.clip(w, 0, None))  # X X^T = block model
+
+
+@pytest.mark.parametrize("lam", [1e-5, 1e-3, 1e-1])
+@pytest.mark.parametrize("noise,eta,exact", [("symmetric", 0.4, False), ("asymmetric", 0.6, True), ("superclass", 0.3, False)])
+def test_linear_level_equals_closed_form(lam, noise, eta, exact):
+    # Brute force (Cholesky of G + K N lam I, N = 60 or 40) vs theory.type_outputs.
+    # Tolerance 1e-11: cond(G + K N lam I) <= (mu_max + K N lam) / (1 - c) < 40, the
+    # outputs are O(1), float64 round-off ~ 1e-15 * cond * rounds; measured max 7.7e-15.
+    Kc = 4 if noise == "superclass" else K
+    nc = 10 if noise != "symmetric" else n
+    y, z = _labels(eta, exact, noise=noise, Kc=Kc, nc=nc)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    fits = E.sd(model, E.one_hot(z, Kc), rounds=6)
+    C_emp = Nm.label_counts(y, z, Kc) / nc
+    for t, fit in enumerate(fits):
+        closed = theory.type_outputs(Kc, nc, c, d, lam, C_emp, t)[y, z].T
+        assert np.max(np.abs(fit.outputs - closed)) < 1e-11
+        assert fit.residual < 1e-12
+
+
+def test_linear_level_equals_operator_power_on_general_gram():
+    # On a Gaussian-mixture Gram (not block structured): P_t - U = (Y - U) A^(t+1)
+    # with A from theory.label_averaging_operator (explicit inverse). Same tolerance.
+    rng = np.random.default_rng(1)
+    X, y = F.sample_gmm(K, n, c, d, 50, rng)
+    z = Nm.corrupt_labels(y, Nm.noise_matrix("symmetric", K, 0.4), rng)
+    G = X @ X.T
+    lam = 1e-3
+    A = theory.label_averaging_operator(G, K, lam)
+    Y = E.one_hot(z, K)
+    fits = E.sd(E.LinearModel(G, K, lam), Y, rounds=4)
+    PU = Y - 1 / K
+    for fit in fits:
+        PU = PU @ A
+        assert np.max(np.abs(fit.outputs - 1 / K - PU)) < 1e-11
+
+
+def test_linear_min_rounds_and_population_accuracy_agree_with_theory():
+    # P3 brute force: every training instance correct from theory.min_rounds on, not
+    # one round earlier; fresh (population) accuracy equals theory.population_accuracy.
+    Kc, nc, lam = 4, 30, 1e-4
+    y, z = _labels(0.5, exact=False, seed=3, Kc=Kc, nc=nc)
+    C_emp = Nm.label_counts(y, z, Kc) / nc
+    t_star = theory.min_rounds(Kc, nc, c, d, lam, C_emp)
+    assert t_star is not None and t_star >= 1
+    fits = E.sd(E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam), E.one_hot(z, Kc), rounds=t_star + 3)
+    acc = [M.accuracy(f.outputs, y) for f in fits]
+    assert acc[t_star - 1] < 1.0 and all(a == 1.0 for a in acc[t_star:])
+    cross = np.where(y[:, None] == np.arange(Kc)[None, :], c, d)  # Gram rows of fresh class-k samples
+    for t, f in enumerate(fits):
+        fresh = M.accuracy(f.logits(cross), np.arange(Kc))
+        assert fresh == theory.population_accuracy(Kc, nc, c, d, lam, C_emp, t)
+
+
+def test_linear_pll_student_block_model():
+    # Exact counts, symmetric eta = 0.3 < threshold: linear PLL student on the
+    # teacher's top-two targets predicts every training instance correctly
+    # (P4 derivation: average PLL target gives < 1/2 to each wrong label).
+    Kc, nc, lam = 4, 30, 1e-4
+    y, z = _labels(0.3, exact=False, seed=4, Kc=Kc, nc=nc)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    teacher = model.fit(E.one_hot(z, Kc))
+    student = E.pll(model, teacher)
+    assert np.allclose(student.targets.sum(axis=0), 1.0)
+    assert np.all((student.targets > 0).sum(axis=0) >= 2)
+    assert M.accuracy(student.outputs, y) == 1.0
+
+
+@pytest.mark.parametrize("ties", ["share", "lowest"])
+@pytest.mark.parametrize(
+    "noise,eta,exact",
+    [("symmetric", 0.5, True), ("symmetric", 0.6, False), ("asymmetric", 1 / 3, True), ("superclass", 0.25, True)],
+)
+def test_linear_pll_equals_theory_pll_analysis(noise, eta, exact, ties):
+    # Brute-force PLL student (numeric targets, ties within TIE_TOL) vs the exact
+    # analysis of theory.pll_analysis: same targets per instance (to 1e-12), same
+    # per-instance correctness, same fresh accuracy. Exact counts make the
+    # teacher's outputs tie exactly (symmetric wrong classes, superclass pairs),
+    # which exercises the tie rules; round-off (~1e-15) is far below TIE_TOL.
+    Kc, nc, lam = 4, 12, 1e-4
+    y, z = _labels(eta, exact, seed=9, noise=noise, Kc=Kc, nc=nc)
+    C_emp = Nm.label_counts(y, z, Kc) / nc
+    rep = theory.pll_analysis(Kc, nc, c, d, lam, C_emp, ties=ties)
+    model = E.LinearModel(F.block_gram(Kc, nc, c, d), Kc, lam)
+    student = E.pll(model, model.fit(E.one_hot(z, Kc)), "ce", ties)
+    assert np.max(np.abs(student.targets - rep.targets[y, z].T)) < 1e-12
+    assert np.array_equal(M.correct(student.outputs, y), rep.student_correct[y, z])
+    assert M.accuracy(student.outputs, y) == pytest.approx(rep.student_train_accuracy, abs=1e-12)
+    cross = np.where(y[:, None] == np.arange(Kc)[None, :], c, d)
+    assert M.accuracy(student.logits(cross), np.arange(Kc)) == rep.student_fresh_accuracy
+
+
+# ----------------------------------------------------------------------------- the exact engines
+
+
+def test_exact_block_solver_matches_primal():
+    # fit_block (type-reduced) vs the primal solver on explicit block features:
+    # same fixed point, so outputs agree within the solvers' tolerance (1e-10 on
+    # the residual; outputs within 1e-8).
+    Kc, nc, lam = 3, 10, 1e-2
+    y, z = _labels(0.4, Kc=Kc, nc=nc)
+    X = _block_features(Kc, nc)
+    eng = E.BlockExact(Kc, nc, c, d, lam, y, z)
+    fits = E.sd(eng, eng.one_hot_types(), rounds=2)
+    T = E.one_hot(z, Kc)
+    for fit in fits:
+        prim = fit_features(X, T, lam)
+        assert np.max(np.abs(fit.outputs - prim.outputs)) < 1e-8
+        T = prim.outputs
+
+
+def test_gram_engine_matches_feature_engine():
+    # The same mixture sample (D = 200 > N = 45: full-rank Gram, fit_gram's dense
+    # route) through the Gram engine (fit_gram, warm-started, fresh logits from the
+    # cross-Gram) and the feature engine (fit_features). Two exact solutions with
+    # residual <= 1e-10 agree in the outputs to ~1e-10 times the conditioning of the
+    # fixed point (small here): 1e-8 asserted; logits relative to their size, 1e-7.
+    Kc, nc, lam = 3, 15, 1e-3
+    rng = np.random.default_rng(12)
+    X, _ = F.sample_gmm(Kc, nc, c, d, 200, rng)
+    Xf, _ = F.sample_gmm(Kc, 4, c, d, 200, rng)
+    y, z = _labels(0.3, seed=3, Kc=Kc, nc=nc)
+    gram = E.GramExact(X @ X.T, lam, X @ Xf.T)
+    feats = E.FeatureExact(X, lam, Xf)
+    Y = E.one_hot(z, Kc)
+    a, b = E.sd(gram, Y, rounds=2), E.sd(feats, Y, rounds=2)
+    for fa, fb in zip(a, b):
+        assert fa.raw.method == "dense" and fa.residual <= 1e-10
+        np.testing.assert_allclose(fa.outputs, fb.outputs, atol=1e-8, rtol=0)
+        scale = max(1.0, float(np.max(np.abs(fb.fresh_logits))))
+        assert np.max(np.abs(fa.fresh_logits - fb.fresh_logits)) <= 1e-7 * scale
+    for loss in ("ce", "gce"):
+        pa, pb = E.pll(gram, a[0], loss), E.pll(feats, b[0], loss)
+        np.testing.assert_allclose(pa.outputs, pb.outputs, atol=1e-8, rtol=0)
 
 
 # ----------------------------------------------------------------------------- agreement
