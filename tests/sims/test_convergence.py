@@ -9,6 +9,7 @@ import pytest
 import theory
 from sims.studies import convergence as cv
 from sims.engine import noise as noise_mod
+from tests.theorems.strategies import raises_naming
 
 # A tiny study: n = 8 (N = 32), etas with whole label counts (0.375/3 * 8 = 1, 0.25 * 8 = 2),
 # lambda = 3e-3 (the theory's first perfect round is 2 for both), one D below N (explicit
@@ -156,7 +157,7 @@ def test_confusion_counts():
     assert cf["informative_agreement"] == pytest.approx(0.5)
     assert cf["agreement_all_cells"] == pytest.approx(4 / 6)
     assert cv.confusion([False, False], [False, False])["informative_agreement"] is None
-    with pytest.raises(ValueError, match="shape"):
+    with raises_naming("mixture_flags", "(1,)", "(2,)"):
         cv.confusion([True], [True, False])
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -85,22 +86,27 @@ def test_cli_same_seed_same_output(capsys):
     assert out1 == out2 and out1 != out3
 
 
+def names(text, option, *shown):
+    """Whether ``text`` names ``option`` (as a whole option, so --eta is not --etas) and shows each of ``shown``."""
+    return re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text) is not None and all(v in text for v in shown)
+
+
 @pytest.mark.parametrize(
-    "argv,message",
+    "argv,option,shown",
     [
-        (["--noise", "foo"], "argument --noise: invalid choice: 'foo'"),
-        (["--eta", "1.5"], r"eta (--eta) == 1.5, must be in [0, 1]"),
-        (["--noise", "superclass", "--superclass-size", "3"], "superclass_size (--superclass-size) == 3, must divide K (--classes) == 4"),
-        (["--features", "gmm", "--dim", "0"], "D (--dim) == 0, must be >= 1"),
-        (["--exact-counts"], "--exact-counts: C[0, 1] * n == 83.3333 is not a whole number of instances (n == 500)"),
-        (["--lam", "0"], "lam (--lam) == 0.0, must be > 0"),
-        (["--between", "0.5"], "d (--between) == 0.5, must be < c"),
-        (["--features", "gmm", "--between", "-0.01"], "d (--between) == -0.01, must be >= 0"),
-        (["--rounds", "-1"], "rounds (--rounds) == -1, must be >= 0"),
-        (["--classes", "1"], "K (--classes) == 1, must be >= 2"),
+        (["--noise", "foo"], "--noise", ("'foo'",)),
+        (["--eta", "1.5"], "--eta", ("1.5",)),
+        (["--noise", "superclass", "--superclass-size", "3"], "--superclass-size", ("3", "4")),
+        (["--features", "gmm", "--dim", "0"], "--dim", ("0",)),
+        (["--exact-counts"], "--exact-counts", ("83.3333", "500")),
+        (["--lam", "0"], "--lam", ("0.0",)),
+        (["--between", "0.5"], "--between", ("0.5",)),
+        (["--features", "gmm", "--between", "-0.01"], "--between", ("-0.01",)),
+        (["--rounds", "-1"], "--rounds", ("-1",)),
+        (["--classes", "1"], "--classes", ("1",)),
     ],
 )
-def test_cli_bad_options(argv, message, capsys):
+def test_cli_bad_options(argv, option, shown, capsys):
     try:
         rc = Dm.main(argv + ["--level", "linear"])
     except SystemExit as exc:  # argparse errors
@@ -108,7 +114,7 @@ def test_cli_bad_options(argv, message, capsys):
     err = capsys.readouterr().err
     assert rc != 0
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0], err
+    assert len(lines) == 1 and names(lines[0], option, *shown), err
     assert "Traceback" not in err
 
 
@@ -119,7 +125,9 @@ def test_module_entry_point_exit_code():
         [sys.executable, "-m", "sims.distill", "--eta", "2"], capture_output=True, text=True, cwd=ROOT, env=env
     )
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr.strip() == "python -m sims.distill: error: eta (--eta) == 2.0, must be in [0, 1]"
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("python -m sims.distill: error: "), proc.stderr
+    assert names(lines[0], "--eta", "2.0"), proc.stderr
 
 
 # ----------------------------------------------------------------------------- gmm through the sampled Gram matrix
@@ -140,15 +148,12 @@ def test_cli_gmm_huge_dim_runs(capsys):
     assert all(r["fresh_accuracy"] is not None for r in res["records"])
 
 
-@pytest.mark.parametrize("dim,message", [
-    ("0", "D (--dim) == 0, must be >= 1"),
-    ("-5", "D (--dim) == -5, must be >= 1"),
-    ("x", "argument --dim: invalid int value: 'x'"),
-])
-def test_cli_bad_dim(dim, message):
+@pytest.mark.parametrize("dim,shown", [("0", "0"), ("-5", "-5"), ("x", "'x'")])
+def test_cli_bad_dim(dim, shown):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.run([sys.executable, "-m", "sims.distill", "--features", "gmm", "--dim", dim],
                           capture_output=True, text=True, cwd=ROOT, env=env)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("python -m sims.distill: error:"), proc.stderr
+    assert len(lines) == 1 and lines[0].startswith("python -m sims.distill: error:"), proc.stderr
+    assert names(lines[0], "--dim", shown), proc.stderr

@@ -16,6 +16,7 @@ from sims.engine import features as F
 from sims.engine import measures as M
 from sims.engine import noise as Nm
 from sims.engine.fit.solver import fit_features
+from tests.theorems.strategies import raises_naming
 
 
 class _Recorder:
@@ -98,7 +99,7 @@ def test_the_three_exact_engines_and_the_linear_model_share_one_round_loop():
         assert np.max(np.abs(out[name + "_pll"] - out["block_pll"])) < 1e-6
     lin = E.sd(E.LinearModel(G, K, lam), E.one_hot(z, K), 3)
     assert len(lin) == 4 and np.max(np.abs(lin[1].targets - lin[0].outputs)) == 0.0
-    with pytest.raises(ValueError, match="loss == 'gce'"):
+    with raises_naming("loss", "'gce'"):
         E.pll(E.LinearModel(G, K, lam), lin[0], "gce")
 
 
@@ -125,7 +126,7 @@ def test_stacked_linear_pll_targets_per_problem():
     T = stacked.pll_targets(teacher)
     for i, Ti in enumerate(Ts):
         assert np.array_equal(T[i * K:(i + 1) * K], E.pll_targets(teacher.outputs[i * K:(i + 1) * K]))
-    with pytest.raises(ValueError, match="explicit=True"):
+    with raises_naming("model", "explicit"):
         E.StackedLinear(E.LinearModel(E.block_gram(K, n, 0.4, 0.1), K, 1e-2))
 
 
@@ -292,7 +293,7 @@ def test_agreement_counts_and_informative_share():
     assert E.Agreement().all_cells_agreement is None
     assert a.numbers("x") == {"x_both": 2, "x_only_theory": 1, "x_only_observed": 1, "x_neither": 2}
     assert "only theory: 1, only observed: 1; neither: 2" in a.text()
-    with pytest.raises(ValueError, match="must be equal 1-d"):
+    with raises_naming("observed", "(1,)", "(2,)"):
         E.Agreement.of([True], [True, False])
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from sims.engine import measures as M
+from tests.theorems.strategies import raises_naming
 
 
 def test_accuracy_tie_convention():
@@ -39,5 +39,5 @@ def test_pll_targets_tie_rules():
     assert np.allclose(lowest[2], [0.5, 0.5, 0, 0])
     assert np.allclose(lowest[3], [0, 0.5, 0.5, 0])
     assert np.allclose(M.pll_targets(P).sum(axis=0), 1.0)
-    with pytest.raises(ValueError, match="ties == 'x'"):
+    with raises_naming("ties", "'x'"):
         M.pll_targets(P, "x")

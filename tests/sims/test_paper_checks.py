@@ -20,6 +20,7 @@ from sims.paper_checks.p4_pll import verdict_p4
 from sims.paper_checks.p5_approximations import verdict_p5
 from sims.paper_checks.p6_real_features import beats, verdict_p6, worse
 from sims.paper_checks.p7_cost import verdict_p7
+from tests.theorems.strategies import raises_naming
 
 ROOT = Path(__file__).resolve().parents[2]
 PROG = "python -m sims.paper_checks"
@@ -60,7 +61,7 @@ def test_compare_flags_verdicts_and_numbers():
 
 
 def test_missing_block_is_an_error():
-    with pytest.raises(ValueError, match="no key-number block"):
+    with raises_naming("paper_checks.md"):
         pc.read_key_numbers("# Paper checks\n")
 
 
@@ -112,7 +113,7 @@ def test_confusion_counts_and_informative_agreement():
     assert cf.informative == 4 and cf.agreement == 0.5  # the two "neither" cells do not count
     assert confusion([False, False], [False, False]).agreement is None
     assert "no informative cells" in confusion([False], [False]).text()
-    with pytest.raises(ValueError, match="shapes"):
+    with raises_naming("observed", "(1,)", "(2,)"):
         confusion([True], [True, False])
 
 
@@ -127,7 +128,7 @@ def test_t_interval_matches_the_table_value():
     v = np.arange(10.0)
     iv10 = t_interval(v)
     assert abs((iv10.high - iv10.mean) / (v.std(ddof=1) / math.sqrt(10)) / 2.262157 - 1) < 1e-6
-    with pytest.raises(ValueError, match="at least 2"):
+    with raises_naming("values", "(1,)"):
         t_interval([1.0])
 
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from sims.studies import pll_mixture as pm
+from tests.theorems.strategies import raises_naming
 
 
 def _run(D, seed=0):
@@ -42,9 +43,9 @@ def test_analysis_aggregates_and_validates():
     assert [p["D"] for p in res["per_dim"]] == [1000, 20_000, 40_000]
     assert res["slopes"]["fit_range_D"] == [2000, 40_000]
     assert res["slopes"]["deviation_std"] is not None
-    with pytest.raises(ValueError, match="seeds == 0"):
+    with raises_naming("seeds", "0"):
         pm.pll_mixture_analysis((1000,), seeds=0)
-    with pytest.raises(ValueError, match="D == 0"):
+    with raises_naming("D", "0"):
         pm.pll_mixture_analysis((0,), seeds=1)
 
 
