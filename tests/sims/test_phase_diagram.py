@@ -153,16 +153,15 @@ def test_ctrl_c_keeps_finished_cells_and_says_how_to_resume(tmp_path, capsys, mo
 
 
 @pytest.mark.parametrize("garbage", [b"{not json", b"\xff\xfe\x00", b'{"valid": "json, wrong shape"}'])
-def test_corrupt_cache_file_is_set_aside_and_recomputed(tmp_path, garbage, monkeypatch):
+def test_corrupt_cache_file_is_set_aside_and_recomputed(tmp_path, garbage):
     sweep = _sweep(levels=("linear", "exact"), noises=("symmetric",))
     rows1, _ = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
-    bad = sorted((tmp_path / sweep.key()).glob("*.json"))[0]
+    cached = sorted((tmp_path / sweep.key()).glob("*.json"))
+    bad = cached[0]
     bad.write_bytes(garbage)
-    calls = []
-    real = pd.run_cell
-    monkeypatch.setattr(pd, "run_cell", lambda sw, cell: calls.append(cell) or real(sw, cell))
     rows2, summary = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
-    assert len(calls) == 1 and pd.rows_to_csv(rows1) == pd.rows_to_csv(rows2)
+    assert (summary["cells_computed"], summary["cells_from_cache"]) == (1, len(cached) - 1)
+    assert pd.rows_to_csv(rows1) == pd.rows_to_csv(rows2)
     (warning,) = summary["cache_warnings"]
     assert str(bad) in warning and "corrupt" in warning and "\n" not in warning
     assert bad.with_name(bad.name + ".corrupt").read_bytes() == garbage
@@ -304,23 +303,15 @@ def test_theory_boundary_drawn_only_within_the_rounds_shown(tmp_path):
     assert (tmp_path / "p.png").stat().st_size > 10_000
 
 
-def test_resume_reuses_finished_cells(tmp_path, monkeypatch):
+def test_resume_reuses_finished_cells(tmp_path):
     sweep = _sweep(levels=("linear", "exact"))
     rows1, _ = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
     # simulate an interruption: one cell's cache is lost, the rest is kept
     cache = tmp_path / sweep.key()
     files = sorted(cache.glob("*.json"))
     files[0].unlink()
-    calls = []
-    real = pd.run_cell
-
-    def counting(sw, cell):
-        calls.append(cell)
-        return real(sw, cell)
-
-    monkeypatch.setattr(pd, "run_cell", counting)
-    rows2, _ = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
-    assert len(calls) == 1
+    rows2, summary = pd.run_sweep(sweep, jobs=1, cache_dir=tmp_path, progress=False)
+    assert (summary["cells_computed"], summary["cells_from_cache"]) == (1, len(files) - 1)
     assert pd.rows_to_csv(rows1) == pd.rows_to_csv(rows2)
 
 
