@@ -43,3 +43,25 @@ def test_every_generated_function_is_exported():
     names = [n for n in dir(_generated) if callable(getattr(_generated, n)) and not n.startswith("_")]
     assert sorted(set(names) - {"NOISE_THRESHOLDS"}) == sorted(set(_generated.__all__) - {"NOISE_THRESHOLDS"})
     assert set(_generated.NOISE_THRESHOLDS) == {"symmetric", "asymmetric", "superclass"}
+
+
+def test_functions_from_lambdify_namespace_are_written_with_their_module():
+    """numpy's and math's functions are qualified; anything else lambdify bound is refused, naming the function."""
+    import math
+
+    import numpy as np
+
+    src = "def f(x):\n    return log(x) + sqrt(x)\n"
+    assert generate._qualified("f", src, {"log": np.log, "sqrt": math.sqrt}) == (
+        "def f(x):\n    return numpy.log(x) + math.sqrt(x)\n")
+    with pytest.raises(RuntimeError, match="^g: lambdify bound 'log'"):
+        generate._qualified("g", "def g(x):\n    return log(x)\n", {"log": lambda x: x})
+
+
+def test_generated_function_is_named_and_command_help(capsys):
+    fresh = generate.render()
+    assert "_lambdifygenerated" not in fresh and "_Dummy" not in fresh
+    with pytest.raises(SystemExit):
+        generate.main(["--help"])
+    out = capsys.readouterr().out
+    assert "numeric twins of the sympy derivations" in out and "exit 1 if theory/_generated.py is stale" in out
