@@ -318,3 +318,31 @@ def raises_naming(name, *shown, exc=ValueError):
 
     parts = [rf"(?=.*(?<![\w.]){re.escape(name)}(?!\w))"] + [rf"(?=.*{re.escape(s)})" for s in shown]
     return pytest.raises(exc, match="(?s)^" + "".join(parts))
+
+
+# ------------------------------------------------------------------ references shared by several test files
+def brute_operator(K, n, c, d, lam):
+    """A = (G + K N lam I)^-1 G for the explicit block Gram matrix, plain numpy (no theory code)."""
+    y = np.repeat(np.arange(K), n)
+    G = np.where(y[:, None] == y[None, :], c, d)
+    np.fill_diagonal(G, 1.0)
+    N = K * n
+    return np.linalg.solve(G + K * N * lam * np.eye(N), G)
+
+
+def is_zero(expr) -> bool:
+    """A sympy expression that simplifies to exactly 0."""
+    import sympy as sp
+
+    return sp.simplify(expr) == 0
+
+
+def all_zero(value) -> bool:
+    """Every entry of a sympy matrix, list or tuple (nested) simplifies to exactly 0."""
+    import sympy as sp
+
+    if isinstance(value, sp.MatrixBase):
+        return all(is_zero(e) for e in value)
+    if isinstance(value, (list, tuple)):
+        return all(all_zero(v) for v in value)
+    return is_zero(value)

@@ -6,22 +6,13 @@ import numpy as np
 
 import theory
 
-from .strategies import raises_naming
-
-
-def _brute_operator(K, n, c, d, lam):
-    """A = (G + K N lam I)^-1 G for the explicit block Gram matrix, plain numpy (no theory code)."""
-    y = np.repeat(np.arange(K), n)
-    G = np.where(y[:, None] == y[None, :], c, d)
-    np.fill_diagonal(G, 1.0)
-    N = K * n
-    return np.linalg.solve(G + K * N * lam * np.eye(N), G)
+from .strategies import brute_operator, raises_naming
 
 
 def test_spectral_operator_default_is_one_fit():
     """Without ``t`` the closed form is round 0 (one fit): the brute-force operator A = (G + K N lam I)^-1 G
     (entries O(1), condition number of G + K N lam I below 1e3: agreement to 1e-12)."""
-    A = _brute_operator(3, 2, 0.4, 0.1, 1e-2)
+    A = brute_operator(3, 2, 0.4, 0.1, 1e-2)
     assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2), A, rtol=0, atol=1e-12)
     assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2, 0), A, rtol=0, atol=1e-12)
     assert np.allclose(theory.spectral_operator(3, 2, 0.4, 0.1, 1e-2, 1), A @ A, rtol=0, atol=1e-12)

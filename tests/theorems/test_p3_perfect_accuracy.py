@@ -17,6 +17,7 @@ import theory
 from theory.predictions import fresh_margin_sign
 
 from .strategies import (
+    brute_operator,
     block_params,
     explicit_block_gram,
     explicit_operator,
@@ -345,18 +346,9 @@ def test_train_accuracy_split_equals_explicit_argmax(case, t):
 K3 = dict(K=3, n=4, c=0.4, d=0.1, lam=1e-3)
 
 
-def _brute_operator(K, n, c, d, lam):
-    """A = (G + K N lam I)^-1 G for the explicit block Gram matrix, plain numpy (no theory code)."""
-    y = np.repeat(np.arange(K), n)
-    G = np.where(y[:, None] == y[None, :], c, d)
-    np.fill_diagonal(G, 1.0)
-    N = K * n
-    return np.linalg.solve(G + K * N * lam * np.eye(N), G)
-
-
 def _brute_outputs(K, n, c, d, lam, z, fits):
     """Outputs (K x N) after ``fits`` fits on labels z: U + (Y - U) A^fits, explicit matrices."""
-    A = _brute_operator(K, n, c, d, lam)
+    A = brute_operator(K, n, c, d, lam)
     return 1.0 / K + (np.eye(K)[:, z] - 1.0 / K) @ np.linalg.matrix_power(A, fits)
 
 
@@ -415,7 +407,7 @@ def test_perfect_rounds_can_end():
     K, n, c, d, lam = 2, 5, 0.4, 0.1, 0.01
     z = np.array([0, 0, 0, 0, 1, 0, 0, 1, 1, 1])
     y = np.repeat(np.arange(K), n)
-    A = _brute_operator(K, n, c, d, lam)
+    A = brute_operator(K, n, c, d, lam)
     D = (np.eye(K)[:, z] - 1.0 / K) @ A
     perfect, collapsed = [], []
     for t in range(61):

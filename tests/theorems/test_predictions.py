@@ -7,21 +7,12 @@ import numpy as np
 import theory
 from theory.predictions import margin_terms
 
-from .strategies import raises_naming
+from .strategies import brute_operator, raises_naming
 
 K3 = dict(K=3, n=4, c=0.4, d=0.1, lam=1e-3)
 
 
 C3 = theory.symmetric(3, 0.25)
-
-
-def _brute_operator(K, n, c, d, lam):
-    """A = (G + K N lam I)^-1 G for the explicit block Gram matrix, plain numpy (no theory code)."""
-    y = np.repeat(np.arange(K), n)
-    G = np.where(y[:, None] == y[None, :], c, d)
-    np.fill_diagonal(G, 1.0)
-    N = K * n
-    return np.linalg.solve(G + K * N * lam * np.eye(N), G)
 
 
 def test_outputs_for_general_targets_match_brute_force():
@@ -36,7 +27,7 @@ def test_outputs_for_general_targets_match_brute_force():
     rng = np.random.default_rng(5)
     T = rng.dirichlet(np.ones(K), size=(K, K))  # T[k, l] sums to 1 over its last axis
     Y = T[y, z].T  # (K, N) per-instance targets
-    A = _brute_operator(K, n, c, d, lam)
+    A = brute_operator(K, n, c, d, lam)
     for t in (0, 1, 3):
         P = 1.0 / K + (Y - 1.0 / K) @ np.linalg.matrix_power(A, t + 1)
         assert np.allclose(theory.outputs_for_targets(K, n, c, d, lam, C, T, t)[y, z].T, P, rtol=0, atol=1e-12)

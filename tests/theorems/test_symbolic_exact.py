@@ -15,17 +15,7 @@ from theory import symbolic_exact
 from theory.exact_level import solve_reduced
 from theory.symbolic_exact import derive_type_system, verify_type_reduction
 
-
-def _is_zero(expr) -> bool:
-    return sp.simplify(expr) == 0
-
-
-def _all_zero(value) -> bool:
-    if isinstance(value, sp.MatrixBase):
-        return all(_is_zero(e) for e in value)
-    if isinstance(value, (list, tuple)):
-        return all(_all_zero(v) for v in value)
-    return _is_zero(value)
+from .strategies import all_zero
 
 
 def _one_hot_types(K):
@@ -39,7 +29,7 @@ def test_type_reduction_residuals_vanish(layout):
     res = verify_type_reduction(layout)
     assert set(res) == {"logits", "invariant_subspace", "mixing_is_aggregated_gram", "permutation", "hessian_variance", "reduced_logits"}
     for name, value in res.items():
-        assert _all_zero(value), name
+        assert all_zero(value), name
 
 
 def test_type_reduction_residual_shapes():

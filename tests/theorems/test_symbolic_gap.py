@@ -19,17 +19,7 @@ from theory.symbolic_gap import (
     verify_pair_recursion,
 )
 
-
-def _is_zero(expr) -> bool:
-    return sp.simplify(expr) == 0
-
-
-def _all_zero(value) -> bool:
-    if isinstance(value, sp.MatrixBase):
-        return all(_is_zero(e) for e in value)
-    if isinstance(value, (list, tuple)):
-        return all(_all_zero(v) for v in value)
-    return _is_zero(value)
+from .strategies import all_zero
 
 
 def _is_zero_matrix(value) -> bool:
@@ -38,7 +28,7 @@ def _is_zero_matrix(value) -> bool:
 
 def test_active_set_linearisation_residuals_vanish():
     for name, value in verify_active_set_linearisation().items():
-        assert _all_zero(value), name
+        assert all_zero(value), name
 
 
 def test_active_set_linearisation_default_has_three_active_classes():
@@ -52,12 +42,12 @@ def test_active_set_linearisation_default_has_three_active_classes():
 
 def test_pair_recursion_residuals_vanish():
     for name, value in verify_pair_recursion().items():
-        assert _all_zero(value), name
+        assert all_zero(value), name
 
 
 def test_operating_point_linearisation_residuals_vanish():
     for name, value in verify_operating_point_linearisation(K=2).items():
-        assert _all_zero(value), name
+        assert all_zero(value), name
 
 
 def test_operating_point_linearisation_default_is_three_classes():
