@@ -23,6 +23,7 @@ __all__ = [
     "accuracy",
     "split_accuracy",
     "perfect",
+    "first_perfect_round",
     "Agreement",
     "pll_targets",
     "fresh_accuracy_from_class_logits",
@@ -70,6 +71,13 @@ def accuracy(P, y) -> float | None:
 def perfect(P, y) -> bool:
     """Every instance correct (accuracy exactly 1, ties failing); False for an empty set."""
     return accuracy(P, y) == 1.0
+
+
+def first_perfect_round(accuracies) -> int | None:
+    """First round whose training accuracy is exactly 1 (every instance correct, ties failing), or None.
+
+    ``accuracies``: one per round t = 0, 1, ... (any iterable; read only up to the first perfect round)."""
+    return next((t for t, a in enumerate(accuracies) if a == 1.0), None)
 
 
 def split_accuracy(P, y, z) -> dict:

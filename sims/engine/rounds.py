@@ -16,7 +16,7 @@ and what counts as "perfect" is :func:`sims.engine.measures.perfect` (:func:`fir
 
 from __future__ import annotations
 
-from .measures import perfect
+from .measures import accuracy, first_perfect_round
 
 __all__ = ["sd", "pll", "first_perfect"]
 
@@ -48,5 +48,5 @@ def pll(engine, teacher, loss: str = "ce", ties: str = "share"):
 
 
 def first_perfect(fits, y) -> int | None:
-    """First round whose outputs get every training instance right (:func:`perfect`), or None."""
-    return next((t for t, f in enumerate(fits) if perfect(f.outputs, y)), None)
+    """First round whose outputs get every training instance right (:func:`measures.first_perfect_round`), or None."""
+    return first_perfect_round(accuracy(f.outputs, y) for f in fits)

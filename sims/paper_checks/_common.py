@@ -24,6 +24,7 @@ from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER  # noqa: F401  (shared by the check modules)
 from ..engine.fit import BlockExact
 from ..engine.measures import Agreement
+from ..engine.measures import first_perfect_round as first_perfect  # noqa: F401  (shared by the check modules)
 
 SEED = 20250101  # the one seed of this report
 
@@ -73,14 +74,6 @@ def fmt_dim(D) -> str:
 def rule_text(fn) -> str:
     """The rule of a verdict function, as printed in the report: its docstring, joined into one line."""
     return " ".join(fn.__doc__.split())
-
-
-def first_perfect(accs):
-    """First round with accuracy exactly 1 (ties fail), or None."""
-    for t, a in enumerate(accs):
-        if a == 1.0:
-            return t
-    return None
 
 
 def population_counts(noise, K, eta, n, size=2):

@@ -41,3 +41,16 @@ def test_pll_targets_tie_rules():
     assert np.allclose(M.pll_targets(P).sum(axis=0), 1.0)
     with raises_naming("ties", "'x'"):
         M.pll_targets(P, "x")
+
+
+def test_first_perfect_round_is_the_first_exact_one():
+    """Accuracy exactly 1 counts, 1 - 1e-16 does not; the rounds after the first perfect one are not read."""
+    assert M.first_perfect_round([0.5, 1.0 - 1e-16, 1.0, 0.9]) == 2
+    assert M.first_perfect_round([0.5, 0.75]) is None and M.first_perfect_round([]) is None
+
+    def rounds():
+        yield 0.5
+        yield 1.0
+        raise AssertionError("read past the first perfect round")
+
+    assert M.first_perfect_round(rounds()) == 1
