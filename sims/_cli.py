@@ -48,6 +48,11 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
+    def fail(self, message, status: int = 2) -> int:
+        """The same one line as :meth:`error`, returned as the exit status (for a ``main`` that returns it)."""
+        print(f"{self.prog}: error: {message}", file=sys.stderr, flush=True)
+        return status
+
 
 def _why(err: OSError) -> str:
     return err.strerror or type(err).__name__

@@ -693,8 +693,7 @@ def main(argv=None) -> int:
         default_out = Path("results") / ("convergence-paper" if args.paper else "convergence")
         out = check_output_dir("--out", Path(args.out) if args.out is not None else default_out)
     except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        return parser.fail(err)
     stem = "convergence_quick" if args.quick else "convergence"
     cache = out / "cache"
     try:
@@ -704,8 +703,7 @@ def main(argv=None) -> int:
               "resume", file=sys.stderr)
         return 130
     except RuntimeError as err:  # sims.engine.NotConvergedError
-        print(f"{prog}: error: solver failed: {err}", file=sys.stderr)
-        return 3
+        return parser.fail(f"solver failed: {err}", 3)
     write_text(out / f"{stem}.csv", rows_to_csv(rows))
     write_text(out / f"{stem}.json", json.dumps(summary, indent=2))
     plot(study, rows, summary, out / f"{stem}.png")

@@ -486,7 +486,6 @@ def format_table(result: dict) -> str:
 def main(argv=None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
-    prog = parser.prog
     notes = []
     if args.features == "digits":
         if args.classes is not None or args.per_class is not None:
@@ -515,14 +514,12 @@ def main(argv=None) -> int:
     try:
         result = run_scenario(s, progress=not args.json)
     except ValueError as err:
-        print(f"{prog}: error: {err}", file=sys.stderr)
-        return 2
+        return parser.fail(err)
     except RuntimeError as err:  # sims.engine.NotConvergedError and friends
         detail = ""
         if hasattr(err, "residual"):
             detail = f" (residual {err.residual:.3g} after {getattr(err, 'iterations', '?')} iterations)"
-        print(f"{prog}: error: solver failed: {err}{detail}", file=sys.stderr)
-        return 3
+        return parser.fail(f"solver failed: {err}{detail}", 3)
     result["params"]["notes"] = notes + result["params"]["notes"]
     elapsed = time.perf_counter() - start
     if args.json:

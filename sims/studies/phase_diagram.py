@@ -70,7 +70,7 @@ from ..engine.fit import BlockExact, GramExact, LinearModel, StackedLinear, limi
 from ..engine.measures import Agreement
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
-from .runner import Unit, run_units, settings_key
+from .runner import Unit, dask_client, run_units, settings_key
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "certified_boundary", "main", "COLUMNS", "confusion", "output_paths",
            "certified_verdicts", "certified_agreement"]
@@ -870,7 +870,6 @@ def sweep_from_args(args, argv=None) -> Sweep:
     return sweep.validate()
 
 
-DASK_CONNECT_TIMEOUT = "5s"
 
 
 def is_default_sweep(sweep: Sweep, quick: bool) -> bool:
@@ -895,24 +894,6 @@ def output_paths(sweep: Sweep, quick: bool, out=None) -> tuple[Path, Path, str]:
     return folder, folder, stem
 
 
-def _dask_client(address: str):
-    """A dask.distributed Client of the scheduler at ``address``; ValueError (one line) if dask is missing,
-    the address is malformed or nothing answers within DASK_CONNECT_TIMEOUT."""
-    shown = f"--dask-scheduler == {address!r}"
-    if not address.strip():  # dask would start a local cluster for an empty address
-        raise ValueError(f"{shown}: cannot connect (give a scheduler address such as tcp://HOST:8786)")
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ValueError(f"{shown}: dask.distributed is not installed "
-                         "(pip install -e \".[test]\" or pip install \"dask[distributed]\")") from None
-    try:
-        return Client(address, timeout=DASK_CONNECT_TIMEOUT)
-    except Exception as err:  # malformed (ValueError, TypeError) or unreachable (OSError, TimeoutError)
-        why = " ".join(str(err).split()) or type(err).__name__
-        raise ValueError(f"{shown}: cannot connect ({why[:200]})") from None
-
-
 def _line(level: str, s: dict) -> str:
     c = s["confusion"]
     agree = "n/a (no row where either side says 100 %)" if s["agreement"] is None else f"{s['agreement']:.4f}"
@@ -935,10 +916,6 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     prog = parser.prog
 
-    def fail(message) -> int:
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
-
     try:
         sweep = sweep_from_args(args, argv)
         check_int("--jobs", args.jobs, minimum=-1)
@@ -949,13 +926,13 @@ def main(argv=None) -> int:
         for folder in dict.fromkeys((fig_dir, res_dir, res_dir / "cache")):
             check_output_dir(option, folder)  # before any computing
     except ValueError as err:
-        return fail(err)
+        return parser.fail(err)
     client = None
     if args.dask_scheduler is not None:
         try:
-            client = _dask_client(args.dask_scheduler)
+            client = dask_client(args.dask_scheduler)
         except ValueError as err:
-            return fail(err)
+            return parser.fail(err)
     if args.out is None and (fig_dir, res_dir) != (DEFAULT_FIG_DIR, DEFAULT_RESULTS_DIR):
         print(f"options differ from the {'--quick ' if args.quick else ''}default sweep: writing to {res_dir}/ "
               "(figures/ and the default results are left alone; --out DIR chooses the folder)", flush=True)

@@ -254,13 +254,11 @@ def main(argv=None) -> int:
     try:
         dims = tuple(int(v) for v in args.dims.split(",") if v.strip())
     except ValueError:
-        print(f"{p.prog}: error: --dims == {args.dims!r}, must be a comma-separated list of integers", file=sys.stderr)
-        return 2
+        return p.fail(f"--dims == {args.dims!r}, must be a comma-separated list of integers")
     try:
         result = pll_mixture_analysis(dims, seeds=args.seeds, seed=args.seed, progress=not args.json)
     except ValueError as err:
-        print(f"{p.prog}: error: {err}", file=sys.stderr)
-        return 2
+        return p.fail(err)
     print(json.dumps(result, indent=2) if args.json else _format(result))
     return 0
 

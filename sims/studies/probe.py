@@ -57,6 +57,7 @@ from ..engine.measures import accuracy, correct, pll_targets
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, csv_text, write_text
 from . import probe_data as pdata
+from .runner import dask_client, settings_key
 
 __all__ = [
     "METHODS", "DETECTORS", "RULE", "BLOCK_TOL", "DEFAULT_LAMS", "QUICK", "ProbeData",
@@ -823,28 +824,10 @@ def _settings(args) -> dict:
     return {"seeds": seeds, "folds": folds, "rounds": rounds, "lams": lams, "methods": methods}
 
 
-def _dask_client(address: str):
-    shown = f"--dask-scheduler == {address!r}"
-    if not address.strip():
-        raise ValueError(f"{shown}: cannot connect (give a scheduler address such as tcp://HOST:8786)")
-    try:
-        from dask.distributed import Client
-    except ImportError:
-        raise ValueError(f"{shown}: dask.distributed is not installed (pip install \"dask[distributed]\")") from None
-    try:
-        return Client(address, timeout="5s")
-    except Exception as err:  # malformed or unreachable
-        raise ValueError(f"{shown}: cannot connect ({' '.join(str(err).split())[:200] or type(err).__name__})") from None
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     prog = parser.prog
-
-    def fail(message) -> int:
-        print(f"{prog}: error: {message}", file=sys.stderr)
-        return 2
 
     start = time.perf_counter()
     try:
@@ -853,8 +836,6 @@ def main(argv=None) -> int:
             out = check_output_dir("--out", args.out)
         data = _load(args)
         if args.out is None:
-            from .runner import settings_key
-
             key = {k: (list(v) if isinstance(v, tuple) else v) for k, v in s.items()}
             key.update(seed=args.seed, standardize=args.standardize, test_size=data.test_size,
                        files=[_file_digest(f) for f in (args.features, args.labels, args.true_labels,
@@ -862,20 +843,19 @@ def main(argv=None) -> int:
                                                         args.test_true_labels) if f is not None])
             out = check_output_dir("output folder", Path("results") / "probe" / settings_key(key))
     except ValueError as err:
-        return fail(err)
+        return parser.fail(err)
     client = None
     try:
         if args.dask_scheduler is not None:
-            client = _dask_client(args.dask_scheduler)
+            client = dask_client(args.dask_scheduler)
         result = run_probe(data, seeds=s["seeds"], seed=args.seed, folds=s["folds"], rounds=s["rounds"],
                            lams=s["lams"], methods=s["methods"], standardize=args.standardize, jobs=args.jobs,
                            backend="dask" if client is not None else None,
                            progress=not (args.no_progress or args.json), prog=prog)
     except ValueError as err:
-        return fail(err)
+        return parser.fail(err)
     except RuntimeError as err:  # the solver did not converge
-        print(f"{prog}: error: solver failed: {' '.join(str(err).split())}", file=sys.stderr)
-        return 3
+        return parser.fail(f"solver failed: {' '.join(str(err).split())}", 3)
     finally:
         if client is not None:
             client.close()

@@ -128,3 +128,24 @@ def run_units(units, *, jobs: int = 1, backend: str | None = None, progress: boo
     finally:  # also on Ctrl-C, so that the bar's line ends before the caller's one-line message
         bar.close()
     return out
+
+
+DASK_CONNECT_TIMEOUT = "5s"
+
+
+def dask_client(address: str):
+    """A dask.distributed Client of the scheduler at ``address``; ValueError (one line) if dask is missing,
+    the address is malformed or nothing answers within DASK_CONNECT_TIMEOUT."""
+    shown = f"--dask-scheduler == {address!r}"
+    if not address.strip():  # dask would start a local cluster for an empty address
+        raise ValueError(f"{shown}: cannot connect (give a scheduler address such as tcp://HOST:8786)")
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise ValueError(f"{shown}: dask.distributed is not installed "
+                         "(pip install -e \".[test]\" or pip install \"dask[distributed]\")") from None
+    try:
+        return Client(address, timeout=DASK_CONNECT_TIMEOUT)
+    except Exception as err:  # malformed (ValueError, TypeError) or unreachable (OSError, TimeoutError)
+        why = " ".join(str(err).split()) or type(err).__name__
+        raise ValueError(f"{shown}: cannot connect ({why[:200]})") from None

@@ -389,3 +389,15 @@ def _weighted_gram(X, w):
         B = X * np.sqrt(w)[:, None]
         return B.T @ B
     return (X * w[:, None]).T @ X
+
+
+def check_feature_problem(X, T, lam, loss, q):
+    """The checked pieces of a fit on features X (a float64 (N, D) array): (N, D, T, K, lam, loss, q), T as
+    (K, N) targets on the simplex; ValueError naming the parameter otherwise."""
+    N, D = X.shape
+    if N < 1 or D < 1:
+        raise ValueError(f"X has shape {X.shape}, must have at least one row and one column")
+    T = _check_targets(T, N)
+    lam = check_positive("lam", lam)
+    loss, q = _check_loss(loss, q)
+    return N, D, T, T.shape[0], lam, loss, q

@@ -60,7 +60,7 @@ import numpy as np
 # and every command's --help, stays fast.
 
 from theory.validate import check_int, check_positive
-from .newton import NotConvergedError, _as_float_array, _check_loss, _check_targets, _FLUSH_LOG
+from .newton import NotConvergedError, _as_float_array, _FLUSH_LOG, check_feature_problem
 
 __all__ = ["SoftFit", "fit_soft", "SOFT_METHODS", "PRECONDITIONERS"]
 
@@ -174,13 +174,7 @@ def _features(name, X):
 
 def _fit_soft(X, T, lam, loss, q, W0, gtol, output_tol, max_iter, method, precondition):
     X = _features("X", X)
-    N, D = X.shape
-    if N < 1 or D < 1:
-        raise ValueError(f"X has shape {X.shape}, must have at least one row and one column")
-    T = _check_targets(T, N)
-    K = T.shape[0]
-    lam = check_positive("lam", lam)
-    loss, q = _check_loss(loss, q)
+    N, D, T, K, lam, loss, q = check_feature_problem(X, T, lam, loss, q)
     gtol = check_positive("gtol", gtol)
     output_tol = check_positive("output_tol", output_tol)
     max_iter = check_int("max_iter", max_iter, minimum=1)

@@ -86,6 +86,7 @@ from theory.validate import (
     check_positive,
 )
 from .newton import (
+    check_feature_problem,
     DEFAULT_TOL,
     NotConvergedError,
     PSD_TOL,  # noqa: F401  (re-exported: the tolerances of the validation of G)
@@ -215,13 +216,7 @@ def limit_blas_threads(threads: int | None):
 
 def _fit_features(X, T, lam, loss, q, W0, tol, max_iter):
     X = _as_float_array("X", X, 2)
-    N, D = X.shape
-    if N < 1 or D < 1:
-        raise ValueError(f"X has shape {X.shape}, must have at least one row and one column")
-    T = _check_targets(T, N)
-    K = T.shape[0]
-    lam = check_positive("lam", lam)
-    loss, q = _check_loss(loss, q)
+    N, D, T, K, lam, loss, q = check_feature_problem(X, T, lam, loss, q)
     tol, max_iter = _check_tol(tol, max_iter)
     if W0 is not None:
         W0 = _as_float_array("W0", W0, 2)
