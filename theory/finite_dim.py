@@ -86,7 +86,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .validate import check_block_correlations, check_int, check_label_counts, check_positive, check_rounds
+from .validate import (
+    check_array,
+    check_block_correlations,
+    check_bool,
+    check_int,
+    check_label_counts,
+    check_positive,
+    check_rounds,
+    check_within_correlation,
+)
 
 __all__ = [
     "mp_average",
@@ -124,6 +133,7 @@ def mp_average(funcs, ratio: float, quad_tol: float = 1e-12, order: int = 64):
     larger of the two is returned.
     """
     ratio = check_positive("ratio", ratio)
+    quad_tol = check_positive("quad_tol", quad_tol)
     a, b, mass = _mp_edges(ratio)
     atom = 1.0 - mass
 
@@ -186,9 +196,11 @@ def within_spectrum(K: int, n: int, c: float, lam: float, D: float, rounds: int,
     for rounds t = 0..rounds (s = t + 1 fits; arrays indexed by t)."""
     K = check_int("K", K, minimum=2)
     n = check_int("n", n, minimum=2)
+    c = check_within_correlation("c", c)
     fits = check_rounds("rounds", rounds) + 1
     lam = check_positive("lam", lam)
-    D = check_positive("D", D) if D != math.inf else math.inf
+    D = _check_D(D)
+    quad_tol = check_positive("quad_tol", quad_tol)
     N = K * n
     m = N - K
     sig2 = 1.0 - c
@@ -234,7 +246,9 @@ def mp_stieltjes(z, ratio: float, scale: float = 1.0):
     where that avoids cancellation. The tests compare it with
     :func:`mp_average` of 1 / (scale x - z).
     """
-    w = np.asarray(z, dtype=np.complex128) / scale
+    ratio = check_positive("ratio", ratio)
+    scale = check_positive("scale", scale)
+    w = check_array("z", z, dtype=np.complex128) / scale
     a, b, _ = _mp_edges(ratio)
     root = np.sqrt(w - a) * np.sqrt(w - b)
     plus, minus = 1.0 - ratio - w + root, 1.0 - ratio - w - root
@@ -265,7 +279,13 @@ def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, roun
     (the block model's beta^s, g^s and h_s(mu_class), h_s(mu_const) at D = infinity, where
     g(z) = 1 / (1 - c - z)), and the largest of the convergence error and the imaginary residue.
     """
+    K = check_int("K", K, minimum=2)
+    n = check_int("n", n, minimum=1)
+    c, d = check_block_correlations(K, n, c, d)
+    lam = check_positive("lam", lam)
+    D = _check_D(D)
     fits = check_rounds("rounds", rounds) + 1
+    tol = check_positive("tol", tol)
     N = K * n
     mu = K * N * lam
     sig2 = 1.0 - c
@@ -393,10 +413,17 @@ def orthant_probability(mean, cov, tol: float = 1e-6, seed: int = 12345, max_poi
     """
     from scipy.special import ndtr, ndtri
 
-    mean = np.asarray(mean, dtype=np.float64)
-    cov = np.asarray(cov, dtype=np.float64)
+    mean = check_array("mean", mean)
+    if mean.ndim < 1 or mean.shape[-1] < 1:
+        raise ValueError(f"mean has shape {mean.shape}, must be (..., p) with p >= 1")
     shape = mean.shape[:-1]
     p = mean.shape[-1]
+    cov = check_array("cov", cov)
+    if cov.shape != mean.shape + (p,):
+        raise ValueError(f"cov has shape {cov.shape}, must be {mean.shape + (p,)} (mean's shape plus ({p},))")
+    tol = check_positive("tol", tol)
+    seed = check_int("seed", seed, minimum=0)
+    max_points = check_int("max_points", max_points, minimum=1)
     mflat = mean.reshape(-1, p)
     cflat = cov.reshape(-1, p, p)
     B = len(mflat)
@@ -531,7 +558,11 @@ def first_perfect_quantiles(cdf: np.ndarray, block_round: int | None) -> dict:
     p_equal_block = P(first = block_round), or P(not perfect within the rounds) when the
     block model never reaches a perfect round (block_round None).
     """
-    cdf = np.asarray(cdf, dtype=np.float64)
+    cdf = check_array("cdf", cdf, ndim=1)
+    if cdf.size == 0:
+        raise ValueError(f"cdf has shape {cdf.shape}, must hold one value per round (at least one)")
+    if block_round is not None:
+        block_round = check_rounds("block_round", block_round)
 
     def quant(q):
         idx = np.flatnonzero(cdf >= q)
@@ -579,6 +610,7 @@ def finite_dim_prediction(
     rounds = check_int("rounds", rounds, minimum=0)
     quad_tol = check_positive("quad_tol", quad_tol)
     prob_tol = check_positive("prob_tol", prob_tol)
+    probabilities = check_bool("probabilities", probabilities)
     N, m = K * n, K * n - K
     mu = K * N * lam
     sig2 = 1.0 - c

@@ -22,6 +22,10 @@ __all__ = [
     "check_label_counts",
     "check_rounds",
     "check_bool",
+    "check_within_correlation",
+    "check_array",
+    "check_labels",
+    "check_generator",
 ]
 
 # Row sums of a corruption matrix may differ from 1 by this much: a few ulps of
@@ -77,10 +81,8 @@ def check_block_correlations(K: int, n: int, c, d) -> tuple[float, float]:
     i.e. 1 - c + n (c - d) + K n d >= 0 (the constant-direction eigenvalue).
     ``d`` may be negative (centred features) as long as that holds.
     """
-    c = check_real("c", c)
+    c = check_within_correlation("c", c)
     d = check_real("d", d)
-    if not c < 1.0:
-        raise ValueError(f"c == {c}, must be < 1 (within-class correlation; the Gram matrix has unit diagonal)")
     if not d < c:
         raise ValueError(f"d == {d}, must be < c == {c} (between-class below within-class correlation)")
     mu_const = 1.0 - c + n * (c - d) + K * n * d
@@ -157,3 +159,47 @@ def check_bool(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} == {value!r}, must be True or False")
     return bool(value)
+
+
+def check_within_correlation(name: str, value) -> float:
+    """A within-class correlation of unit-norm features: a real number < 1."""
+    value = check_real(name, value)
+    if not value < 1.0:
+        raise ValueError(f"{name} == {value}, must be < 1 (within-class correlation; the Gram matrix has unit diagonal)")
+    return value
+
+
+def check_array(name: str, value, ndim: int | None = None, dtype=np.float64) -> np.ndarray:
+    """An array of finite numbers of ``dtype`` (float64 or complex128), with ``ndim`` dimensions if given."""
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} == {value!r}, must be an array of numbers") from None
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"{name} has shape {arr.shape}, must be a {ndim}-d array")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has non-finite entries, must be finite")
+    return arr
+
+
+def check_labels(name: str, labels, K: int, size: int | None = None) -> np.ndarray:
+    """Class indices: a 1-d array (of ``size`` entries if given) of whole numbers in [0, K - 1], as int64."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1 or (size is not None and arr.size != size):
+        raise ValueError(f"{name} has shape {arr.shape}, must be ({'N' if size is None else size},) (one label per instance)")
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} == {labels!r}, must hold class indices (integers)")
+    # whole numbers far below 2^53 are exact in float64; NaN fails every comparison
+    as_float = arr.astype(np.float64)
+    bad = np.flatnonzero(~((as_float == np.round(as_float)) & (as_float >= 0) & (as_float <= K - 1)))
+    if bad.size:
+        i = int(bad[0])
+        raise ValueError(f"{name}[{i}] == {arr[i].item()!r}, must be a class index in [0, {K - 1}]")
+    return as_float.astype(np.int64)
+
+
+def check_generator(name: str, value) -> np.random.Generator:
+    """A numpy random Generator (the one source of randomness of a call)."""
+    if not isinstance(value, np.random.Generator):
+        raise ValueError(f"{name} == {value!r}, must be a numpy.random.Generator (np.random.default_rng(seed))")
+    return value

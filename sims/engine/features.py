@@ -37,7 +37,7 @@ import numpy as np
 # and every command's --help, stays fast.
 
 from theory.block_model import block_gram
-from theory.validate import check_block_correlations, check_int, check_positive
+from theory.validate import check_block_correlations, check_generator, check_int, check_positive
 
 __all__ = [
     "PAPER",
@@ -104,6 +104,7 @@ def sample_gmm(K: int, n: int, c: float, d: float, D: int, rng: np.random.Genera
     (with the same K, c, d, D) with the number of fresh samples per class.
     """
     K, n, c, d, D = check_gmm_params(K, n, c, d, D)
+    rng = check_generator("rng", rng)
     y = np.repeat(np.arange(K), n)
     X = np.empty((K * n, K + 1 + D))
     X[:, : K + 1] = 0.0
@@ -165,8 +166,7 @@ def sample_gmm_gram(
 
     K, n, c, d, D = check_gmm_params(K, n, c, d, D)
     fresh_per_class = check_int("fresh_per_class", fresh_per_class, minimum=0)
-    if not isinstance(rng, np.random.Generator):
-        raise ValueError(f"rng == {rng!r}, must be a numpy.random.Generator (np.random.default_rng(seed))")
+    rng = check_generator("rng", rng)
     N, M = K * n, K * fresh_per_class
     y = np.repeat(np.arange(K), n)
     y_fresh = np.repeat(np.arange(K), fresh_per_class)
@@ -240,6 +240,7 @@ def perturbed_features(
 ) -> np.ndarray:
     """Row-normalised mixture features whose Gram is :func:`perturbed_gram` (shape (K n, K + 1 + D))."""
     K, n = _check_K_n(K, n)
+    rng = check_generator("rng", rng)
     if D is None:
         D = perturbed_dim(K, n, c, d)
     X, _ = sample_gmm(K, n, c, d, D, rng)
@@ -404,6 +405,7 @@ def load_digits_data(train_per_class: int = DIGITS_TRAIN_PER_CLASS, split_seed: 
     from sklearn.datasets import load_digits
 
     train_per_class = check_int("train_per_class", train_per_class, minimum=1, maximum=174)
+    split_seed = check_int("split_seed", split_seed, minimum=0)
     X, y = load_digits(return_X_y=True)
     X = X.astype(np.float64)
     K = int(y.max()) + 1

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from theory.validate import check_array, check_bool, check_labels
+
 __all__ = [
     "TIE_TOL",
     "TIE_RULES",
@@ -34,17 +36,13 @@ TIE_RULES = ("share", "lowest")
 
 
 def _as_outputs(P, y=None):
-    P = np.asarray(P, dtype=np.float64)
-    if P.ndim != 2 or P.shape[0] < 2:
-        raise ValueError(f"outputs have shape {P.shape}, must be (K, M) with K >= 2")
+    """Outputs ``P`` (K, M) and, if given, their true labels ``y`` (M,)."""
+    P = check_array("P", P, ndim=2)
+    if P.shape[0] < 2:
+        raise ValueError(f"P has shape {P.shape}, must be (K, M) outputs with K >= 2 classes")
     if y is None:
         return P, None
-    y = np.asarray(y, dtype=np.int64)
-    if y.shape != (P.shape[1],):
-        raise ValueError(f"labels have shape {y.shape}, must be ({P.shape[1]},) to match outputs {P.shape}")
-    if y.size and (y.min() < 0 or y.max() >= P.shape[0]):
-        raise ValueError(f"labels have values in [{y.min()}, {y.max()}], must be in [0, {P.shape[0] - 1}]")
-    return P, y
+    return P, check_labels("y", y, P.shape[0], size=P.shape[1])
 
 
 def margins(P, y) -> np.ndarray:
@@ -85,9 +83,10 @@ def split_accuracy(P, y, z) -> dict:
 
     An empty subset gives None.
     """
+    P, y = _as_outputs(P, y)
+    z = check_labels("z", z, P.shape[0], size=y.size)
     ok = correct(P, y)
-    z = np.asarray(z)
-    clean = z == np.asarray(y)
+    clean = z == y
 
     def share(mask):
         return float(ok[mask].mean()) if mask.any() else None
@@ -168,10 +167,11 @@ class Agreement:
     @classmethod
     def of(cls, theory, observed) -> Agreement:
         """Counts of two equally long sequences of booleans (theory says 100 %, observed 100 %)."""
-        p = np.asarray(theory, dtype=bool)
-        o = np.asarray(observed, dtype=bool)
+        p, o = np.asarray(theory), np.asarray(observed)
         if p.shape != o.shape or p.ndim != 1:
             raise ValueError(f"theory and observed have shapes {p.shape} and {o.shape}, must be equal 1-d")
+        p = np.array([check_bool("theory", v) for v in p], dtype=bool)
+        o = np.array([check_bool("observed", v) for v in o], dtype=bool)
         return cls(int(np.sum(p & o)), int(np.sum(p & ~o)), int(np.sum(~p & o)), int(np.sum(~p & ~o)))
 
     def __add__(self, other: Agreement) -> Agreement:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from theory import corruption as _corruption
-from theory.validate import check_corruption_matrix, check_fraction, check_int
+from theory.validate import check_bool, check_corruption_matrix, check_fraction, check_generator, check_int, check_labels, check_label_counts
 
 __all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "corrupt_labels", "label_counts",
            "labels_from_counts", "one_hot"]
@@ -37,7 +37,10 @@ def superclass_from_groups(K: int, eta: float, groups) -> np.ndarray:
     """
     K = check_int("K", K, minimum=2)
     eta = check_fraction("eta", eta)
-    flat = sorted(int(j) for g in groups for j in g)
+    try:
+        flat = sorted(int(j) for g in groups for j in g)
+    except (TypeError, ValueError):  # not a list of lists of class indices
+        flat = None
     if flat != list(range(K)):
         raise ValueError(f"groups == {groups!r}, must partition range({K})")
     if all(len(g) >= 2 for g in groups):
@@ -57,15 +60,6 @@ def noise_matrix(noise: str, K: int, eta: float, superclass_size: int = 2, group
     if noise == "superclass" and groups is not None:
         return superclass_from_groups(K, eta, groups)
     return _corruption.corruption_matrix(noise, K, eta, superclass_size)
-
-
-def _class_sizes(y, K: int) -> np.ndarray:
-    y = np.asarray(y)
-    if y.ndim != 1:
-        raise ValueError(f"y has shape {y.shape}, must be 1-d")
-    if y.size and (y.min() < 0 or y.max() >= K):
-        raise ValueError(f"y has values in [{y.min()}, {y.max()}], must be in [0, {K - 1}]")
-    return np.bincount(y, minlength=K)
 
 
 def exact_counts(C, class_sizes) -> np.ndarray:
@@ -104,8 +98,10 @@ def corrupt_labels(y, C, rng: np.random.Generator, exact: bool = False) -> np.nd
     """
     C = check_corruption_matrix(C)
     K = C.shape[0]
-    y = np.asarray(y, dtype=np.int64)
-    sizes = _class_sizes(y, K)
+    y = check_labels("y", y, K)
+    rng = check_generator("rng", rng)
+    exact = check_bool("exact", exact)
+    sizes = np.bincount(y, minlength=K)
     z = np.empty_like(y)
     if exact:
         counts = exact_counts(C, sizes)
@@ -121,13 +117,16 @@ def corrupt_labels(y, C, rng: np.random.Generator, exact: bool = False) -> np.nd
 
 def label_counts(y, z, K: int) -> np.ndarray:
     """(K, K) counts: [k, l] = instances of true class k given label l."""
+    K = check_int("K", K, minimum=2)
+    y = check_labels("y", y, K)
+    z = check_labels("z", z, K, size=y.size)
     return _corruption.counts_from_labels(y, z, K)
 
 
 def labels_from_counts(counts) -> tuple[np.ndarray, np.ndarray]:
     """Class-major true and given labels ``(y, z)`` with the (K, K) label counts ``counts``: class k's
     instances carry ``counts[k, 0]`` labels 0, then ``counts[k, 1]`` labels 1, ..."""
-    counts = np.asarray(counts, dtype=np.int64)
+    counts = check_label_counts(counts)
     K = counts.shape[0]
     y = np.repeat(np.arange(K), counts.sum(axis=1))
     z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
@@ -136,7 +135,8 @@ def labels_from_counts(counts) -> tuple[np.ndarray, np.ndarray]:
 
 def one_hot(z, K: int) -> np.ndarray:
     """(K, N) one-hot targets of the given labels ``z``."""
-    z = np.asarray(z, dtype=np.int64)
+    K = check_int("K", K, minimum=2)
+    z = check_labels("z", z, K)
     Y = np.zeros((K, z.size))
     Y[z, np.arange(z.size)] = 1.0
     return Y

@@ -16,6 +16,8 @@ and what counts as "perfect" is :func:`sims.engine.measures.perfect` (:func:`fir
 
 from __future__ import annotations
 
+from theory.validate import check_rounds
+
 from .measures import accuracy, first_perfect_round
 
 __all__ = ["sd", "pll", "first_perfect"]
@@ -26,6 +28,7 @@ def sd(engine, targets, rounds: int, *, until=None, progress=None) -> list:
 
     ``until(fit)`` (optional): stop after the first round for which it is true (the list is shorter);
     ``progress()`` is called after every fit."""
+    rounds = check_rounds("rounds", rounds)
     fits: list = []
     T = targets
     for _ in range(rounds + 1):

@@ -184,11 +184,11 @@ def test_distill_json_reports_min_rounds_exact(capsys):
 def test_metrics_input_and_conventions():
     from sims.engine import measures as metrics
 
-    with raises_naming("outputs", "(3,)"):
+    with raises_naming("P", "(3,)"):
         metrics.accuracy(np.zeros(3), [0])
-    with raises_naming("labels", "(1,)"):
+    with raises_naming("y", "(1,)"):
         metrics.accuracy(np.zeros((2, 2)), [0])
-    with raises_naming("labels", "[0, 2]"):
+    with raises_naming("y", "y[1] == 2"):
         metrics.accuracy(np.zeros((2, 2)), [0, 2])
     with raises_naming("logits", "(2, 3)"):
         metrics.fresh_accuracy_from_class_logits(np.zeros((2, 3)))

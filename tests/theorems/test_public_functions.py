@@ -1,4 +1,4 @@
-"""Input validation of every public function of theory, as one contract.
+"""Input validation of every public function of theory, as one contract (machinery: tests/contract.py).
 
 For every public function (``theory.__all__`` and the ``__all__`` of the modules
 listed in MODULES) the table below holds a valid call and, per parameter, a few
@@ -7,7 +7,8 @@ invalid value must raise ValueError or TypeError whose message names the
 parameter and shows the value received (for arrays: the offending shape or
 entry). The wording around them is free. A second test makes sure the table
 lists every public function and every parameter, so that a new public function
-or parameter without an entry fails here.
+or parameter without an entry fails here. The engine's public functions have the
+same contract in tests/sims/test_public_functions.py.
 
 Specific boundaries that decide a result (accepted vs rejected at the edge of a
 range or tolerance) are tested next to the module they belong to.
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import re
 
 import numpy as np
 import pytest
@@ -25,43 +25,15 @@ import pytest
 import theory
 import theory.exact_gap
 import theory.exact_level
+import theory.finite_dim as fd
 import theory.predictions
 import theory.validate
+from tests.contract import BLOCK_BAD, INF, NAN, SHARE_BAD, Bad, assert_rejected_by_name, assert_table_complete, cases, choices
+from tests.contract import ints as _ints
+from tests.contract import reals as _reals
 from theory import validate as V
 
-MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "validate")
-
-NAN, INF = float("nan"), float("inf")
-
-
-class Bad:
-    """An invalid value and the text its error message must show (default: the value's str and repr)."""
-
-    def __init__(self, value, shows=None):
-        self.value = value
-        self.shows = shows
-
-    def expected(self):
-        if self.shows is not None:
-            return (self.shows,)
-        return (str(self.value), repr(self.value))
-
-    def __repr__(self):
-        return f"Bad({self.value!r})"
-
-
-def _ints(minimum):
-    """Wrong type (a string, a non-integral float, a bool, NaN), the value just below the minimum and one far below."""
-    return [Bad("3"), Bad(2.5), Bad(True), Bad(NAN), Bad(minimum - 1), Bad(minimum - 7)]
-
-
-def _reals(*out_of_range):
-    """Wrong type (a string, a bool), NaN, both infinities and the given out-of-range values."""
-    return [Bad("0.25"), Bad(True), Bad(NAN), Bad(INF), Bad(-INF), *(Bad(v) for v in out_of_range)]
-
-
-# a share just outside [0, 1] on either side (the closest floats)
-SHARE_BAD = (1.5, -0.25, 1.0000000000000002, -5e-324)
+MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim", "validate")
 
 
 # block model K = 3, n = 4
@@ -70,13 +42,6 @@ C3 = theory.symmetric(3, 0.25)
 COUNTS = np.array([[3, 1, 0], [0, 4, 0], [1, 0, 3]])
 PAIRS = theory.exact_label_counts(theory.superclass(4, 0.25), 4)  # K = 4, n = 4, superclass pairs
 
-BLOCK_BAD = {
-    "K": _ints(2),
-    "n": _ints(1),
-    "c": _reals(1.0, 1.25),
-    "d": _reals(0.4, 0.75, -0.9),  # d >= c, and below the PSD limit
-    "lam": _reals(0.0, -0.25),
-}
 
 
 def _matrix_bad(name, K=3):
@@ -123,8 +88,7 @@ def _class_bad(K):
     return [Bad("1"), Bad(0.5), Bad(True), Bad(NAN), Bad(-1), Bad(K), Bad(K + 7), Bad(-8)]
 
 
-def _choice_bad(*names):
-    return [Bad(v) for v in names] + [Bad(3)]
+_choice_bad = choices
 
 
 def _cell(**extra):
@@ -144,6 +108,25 @@ TARGETS_BAD = [
     Bad(np.full((3, 3, 3), NAN), shows="finite"),
     Bad(np.full((3, 3, 3), INF), shows="finite"),
     Bad("abc"),
+]
+
+# finite-D model: K = 2, n = 3, noise dimension D = 10
+FD = dict(K=2, n=3, c=0.4, d=0.1, lam=1e-3, D=10.0)
+FD_COUNTS = np.array([[3, 0], [1, 2]])
+FD_BAD = {
+    "K": _ints(2),
+    "n": _ints(2),
+    "c": _reals(1.0, 1.25),
+    "d": _reals(0.4, 0.75, -0.9),  # d >= c, and below the PSD limit (-0.6 for K = 2, n = 3, c = 0.4)
+    "lam": _reals(0.0, -0.25),
+    "D": [Bad("10"), Bad(True), Bad(NAN), Bad(-INF), Bad(0.0), Bad(-3.0)],
+}
+FD_COUNTS_BAD = [
+    Bad(np.array([[3, 0], [1, 1]]), shows=" 2"),
+    Bad(np.array([[1, 1, 1], [0, 3, 0], [0, 0, 3]]), shows="(3, 3)"),
+    Bad(np.array([[4, -1], [1, 2]]), shows="-1"),
+    Bad(np.array([[2.5, 0.5], [1.0, 2.0]]), shows="2.5"),
+    Bad("abc", shows="()"),
 ]
 
 # function -> (valid keyword arguments, {parameter: [Bad, ...]}, {parameter as reported: name in the message})
@@ -339,6 +322,60 @@ TABLE = {
             superclass_size=_ints(2) + [Bad(3)],
         ),
     ),
+    # theory.finite_dim (K = 2, n = 3, D = 10, two rounds: a few milliseconds per valid call)
+    fd.mp_average: (
+        dict(funcs=lambda x: np.vstack([x, x * x]), ratio=0.5, quad_tol=1e-12, order=64),
+        dict(ratio=_reals(0.0, -0.5), quad_tol=_reals(0.0, -1e-12), order=_ints(8)),
+    ),
+    fd.mp_stieltjes: (
+        dict(z=-1.0 + 0.5j, ratio=0.5, scale=0.6),
+        dict(
+            z=[Bad("abc"), Bad(complex(NAN, 0.0), shows="finite"), Bad(np.array([1.0 + 1.0j, INF]), shows="finite")],
+            ratio=_reals(0.0, -0.5),
+            scale=_reals(0.0, -0.6),
+        ),
+    ),
+    fd.within_spectrum: (
+        dict(K=2, n=3, c=0.4, lam=1e-3, D=10.0, rounds=2, quad_tol=1e-12),
+        dict(K=_ints(2), n=_ints(2), c=FD_BAD["c"], lam=FD_BAD["lam"], D=FD_BAD["D"], rounds=_rounds_bad(), quad_tol=_reals(0.0, -1e-12)),
+    ),
+    fd.spike_filters: (
+        {**FD, "rounds": 2, "tol": 1e-12},
+        {**FD_BAD, "n": _ints(1), "rounds": _rounds_bad(), "tol": _reals(0.0, -1e-12)},
+    ),
+    fd.margin_moments: (
+        {**FD, "counts": FD_COUNTS, "t": 2, "quad_tol": 1e-12},
+        {**FD_BAD, "counts": FD_COUNTS_BAD, "t": _rounds_bad(), "quad_tol": _reals(0.0, -1e-12)},
+    ),
+    fd.orthant_probability: (
+        dict(mean=np.array([0.3, 0.2]), cov=np.array([[0.04, 0.01], [0.01, 0.09]]), tol=1e-3, seed=12345, max_points=1 << 16),
+        dict(
+            mean=[Bad("abc"), Bad(np.array([NAN, 0.2]), shows="finite"), Bad(0.3, shows="()"), Bad(np.zeros(0), shows="(0,)")],
+            cov=[Bad(np.eye(3), shows="(3, 3)"), Bad(np.full((2, 2), NAN), shows="finite"), Bad("abc")],
+            tol=_reals(0.0, -1e-3),
+            seed=_ints(0),
+            max_points=_ints(1),
+        ),
+    ),
+    fd.first_perfect_quantiles: (
+        dict(cdf=[0.0, 0.4, 0.95], block_round=1),
+        dict(
+            cdf=[Bad("abc"), Bad([0.1, NAN], shows="finite"), Bad([[0.1, 0.5]], shows="(1, 2)"), Bad([], shows="(0,)")],
+            block_round=[Bad("1"), Bad(0.5), Bad(True), Bad(NAN), Bad(-1), Bad(-8)],
+        ),
+    ),
+    fd.finite_dim_prediction: (
+        {**FD, "counts": FD_COUNTS, "rounds": 2, "quad_tol": 1e-12, "prob_tol": 1e-5, "probabilities": True},
+        {
+            **FD_BAD,
+            "counts": FD_COUNTS_BAD,
+            "rounds": _rounds_bad(),
+            "quad_tol": _reals(0.0, -1e-12),
+            "prob_tol": _reals(0.0, -1e-5),
+            "probabilities": [Bad(1), Bad(0), Bad("yes"), Bad(None)],
+        },
+    ),
+    fd.derive_fluctuation_structure: (dict(), dict()),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
     theory.validate.check_real: (dict(name="gamma", value=0.5), dict(value=_reals())),
@@ -349,6 +386,29 @@ TABLE = {
     theory.validate.check_block_correlations: (dict(K=3, n=4, c=0.4, d=0.1), _bad_of("c", "d")),
     theory.validate.check_corruption_matrix: (dict(C=C3, K=3, name="gamma"), dict(C=_matrix_bad("gamma"))),
     theory.validate.check_label_counts: (dict(counts=COUNTS, n=4, name="gamma"), dict(counts=_counts_bad()[1:])),
+    theory.validate.check_within_correlation: (dict(name="gamma", value=0.4), dict(value=_reals(1.0, 1.25))),
+    theory.validate.check_array: (
+        dict(name="gamma", value=[1.0, 2.0], ndim=1, dtype=np.float64),
+        dict(value=[Bad("abc"), Bad([1.0, NAN], shows="finite"), Bad([1.0, -INF], shows="finite"), Bad([[1.0]], shows="(1, 1)")]),
+    ),
+    theory.validate.check_labels: (
+        dict(name="gamma", labels=[0, 2, 1], K=3, size=3),
+        dict(
+            labels=[
+                Bad([0, 3, 1], shows="3"),
+                Bad([0, -1, 1], shows="-1"),
+                Bad([0, 0.5, 1], shows="0.5"),
+                Bad([0, NAN, 1], shows="nan"),
+                Bad([[0, 1, 2]], shows="(1, 3)"),
+                Bad([0, 1], shows="(2,)"),
+                Bad(["a", "b", "c"]),
+            ]
+        ),
+    ),
+    theory.validate.check_generator: (
+        dict(name="gamma", value=np.random.default_rng(0)),
+        dict(value=[Bad(0), Bad(None), Bad(np.random.RandomState(0))]),
+    ),
 }
 
 # parameters reported under another name: the validators name what they check by their ``name`` argument
@@ -361,6 +421,10 @@ REPORTED_AS = {
     (theory.validate.check_bool, "value"): "gamma",
     (theory.validate.check_corruption_matrix, "C"): "gamma",
     (theory.validate.check_label_counts, "counts"): "gamma",
+    (theory.validate.check_within_correlation, "value"): "gamma",
+    (theory.validate.check_array, "value"): "gamma",
+    (theory.validate.check_labels, "labels"): "gamma",
+    (theory.validate.check_generator, "value"): "gamma",
     (theory.exact_boundary, "etas"): "eta",
     (theory.exact_gap.gap_table, "etas"): "eta",
 }
@@ -381,6 +445,15 @@ NOT_VALIDATED = {
     (theory.validate.check_label_counts, "n"): "the caller's validated n",
     (theory.validate.check_block_correlations, "K"): "the caller's validated K",
     (theory.validate.check_block_correlations, "n"): "the caller's validated n",
+    (theory.validate.check_within_correlation, "name"): "the caller's parameter name",
+    (theory.validate.check_array, "name"): "the caller's parameter name",
+    (theory.validate.check_array, "ndim"): "a shape chosen by the caller",
+    (theory.validate.check_array, "dtype"): "a number type chosen by the caller",
+    (theory.validate.check_labels, "name"): "the caller's parameter name",
+    (theory.validate.check_labels, "K"): "the caller's validated K",
+    (theory.validate.check_labels, "size"): "the caller's count of instances",
+    (theory.validate.check_generator, "name"): "the caller's parameter name",
+    (fd.mp_average, "funcs"): "the caller's integrand (any callable; its values are the caller's)",
 }
 
 def _public_functions():
@@ -399,27 +472,22 @@ def _public_functions():
 
 
 PUBLIC = _public_functions()
-CASES = [
-    pytest.param(fn, param, id=f"{PUBLIC.get(fn, fn.__name__)}-{param}")
-    for fn, (_, bad) in TABLE.items()
-    for param in bad
-]
+
+
+def _label(fn):
+    return PUBLIC.get(fn, fn.__name__)
+
+
+CASES = cases(TABLE, _label)
 
 
 def test_table_covers_every_public_function_and_parameter():
     """A public function or parameter without an entry (invalid values, or a reason it takes none) fails here."""
-    assert set(PUBLIC) == set(TABLE), {PUBLIC.get(f, f.__name__) for f in set(PUBLIC) ^ set(TABLE)}
-    for fn, (valid, bad) in TABLE.items():
-        params = list(inspect.signature(fn).parameters)
-        assert list(valid) == params, (PUBLIC[fn], "valid call must give every parameter in order")
-        for p in params:
-            unchecked = (fn, p) in NOT_VALIDATED
-            assert (p in bad) != unchecked, (PUBLIC[fn], p)
-            if p in bad:
-                assert len(bad[p]) >= 2, (PUBLIC[fn], p)
+    assert set(PUBLIC) == set(TABLE), {_label(f) for f in set(PUBLIC) ^ set(TABLE)}
+    assert_table_complete(TABLE, _label, NOT_VALIDATED)
 
 
-@pytest.mark.parametrize("fn", list(TABLE), ids=lambda fn: PUBLIC.get(fn, fn.__name__))
+@pytest.mark.parametrize("fn", list(TABLE), ids=_label)
 def test_valid_call_succeeds(fn):
     """The reference call of every entry is valid (so each rejection below is caused by its one changed parameter)."""
     valid, _ = TABLE[fn]
@@ -429,14 +497,7 @@ def test_valid_call_succeeds(fn):
 @pytest.mark.parametrize("fn, param", CASES)
 def test_invalid_value_is_rejected_by_name(fn, param):
     valid, bad = TABLE[fn]
-    name = REPORTED_AS.get((fn, param), param)
-    named = re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])")
-    for b in bad[param]:
-        with pytest.raises((ValueError, TypeError)) as info:
-            fn(**{**valid, param: b.value})
-        msg = str(info.value)
-        assert named.search(msg), f"{PUBLIC[fn]}({param}={b!r}): message does not name {name!r}: {msg}"
-        assert any(e in msg for e in b.expected()), f"{PUBLIC[fn]}({param}={b!r}): message does not show {b.expected()}: {msg}"
+    assert_rejected_by_name(fn, valid, param, bad[param], REPORTED_AS.get((fn, param), param), PUBLIC[fn])
 
 
 B2 = (2, 1, 0.4, 0.1, 1e-3)  # smallest admissible block model: K = 2, n = 1

@@ -24,9 +24,11 @@ import numpy as np
 
 from theory.corruption import counts_from_labels
 from theory.predictions import one_hot_type_targets
+from theory.validate import check_block_correlations, check_int, check_labels, check_positive
 
 from ..measures import pll_targets
 from . import solver
+from .newton import _as_float_array
 
 __all__ = ["GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact"]
 
@@ -53,8 +55,14 @@ class BlockExact:
     warm_rounds = False
 
     def __init__(self, K, n, c, d, lam, y, z):
+        K = check_int("K", K, minimum=2)
+        n = check_int("n", n, minimum=1)
+        c, d = check_block_correlations(K, n, c, d)
+        lam = check_positive("lam", lam)
+        y = check_labels("y", y, K)
+        z = check_labels("z", z, K, size=y.size)
         self.K, self.n, self.c, self.d, self.lam = K, n, c, d, lam
-        self.y, self.z = np.asarray(y), np.asarray(z)
+        self.y, self.z = y, z
         self.counts = counts_from_labels(y, z, K)
 
     def one_hot_types(self) -> np.ndarray:
@@ -96,6 +104,12 @@ class FeatureExact:
     warm_rounds = True
 
     def __init__(self, X, lam, X_fresh=None):
+        X = _as_float_array("X", X, 2)
+        lam = check_positive("lam", lam)
+        if X_fresh is not None:
+            X_fresh = _as_float_array("X_fresh", X_fresh, 2)
+            if X_fresh.shape[1] != X.shape[1]:
+                raise ValueError(f"X_fresh has shape {X_fresh.shape}, must be (M, {X.shape[1]}) (the features of X)")
         self.X, self.lam, self.X_fresh = X, lam, X_fresh
 
     def fit(self, targets, loss: str = "ce", start=None) -> ExactFit:
@@ -122,8 +136,12 @@ class GramExact(FeatureExact):
 
     def __init__(self, G, lam, cross=None, method: str = "auto"):
         self.prep = solver.prepare_gram(G, method)
-        self.lam = lam
-        self.cross = cross if cross is not None and np.shape(cross)[1] > 0 else None
+        self.lam = check_positive("lam", lam)
+        if cross is not None:
+            cross = _as_float_array("cross", cross, 2)
+            if cross.shape[0] != self.prep.N:
+                raise ValueError(f"cross has shape {cross.shape}, must be ({self.prep.N}, M) (one row per training point)")
+        self.cross = cross if cross is not None and cross.shape[1] > 0 else None
 
     def fit(self, targets, loss: str = "ce", start=None) -> ExactFit:
         """``start``: coefficients (K, N) to start from."""

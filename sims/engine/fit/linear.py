@@ -18,9 +18,10 @@ import numpy as np
 # scipy (about 0.7 s to import) is imported inside the functions that solve, so that importing the engine,
 # and every command's --help, stays fast.
 
-from theory.validate import check_int, check_positive
+from theory.validate import check_bool, check_int, check_positive
 
 from ..measures import pll_targets
+from .newton import _as_float_array
 
 __all__ = ["LinearFit", "LinearModel", "StackedLinear"]
 
@@ -66,13 +67,14 @@ class LinearModel:
     def __init__(self, G, K: int, lam: float, explicit: bool = False):
         from scipy.linalg import cho_factor, cho_solve
 
-        G = np.asarray(G, dtype=np.float64)
-        if G.ndim != 2 or G.shape[0] != G.shape[1]:
+        G = _as_float_array("G", G, 2)
+        if G.shape[0] != G.shape[1]:
             raise ValueError(f"G has shape {G.shape}, must be square (N, N)")
         self.G = G
         self.K = check_int("K", K, minimum=2)
         self.lam = check_positive("lam", lam)
         self.N = G.shape[0]
+        explicit = check_bool("explicit", explicit)
         self.kappa = self.K * self.N * self.lam
         self._cho = cho_factor(G + self.kappa * np.eye(self.N), lower=True)
         # explicit=True forms A = (G + K N lam I)^-1 G once (N^3) so that each fit is one
@@ -126,8 +128,8 @@ class StackedLinear:
     warm_rounds = False
 
     def __init__(self, model: LinearModel):
-        if model._A is None:
-            raise ValueError("model must be a LinearModel(..., explicit=True)")
+        if not isinstance(model, LinearModel) or model._A is None:
+            raise ValueError(f"model == {model!r}, must be a LinearModel(..., explicit=True)")
         self.model = model
         self.K = model.K
 

@@ -67,14 +67,15 @@ def _check_tol(tol, max_iter):
     return tol, max_iter
 
 
-def _as_float_array(name, value, ndim):
+def _as_float_array(name, value, ndim, finite=True):
+    """A float64 copy of ``value`` with ``ndim`` dimensions, finite unless ``finite`` is False (NaN placeholders)."""
     try:
         arr = np.array(value, dtype=np.float64)  # a copy: callers' arrays are never modified
     except (TypeError, ValueError):
         raise ValueError(f"{name} == {value!r}, must be an array of real numbers") from None
     if arr.ndim != ndim:
         raise ValueError(f"{name} has shape {arr.shape}, must be a {ndim}-d array")
-    if not np.all(np.isfinite(arr)):
+    if finite and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} has non-finite entries, must be finite")
     return arr
 
@@ -98,7 +99,7 @@ def _check_simplex_columns(name, T):
     bad = np.flatnonzero(np.abs(sums - 1.0) > SIMPLEX_TOL)
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"column {i} of {name} sums to {sums.flat[i]!r}, must sum to 1 (within {SIMPLEX_TOL})")
+        raise ValueError(f"column {i} of {name} sums to {float(sums[i])!r}, must sum to 1 (within {SIMPLEX_TOL})")
 
 
 # ----------------------------------------------------------------------------

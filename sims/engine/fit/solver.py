@@ -458,7 +458,8 @@ def fit_block(
     counts = check_label_counts(counts, n)
     if counts.shape != (K, K):
         raise ValueError(f"counts has shape {counts.shape}, must be ({K}, {K})")
-    targets = np.asarray(targets, dtype=np.float64)
+    # absent types may hold NaN placeholders (the outputs of a previous round): only present types are checked
+    targets = _as_float_array("targets", targets, 3, finite=False)
     if targets.shape != (K, K, K):
         raise ValueError(f"targets has shape {targets.shape}, must be ({K}, {K}, {K})")
     ks, ls = np.nonzero(counts)
@@ -475,7 +476,7 @@ def fit_block(
     Mh = ((1.0 - c) * np.eye(m) + ((c - d) * same + d) * nm[None, :]) / (N * lam)
     U0 = np.zeros((K, m))
     if init_logits is not None:
-        Z0 = np.asarray(init_logits, dtype=np.float64)
+        Z0 = _as_float_array("init_logits", init_logits, 3, finite=False)
         if Z0.shape != (K, K, K):
             raise ValueError(f"init_logits has shape {Z0.shape}, must be ({K}, {K}, {K})")
         Z0 = Z0[ks, ls].T
