@@ -511,9 +511,8 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
             om = np.array([_num(c["obs_median"], R) for c in cells])
             lo = np.array([_num(c["obs_median_lo"], R) for c in cells])
             hi = np.array([_num(c["obs_median_hi"], R) for c in cells])
-            ax_m.plot(x, pm, "-", color=color, lw=1.4, label=f"eta={eta:g}: theory")
-            ax_m.errorbar(x, om, yerr=[om - lo, hi - om], fmt="o", color=color, ms=4, capsize=2,
-                          label=f"eta={eta:g}: Monte Carlo (95 % interval)")
+            ax_m.plot(x, pm, "-", color=color, lw=1.4, label=f"eta={eta:g}")
+            ax_m.errorbar(x, om, yerr=[om - lo, hi - om], fmt="o", color=color, ms=4, capsize=2)
             for c, xv, yv in zip(cells, x, om):
                 if c["median_outside"]:
                     ax_m.plot([xv], [yv], "x", color="k", ms=9)
@@ -533,7 +532,7 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
         ax_m.set_title(f"{noise} noise: theory (lines) vs Monte Carlo (dots, 95 % interval of the median;\n"
                        "x: theory outside it); dotted: block model (D = inf), median over the label draws",
                        fontsize=9)
-        ax_m.legend(fontsize=6, ncol=2, loc="upper right")
+        ax_m.legend(fontsize=7, loc="best")
         ax_t.set_ylabel("teacher (round 0) training accuracy, true labels")
         ax_t.set_title(f"{noise}: teacher's training accuracy, theory (lines) vs Monte Carlo (dots)", fontsize=9)
         ax_t.legend(fontsize=7)
