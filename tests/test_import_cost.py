@@ -14,7 +14,7 @@ import sys
 import pytest
 
 HEAVY = ("sympy", "scipy", "sklearn", "matplotlib", "seaborn", "joblib", "dask", "flint", "cleanlab", "pandas", "pyarrow")
-COMMANDS = ("sims.phase_diagram", "sims.distill", "sims.convergence", "sims.exact_boundary_check",
+COMMANDS = ("sims.phase_diagram", "sims.distill", "sims.convergence", "sims.finite_dim", "sims.exact_boundary_check",
             "sims.pll_mixture", "sims.probe", "sims.figures", "sims.paper_checks", "theory.generate")
 
 

@@ -28,6 +28,7 @@ LAYERS = (
     ("sims.distill", 2),
     ("sims.phase_diagram", 2),
     ("sims.convergence", 2),
+    ("sims.finite_dim", 2),
     ("sims.exact_boundary_check", 2),
     ("sims.pll_mixture", 2),
     ("sims.probe", 2),
