@@ -549,7 +549,7 @@ def plot(study: Study, rows: list[dict], summary: dict, path_png: Path):
         ax.annotate(f"{cf['both']}/{cf['only_theory']}/{cf['only_observed']}", (p["D"], 0.02), fontsize=6,
                     rotation=90, ha="center", va="bottom")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("noise dimension D (numbers: cells both / only theory (block) / only observed (mixture) perfect)")
+    ax.set_xlabel("noise dimension D\n(numbers: cells both / only theory (block) / only observed (mixture) perfect)")
     ax.set_ylabel("share")
     ax.set_title("mixture vs exact block model", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
