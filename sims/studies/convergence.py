@@ -66,7 +66,7 @@ from ..engine.fit import BlockExact, GramExact, limit_blas_threads
 from ..engine.measures import Agreement
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
-from .runner import Unit, run_units, settings_key
+from .runner import Unit, dask_client, run_units, settings_key
 
 __all__ = [
     "Study",
@@ -452,15 +452,18 @@ def _sort_key(r):
             -1 if r["seed"] is None else r["seed"], r["round"])
 
 
-def run_study(study: Study, jobs: int = 1, cache_dir: Path | None = None, progress: bool = True):
-    """Run every (D, seed) unit (largest D first, in parallel with joblib); returns (rows sorted, summary)."""
+def run_study(study: Study, jobs: int = 1, cache_dir: Path | None = None, progress: bool = True,
+              backend: str | None = None):
+    """Run every (D, seed) unit (largest D first, in parallel with joblib; ``backend="dask"`` with an active
+    dask.distributed Client uses that cluster); returns (rows sorted, summary)."""
     study.validate()
     cache = Path(cache_dir if cache_dir is not None else DEFAULT_OUT / "cache") / study.key()
     cache.mkdir(parents=True, exist_ok=True)
     units = [Unit(_unit_path(cache, D, s), run_unit, (study, D, s)) for D in sorted(study.dims, reverse=True)
              for s in range(study.seeds)]
     start = time.perf_counter()
-    run = run_units(units, jobs=jobs, progress=progress, desc="convergence (D, seed) units", prog="python -m sims.convergence")
+    run = run_units(units, jobs=jobs, backend=backend, progress=progress, desc="convergence (D, seed) units",
+                    prog="python -m sims.convergence")
     rows = run.rows
     rows.extend(reference_rows(study))
     rows.sort(key=_sort_key)
@@ -546,7 +549,7 @@ def plot(study: Study, rows: list[dict], summary: dict, path_png: Path):
         ax.annotate(f"{cf['both']}/{cf['only_theory']}/{cf['only_observed']}", (p["D"], 0.02), fontsize=6,
                     rotation=90, ha="center", va="bottom")
     ax.set_ylim(0, 1.05)
-    ax.set_xlabel("noise dimension D (numbers: cells both / only theory (block) / only observed (mixture) perfect)")
+    ax.set_xlabel("noise dimension D\n(numbers: cells both / only theory (block) / only observed (mixture) perfect)")
     ax.set_ylabel("share")
     ax.set_title("mixture vs exact block model", fontsize=9)
     ax.legend(fontsize=7, loc="center right")
@@ -651,6 +654,8 @@ def build_parser():
     p.add_argument("--seeds", type=int, default=None, help="seeds per (setting, D) (default 5)")
     p.add_argument("--max-rounds", type=int, default=None, help="last SD round fitted (default 40)")
     p.add_argument("--jobs", type=int, default=-1, help="parallel joblib workers (-1: all cores)")
+    p.add_argument("--dask-scheduler", default=None,
+                   help="address of a Dask scheduler: run the units on that cluster through joblib's dask backend")
     p.add_argument("--seed", type=int, default=0, help="the one seed of the study")
     p.add_argument("--out", default=None, help="output folder (default results/convergence/); the cache goes to OUT/cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -694,10 +699,21 @@ def main(argv=None) -> int:
         out = check_output_dir("--out", Path(args.out) if args.out is not None else default_out)
     except ValueError as err:
         return parser.fail(err)
+    client = None
+    if args.dask_scheduler is not None:
+        try:
+            client = dask_client(args.dask_scheduler)
+        except ValueError as err:
+            return parser.fail(err)
     stem = "convergence_quick" if args.quick else "convergence"
     cache = out / "cache"
     try:
-        rows, summary = run_study(study, jobs=jobs, cache_dir=cache, progress=not args.no_progress)
+        try:
+            rows, summary = run_study(study, jobs=-1 if client is not None else jobs, cache_dir=cache,
+                                      progress=not args.no_progress, backend="dask" if client is not None else None)
+        finally:
+            if client is not None:
+                client.close()
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; finished (D, seed) units are kept in {cache}; run the same command again to "
               "resume", file=sys.stderr)

@@ -28,7 +28,12 @@ row-normalised mixture features whose Gram is the perturbed Gram matrix).
 The ``theory`` part of the output is the block-model theory (``theory.min_rounds``,
 ``theory.filters``) for the nominal K, n, c, d, lam and the sample's empirical
 corruption matrix: exact for ``block``, the idealisation that ``gmm`` and
-``perturbed`` approximate, null for ``digits``.
+``perturbed`` approximate, null for ``digits``. For ``gmm`` it also holds
+``finite_dim``: the finite-D theory (:func:`theory.finite_dim.finite_dim_prediction`,
+linearised level) for the run's K, n, c, d, lam, D and sampled label counts --
+``first_perfect_round`` = {median, q10, q90, p_equal_block} (null: beyond the
+rounds), ``block_first_round``, and per round t = 0..R ``train_accuracy``
+(expected, against the true labels), ``p_all_correct`` and ``fresh_accuracy``.
 
 Measures per (method, level, round):
 
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -71,7 +77,6 @@ __all__ = [
     "FEATURE_KINDS",
     "LEVELS",
     "PLL_LOSSES",
-    "theory_function",
     "Scenario",
     "Problem",
     "build_problem",
@@ -248,26 +253,31 @@ def _record(method, level, t, outputs, prob: Problem, fresh_logits, residual) ->
     }
 
 
-def theory_function(name: str):
-    """``theory.<name>``, or the same name from theory's submodules while ``theory/__init__`` is incomplete."""
-    import importlib
+def _finite_dim_summary(s: Scenario, prob: Problem) -> dict:
+    """theory.finite_dim at the run's K, n, c, d, lam, D and label counts (linearised level), rounds 0..s.rounds."""
+    from theory.finite_dim import finite_dim_prediction
 
-    import theory
-
-    if hasattr(theory, name):
-        return getattr(theory, name)
-    for mod in ("conditions", "predictions", "block_model", "pll"):
-        try:
-            m = importlib.import_module(f"theory.{mod}")
-        except ImportError:
-            continue
-        if hasattr(m, name):
-            return getattr(m, name)
-    return None
+    pred = finite_dim_prediction(prob.K, prob.n, prob.c, prob.d, s.lam, prob.dim, prob.counts, rounds=s.rounds)
+    fp = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in pred.first_perfect.items()}
+    return {
+        "level": "linear",
+        "D": prob.dim,
+        "first_perfect_round": fp,
+        "block_first_round": pred.block_first_round,
+        "train_accuracy": [float(v) for v in pred.train_accuracy],
+        "p_all_correct": [float(v) for v in pred.p_all_correct],
+        "fresh_accuracy": [float(v) for v in pred.fresh_accuracy],
+        "quadrature_error": float(pred.quadrature_error),
+        "probability_error": float(pred.probability_error),
+    }
 
 
 def _theory_summary(s: Scenario, prob: Problem) -> dict:
-    """Block-model theory for the sample's empirical corruption matrix (null for digits)."""
+    """Block-model theory for the sample's empirical corruption matrix (null for digits); for gmm also the
+    finite-D theory (``theory.finite_dim``) for the run's dimension and label counts."""
+    import theory
+    from theory.exact_level import min_rounds_exact
+
     out = {"min_rounds": None, "min_rounds_exact": None, "filters": None, "empirical_corruption": None}
     if prob.c is None:
         out["note"] = "block-model theory not applicable to digits features"
@@ -276,22 +286,20 @@ def _theory_summary(s: Scenario, prob: Problem) -> dict:
     out["empirical_corruption"] = C_emp.tolist()
     if prob.features != "block":
         out["note"] = f"block-model theory with the nominal c, d; the {prob.features} features only approximate it"
-    filters = theory_function("filters")
-    if filters is not None:
-        out["filters"] = [float(v) for v in filters(prob.K, prob.n, prob.c, prob.d, s.lam)]
-    min_rounds = theory_function("min_rounds")
-    if min_rounds is not None:
-        mr = min_rounds(prob.K, prob.n, prob.c, prob.d, s.lam, C_emp)
-        out["min_rounds"] = None if mr is None else int(mr)
-    else:
-        out["note"] = "theory.min_rounds not available"
+    out["filters"] = [float(v) for v in theory.filters(prob.K, prob.n, prob.c, prob.d, s.lam)]
+    mr = theory.min_rounds(prob.K, prob.n, prob.c, prob.d, s.lam, C_emp)
+    out["min_rounds"] = None if mr is None else int(mr)
     # Certified exact level (theory.exact_level): first round t <= s.rounds at which the exact softmax
     # on the block model with the sample's label counts is proved perfect; null: proved not perfect at
     # every round 0..s.rounds; "undecided": not certified.
-    from theory.exact_level import min_rounds_exact
-
     mre = min_rounds_exact(prob.K, prob.n, prob.c, prob.d, s.lam, prob.counts, s.rounds)
     out["min_rounds_exact"] = mre if mre is None or isinstance(mre, str) else int(mre)
+    if prob.features == "gmm":
+        if prob.n < 2:
+            out["finite_dim"] = None
+            out["finite_dim_note"] = "theory.finite_dim needs n >= 2 (the within-class spectrum is empty at n = 1)"
+        else:
+            out["finite_dim"] = _finite_dim_summary(s, prob)
     return out
 
 
@@ -453,6 +461,20 @@ def _fmt(v, pct=True):
     return f"{100 * v:7.2f}" if pct else f"{v:9.2e}"
 
 
+def _finite_dim_lines(fd) -> list:
+    if not fd:
+        return []
+    fp = fd["first_perfect_round"]
+    last = len(fd["train_accuracy"]) - 1
+    p_eq = "-" if fp["p_equal_block"] is None else f"{fp['p_equal_block']:.3g}"
+    return [
+        f"finite-D theory (linear, D={fd['D']}): first perfect round median={fp['median']} q10={fp['q10']} "
+        f"q90={fp['q90']} P(= block round {fd['block_first_round']})={p_eq}; expected train "
+        f"accuracy {100 * fd['train_accuracy'][0]:.2f} % at round 0, {100 * fd['train_accuracy'][last]:.2f} % at "
+        f"round {last}; fresh {100 * fd['fresh_accuracy'][0]:.2f} % -> {100 * fd['fresh_accuracy'][last]:.2f} %"
+    ]
+
+
 def format_table(result: dict) -> str:
     p, th = result["params"], result["theory"]
     lines = [
@@ -460,6 +482,7 @@ def format_table(result: dict) -> str:
         f"noise={p['noise']} eta={p['eta']} exact_counts={p['exact_counts']} dim={p['dim']} seed={p['seed']}",
         f"theory: min_rounds={th.get('min_rounds')}"
         + (f" filters(alpha, beta, g)={[round(v, 6) for v in th['filters']]}" if th.get("filters") else ""),
+        *_finite_dim_lines(th.get("finite_dim")),
         "accuracies in %; train/clean/noisy = training instances vs true labels; fresh = population/held-out",
         f"{'method':6} {'level':6} {'round':>5} {'train':>7} {'clean':>7} {'noisy':>7} {'fresh':>7} {'residual':>9}",
     ]

@@ -79,6 +79,16 @@ def test_same_bytes_for_jobs_1_and_2_and_resume(tmp_path):
     assert more["units_computed"] == 2 and more["units_from_cache"] == 4
 
 
+def test_dask_cluster_writes_the_same_bytes_as_jobs_1(tmp_path):
+    from dask.distributed import LocalCluster
+
+    # two worker processes, as on a real cluster: the units are pickled, run elsewhere and sent back
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert _run(tmp_path / "d", ["--dask-scheduler", cluster.scheduler_address]) == 0
+    assert _run(tmp_path / "a", ["--jobs", "1"]) == 0
+    assert (tmp_path / "d" / "convergence_quick.csv").read_bytes() == (tmp_path / "a" / "convergence_quick.csv").read_bytes()
+
+
 def test_corrupt_cache_file_is_set_aside_and_recomputed(tmp_path, capsys):
     assert _run(tmp_path, ["--jobs", "1"]) == 0
     before = (tmp_path / "convergence_quick.csv").read_bytes()
@@ -105,6 +115,7 @@ def test_corrupt_cache_file_is_set_aside_and_recomputed(tmp_path, capsys):
         (["--lam", "-1"], "lam (--lam) == -1.0"),
         (["--paper"], "--quick and --paper"),
         (["--max-rounds", "-1"], "--max-rounds) == -1"),
+        (["--dask-scheduler", ""], "--dask-scheduler == '': cannot connect"),
         (["--bogus"], "unrecognized arguments"),
     ],
 )

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from sims.studies import distill as Dm
@@ -133,6 +134,36 @@ def test_module_entry_point_exit_code():
 # ----------------------------------------------------------------------------- gmm through the sampled Gram matrix
 
 
+
+
+def test_cli_gmm_reports_finite_dim_theory(capsys):
+    # D = N / 4 (K = 4, n = 60, D = 60): the teacher cannot memorise the noisy labels, so its training
+    # accuracy against the true labels is far above the clean share (~70 %) that the block model predicts.
+    argv = ["--features", "gmm", "--dim", "60", "--per-class", "60", "--eta", "0.3", "--lam", "5e-5", "--rounds", "12",
+            "--level", "linear", "--fresh-per-class", "200", "--json", "--seed", "3"]
+    rc, out, err = run_main(argv, capsys)
+    assert rc == 0, err
+    res = json.loads(out)
+    fd = res["theory"]["finite_dim"]
+    assert set(fd["first_perfect_round"]) == {"median", "q10", "q90", "p_equal_block"}
+    assert fd["D"] == 60 and fd["level"] == "linear"
+    assert len(fd["train_accuracy"]) == len(fd["fresh_accuracy"]) == len(fd["p_all_correct"]) == 13
+    # the prediction is for this run's label counts
+    s = Dm.Scenario(K=4, n=60, eta=0.3, lam=5e-5, rounds=12, features="gmm", dim=60, level="linear",
+                    fresh_per_class=200, seed=3)
+    prob = Dm.build_problem(s, np.random.default_rng(3))
+    from theory.finite_dim import finite_dim_prediction
+
+    direct = finite_dim_prediction(4, 60, s.c, s.d, 5e-5, 60, prob.counts, rounds=12)
+    assert fd["train_accuracy"] == [float(v) for v in direct.train_accuracy]
+    obs = {r["round"]: r for r in res["records"] if r["method"] == "sd"}
+    clean_share = float(np.trace(prob.counts)) / prob.counts.sum()
+    assert obs[0]["train_accuracy"] > clean_share + 0.1
+    # One sample of N = 240 training and 800 fresh points: the binomial s.d. of an accuracy near 0.9 is
+    # <= 0.02 (training) and 0.01 (fresh); 0.05 is 2.5 s.d. of the training one (the seed is fixed).
+    for t in (0, 6, 12):
+        assert abs(fd["train_accuracy"][t] - obs[t]["train_accuracy"]) < 0.05, t
+        assert abs(fd["fresh_accuracy"][t] - obs[t]["fresh_accuracy"]) < 0.05, t
 
 
 def test_cli_gmm_huge_dim_runs(capsys):

@@ -1,0 +1,168 @@
+"""theory.finite_dim_pll: the PLL student on the finite-D mixture, against Monte Carlo and its limits.
+
+The Monte Carlo here is written with numpy only (eigendecomposition of the sampled Gram matrix, the
+teacher's top two by sorting), independent of sims.engine and of theory.finite_dim's algebra.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import theory
+from theory import finite_dim as fd
+from theory.corruption import exact_label_counts, superclass, symmetric
+from theory.finite_dim_pll import pll_finite_dim
+
+from .test_finite_dim import sample_gram, z_bonferroni
+
+
+def pll_mc(K, n, c, d, lam, D, counts, samples, seed, fresh_per_class=10):
+    """Per sample: teacher and student training accuracy, student fresh accuracy, share of instances whose
+    true class is among the teacher's top two."""
+    N, mu = K * n, K * K * n * lam
+    y = np.repeat(np.arange(K), n)
+    z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
+    Y = np.zeros((K, N))
+    Y[z, np.arange(N)] = 1.0
+    yf = np.repeat(np.arange(K), fresh_per_class)
+    rng = np.random.default_rng(seed)
+    out = np.zeros((samples, 4))
+
+    def acc(P, labels):
+        own = P[labels, np.arange(P.shape[1])]
+        rest = P.copy()
+        rest[labels, np.arange(P.shape[1])] = -np.inf
+        return np.mean(own > rest.max(axis=0))
+
+    for r in range(samples):
+        G, X = sample_gram(K, n, c, d, D, rng, fresh_per_class)
+        ev, V = np.linalg.eigh(G)
+        ev = np.clip(ev, 0.0, None)
+        filt = ev / (ev + mu)
+        teacher = 1.0 / K + ((Y - 1.0 / K) @ V * filt) @ V.T
+        top2 = np.argsort(-teacher, axis=0)[:2]  # ties have probability 0 at finite D
+        T = np.zeros((K, N))
+        T[top2[0], np.arange(N)] = 0.5
+        T[top2[1], np.arange(N)] = 0.5
+        RT = (T - 1.0 / K) @ V
+        student = 1.0 / K + (RT * filt) @ V.T
+        fresh = (RT / (ev + mu)) @ (V.T @ X)
+        out[r] = (acc(teacher, y), acc(student, y), acc(fresh, yf), np.mean((top2 == y[None, :]).any(axis=0)))
+    return out
+
+
+# measured model error of the approximation (module doc: neglected O(1/n) reactions and the average
+# Jacobian in the chain term): on K = 3, 4, n = 25..50, D / N = 0.25..10, symmetric and superclass noise,
+# the student's training and fresh accuracy were within 0.02 of 60-300-sample Monte Carlo means
+MODEL_ERROR = 0.02
+
+MC_CASES = [  # K, n, c, d, lam, C, D
+    (3, 30, 0.4, 0.1, 5e-5, symmetric(3, 0.2), 30),
+    (3, 30, 0.4, 0.1, 5e-5, symmetric(3, 0.2), 90),
+    (3, 30, 0.4, 0.1, 5e-5, symmetric(3, 0.2), 360),
+    (3, 30, 0.4, 0.1, 5e-5, symmetric(3, 0.2), 2700),
+    (4, 20, 0.4, 0.1, 1e-4, superclass(4, 0.25), 80),
+]
+MC_SAMPLES = 150
+
+
+@pytest.fixture(scope="module")
+def mc_rows():
+    rows = []
+    for no, (K, n, c, d, lam, C, D) in enumerate(MC_CASES):
+        counts = exact_label_counts(C, n)
+        pred = pll_finite_dim(K, n, c, d, lam, D, counts)
+        obs = pll_mc(K, n, c, d, lam, D, counts, MC_SAMPLES, seed=7000 + no)
+        se = obs.std(axis=0, ddof=1) / math.sqrt(MC_SAMPLES)
+        mean = obs.mean(axis=0)
+        for j, (name, value) in enumerate((("teacher train", pred.teacher_train_accuracy),
+                                           ("student train", pred.student_train_accuracy),
+                                           ("student fresh", pred.student_fresh_accuracy),
+                                           ("contains true", float(np.nansum(pred.contains_true * counts) / counts.sum())))):
+            rows.append((no, name, mean[j], value, se[j]))
+    return rows
+
+
+def test_monte_carlo_within_intervals_plus_the_model_error(mc_rows):
+    z = z_bonferroni(len(mc_rows))
+    bad = [r for r in mc_rows if abs(r[2] - r[3]) > z * r[4] + MODEL_ERROR]
+    assert not bad, f"{len(bad)} of {len(mc_rows)} outside z {z:.2f} s.e. + {MODEL_ERROR}: {bad}"
+
+
+def test_the_cases_are_informative(mc_rows):
+    # the student is neither perfect nor at the teacher's accuracy in every case, and at D <= N it loses to
+    # a student that the block model would call perfect: the checks above could fail
+    student = {no: v for no, name, v, _, _ in mc_rows if name == "student train"}
+    assert min(student.values()) < 0.9
+    assert max(student.values()) > 0.95
+
+
+def test_reaction_term_matters_where_the_teacher_memorises():
+    """At D = N the teacher memorises its labels; without step 5 of the module doc (the reaction through the
+    other instances' targets) the student's accuracy would be off by far more than the model error."""
+    K, n, c, d, lam, D = 3, 30, 0.4, 0.1, 5e-5, 90
+    counts = exact_label_counts(symmetric(K, 0.2), n)
+    pred = pll_finite_dim(K, n, c, d, lam, D, counts)
+    obs = pll_mc(K, n, c, d, lam, D, counts, 100, seed=11)[:, 1].mean()
+    assert pred.teacher_train_accuracy == pytest.approx(float(np.trace(counts)) / counts.sum(), abs=0.02)
+    assert abs(pred.student_train_accuracy - obs) <= MODEL_ERROR + 0.03  # 100 samples: 3 s.e. <= 0.03
+
+
+def test_structure_and_the_teacher_is_finite_dim_round_0():
+    K, n, c, d, lam, D = 4, 20, 0.4, 0.1, 1e-4, 200
+    counts = exact_label_counts(superclass(4, 0.25), n)
+    pred = pll_finite_dim(K, n, c, d, lam, D, counts)
+    present = counts > 0
+    # the pairs partition the outcomes: probabilities sum to 1 within the reported integration error
+    # (each of the K (K - 1) / 2 pair probabilities carries at most probability_error)
+    tol = 6 * pred.probability_error
+    assert np.allclose(pred.pair_prob[present].sum(axis=-1), 1.0, atol=tol)
+    assert np.all(np.isnan(pred.pair_prob[~present]))
+    assert np.all((pred.contains_true[present] >= -tol) & (pred.contains_true[present] <= 1 + tol))
+    assert np.allclose(pred.mean_targets.sum(axis=1), 1.0, atol=tol)
+    teacher = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=0, prob_tol=1e-4)  # pll_finite_dim's default
+    assert pred.teacher_train_accuracy == teacher.train_accuracy[0]
+    assert pred.teacher_fresh_accuracy == teacher.fresh_accuracy[0]
+    assert 0.0 <= pred.student_train_accuracy <= 1.0 and 0.0 <= pred.student_fresh_accuracy <= 1.0
+    assert pred.probability_error < 1e-3 and pred.quadrature_error < 1e-9
+
+
+def test_two_classes_the_student_ties_everywhere():
+    counts = exact_label_counts(symmetric(2, 0.25), 8)
+    pred = pll_finite_dim(2, 8, 0.4, 0.1, 1e-3, 50, counts)
+    assert pred.student_train_accuracy == 0.0 and pred.student_fresh_accuracy == 0.0
+    assert np.all(pred.contains_true[counts > 0] == 1.0)
+    obs = pll_mc(2, 8, 0.4, 0.1, 1e-3, 50, counts, 3, seed=1)
+    assert np.all(obs[:, 1] == 0.0)  # every student output is exactly 1/2: ties, as the Monte Carlo sees
+
+
+@pytest.mark.parametrize("C", [superclass(4, 0.25), theory.symmetric(4, 0.15)])
+def test_large_D_approaches_the_block_model(C):
+    """D = 1e7 N: the fluctuations are 1e-3.5 of the margins; the student's accuracy is the block model's
+    (theory.pll_analysis, exact) on every type the block model decides without a tie."""
+    K, n, c, d, lam = 4, 20, 0.4, 0.1, 1e-4
+    counts = exact_label_counts(C, n)
+    pred = pll_finite_dim(K, n, c, d, lam, 1e7 * K * n, counts)
+    block = theory.pll_analysis(K, n, c, d, lam, counts / n)
+    present = counts > 0
+    tol = 6 * pred.probability_error  # a sum of up to K (K - 1) / 2 integrated pair probabilities
+    assert np.allclose(pred.contains_true[present], block.teacher_contains_true[present], atol=tol)
+    tied = {k for k, _ in block.tied_pairs}
+    for k in range(K):
+        for l in np.flatnonzero(present[k]):
+            if k not in tied:
+                assert pred.student_p_correct[k, l] == pytest.approx(float(block.student_correct[k, l]), abs=tol), (k, l)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(D=math.inf), "D"), (dict(D=0.0), "D"), (dict(n=1), "n"), (dict(d=-0.05), "d"), (dict(lam=-1.0), "lam"),
+    (dict(counts=np.array([[7, 1], [1, 7]])), "counts"), (dict(prob_tol=0.0), "prob_tol"),
+])
+def test_bad_input_names_the_parameter(kwargs, name):
+    args = dict(K=3, n=8, c=0.4, d=0.1, lam=1e-3, D=50.0, counts=exact_label_counts(symmetric(3, 0.25), 8))
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=name):
+        pll_finite_dim(**args)
