@@ -48,7 +48,7 @@ def run_all(progress: bool = True, cached: dict | None = None) -> tuple[list, di
     from . import p6_real_features, p7_cost
     from . import sweep as sweep_mod
 
-    steps = ["sweep", "digits", "cached", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "F1", "F2", "F3", "F4"]
+    steps = ["sweep", "digits", "probe", "cached", "P1", "P2", "P3", "P4", "P5", "P6", "P7", "F1", "F2", "F3", "F4"]
     bar = None
     if progress:
         from tqdm import tqdm
@@ -63,6 +63,8 @@ def run_all(progress: bool = True, cached: dict | None = None) -> tuple[list, di
             state["sweep"] = sweep_mod.run()
         elif name == "digits":
             state["digits"] = p6_real_features.run_digits()
+        elif name == "probe":
+            state["probe"] = p6_real_features.run_cv(state["digits"].data)
         elif name == "cached":
             state["cached"] = evidence.load_all() if cached is None else cached
         elif name == "P1":
@@ -76,7 +78,7 @@ def run_all(progress: bool = True, cached: dict | None = None) -> tuple[list, di
         elif name == "P5":
             out.append(p5_approximations.check_p5(evidence.live_exact_level()))
         elif name == "P6":
-            out.append(p6_real_features.check_p6(state["digits"]))
+            out.append(p6_real_features.check_p6(state["digits"], state["probe"]))
         elif name == "P7":
             out.append(p7_cost.check_p7())
         else:

@@ -160,10 +160,12 @@ def test_verdict_rules_every_branch():
     assert verdict_p5(True, False, True, True) == "holds with a caveat"
     assert verdict_p5(True, True, True, False) == "holds with a caveat"
     assert verdict_p5(False, True, True, True) == "fails" and verdict_p5(True, True, False, True) == "fails"
-    assert verdict_p6(True, [True], [True], [True]) == "holds"
-    assert verdict_p6(True, [True, True], [False, True], [True, True]) == "holds with a caveat"
-    assert verdict_p6(True, [True, False], [True, True], [True, True]) == "fails"
-    assert verdict_p6(False, [True], [True], [True]) == "fails"
+    assert verdict_p6([True, True], [True], [False], [True]) == "holds"
+    assert verdict_p6([True], [True, True, False], [False, False, False], [False, True, False]) == \
+        "holds with a caveat: SD only"
+    assert verdict_p6([True], [True, False, False], [True, True, False], [False] * 3) == "holds with a caveat: PLL only"
+    assert verdict_p6([True], [True, False], [True, False], [True, False]) == "fails"  # half is not a majority
+    assert verdict_p6([True, False], [True], [True], [True]) == "fails"  # c <= d on one data set
     assert verdict_p7({("symmetric", 0.3): True, ("superclass", 0.2): True}) == "holds"
     assert verdict_p7({("symmetric", 0.3): False}) == "fails"
     assert verdict_p7({("symmetric", 0.3): True, ("superclass", 0.2): False, ("superclass", 0.4): False}) == \
