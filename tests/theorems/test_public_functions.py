@@ -26,6 +26,7 @@ import theory
 import theory.exact_gap
 import theory.exact_level
 import theory.finite_dim as fd
+import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
 from tests.contract import BLOCK_BAD, INF, NAN, SHARE_BAD, Bad, assert_rejected_by_name, assert_table_complete, cases, choices
@@ -33,7 +34,8 @@ from tests.contract import ints as _ints
 from tests.contract import reals as _reals
 from theory import validate as V
 
-MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim", "validate")
+MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim",
+           "finite_dim_pll", "validate")
 
 
 # block model K = 3, n = 4
@@ -376,6 +378,17 @@ TABLE = {
         },
     ),
     fd.derive_fluctuation_structure: (dict(), dict()),
+    # theory.finite_dim_pll: D must be finite (D = infinity is theory.pll_analysis)
+    fdp.pll_finite_dim: (
+        {**FD, "counts": FD_COUNTS, "prob_tol": 1e-4, "quad_tol": 1e-12},
+        {
+            **FD_BAD,
+            "D": FD_BAD["D"] + [Bad(INF)],
+            "counts": FD_COUNTS_BAD,
+            "prob_tol": _reals(0.0, -1e-4),
+            "quad_tol": _reals(0.0, -1e-12),
+        },
+    ),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
     theory.validate.check_real: (dict(name="gamma", value=0.5), dict(value=_reals())),
