@@ -478,6 +478,12 @@ def _first_round_in(max_round):
 def test_at_least_half_of_the_examples_are_informative(strategy, max_round):
     """At least half of the examples the P3 properties above see have their first perfect round in [1, max_round]
     (the criterion those properties report as an ``event``), so they are not decided at the teacher or never."""
+    from hypothesis import settings
+
     informative, total = informative_share(strategy, _first_round_in(max_round))
     assert total > 0
-    assert informative >= total / 2, f"only {informative} of {total} examples are non-trivial"
+    # derandomised (ci): the same examples every run, at least half informative. Random profiles: the
+    # share is a random draw (measured 0.62-0.83 over 8 runs of 40 examples); 0.4 lies 3.9 standard
+    # deviations below 0.7 at 40 examples, a false alarm in fewer than 1e-4 runs
+    floor = 0.5 if settings().derandomize else 0.4
+    assert informative >= floor * total, f"only {informative} of {total} examples are non-trivial"
