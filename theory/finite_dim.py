@@ -270,7 +270,8 @@ def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, roun
     The outlier (root lambda* of 1 + l g = 0 above the bulk, found by bisection) contributes
     phi(lambda*) / (l^2 g'(lambda*)); the bulk, a contour integral on a circle through -mu/2
     (where |z / (z + mu)| = 1, so phi_s stays bounded) and half-way between the bulk's edge and
-    the outlier, nodes clustered near -mu/2; the trapezoid rule doubles until two node counts
+    the outlier, nodes clustered near -mu/2 (an outlier within a tenth of that distance of the edge,
+    near the BBP threshold, is enclosed with the bulk and its residue left to the contour); the trapezoid rule doubles until two node counts
     agree within ``tol`` (relative) and outlier weight plus bulk mass is 1 within ``tol``
     (RuntimeError beyond 2^20 nodes).
 
@@ -319,8 +320,21 @@ def spike_filters(K: int, n: int, c: float, d: float, lam: float, D: float, roun
         m_ = mp_stieltjes(w_ + 0j, ratio, 1.0).real
         dm = -(ratio * m_ * m_ + m_) / (2.0 * ratio * w_ * m_ + w_ - 1.0 + ratio)  # m'(w)
         outl[i], wout[i] = lam_star, 1.0 / (ell * ell * dm / sig2**2)
-    has = wout > 0
-    right = edge + 0.5 * (np.min(outl[has]) - edge) if has.any() else 1.5 * edge + 1.0
+    # An outlier close to the bulk (near the BBP threshold, where its weight -> 0) is enclosed by the
+    # contour with the bulk instead of being split off: a contour squeezed between them converges
+    # only with ~ r / gap nodes. The right point goes into the first wide gap of edge < outliers,
+    # wide meaning at least a tenth of the distance from -mu/2; past the last point when there is none.
+    pts = np.concatenate([[edge], np.sort(outl[wout > 0])])
+    right = None
+    for lo_pt, hi_pt in zip(pts[:-1], pts[1:]):
+        if hi_pt - lo_pt >= 0.1 * (lo_pt + 0.5 * mu):
+            right = lo_pt + 0.5 * (hi_pt - lo_pt)
+            break
+        # else: the pole at hi_pt is inside the contour, its residue part of the contour integral
+    if right is None:
+        right = 1.5 * pts[-1] + 1.0
+    has = (wout > 0) & (outl > right)
+    wout = np.where(has, wout, 0.0)
     left = -0.5 * mu
     xc, r = 0.5 * (left + right), 0.5 * (right - left)
     # nodes cluster at the left point, the singularities (0 and -mu) being mu/2 away from it:

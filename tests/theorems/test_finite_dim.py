@@ -165,6 +165,24 @@ def test_spike_filters_limit_and_monotone_in_D():
     assert dev[0] > 50 * dev[1] > 2500 * dev[2]  # O(1/D)
 
 
+def test_spike_filters_converge_and_are_continuous_at_the_bbp_threshold():
+    """An outlier just above the bulk's edge (weight -> 0 at the threshold) is enclosed by the contour
+    with the bulk; a contour squeezed between them did not converge in 2^20 nodes (K=2, n=5, D=10,
+    c=0.268, d=0.025, lam=0.1: the constant spike 7e-4 above its threshold)."""
+    K, n, c, lam, D = 2, 5, 0.268, 0.1, 10.0
+    N, sig2 = K * n, 1.0 - c
+    edge = sig2 * (1.0 + math.sqrt(N / D)) ** 2
+    ell_star = -1.0 / float(fd.mp_stieltjes(edge + 0j, N / D, sig2).real)
+    d_star = (ell_star - n * c) / (N - n)  # ell_const = n c + (N - n) d crosses the threshold here
+    assert 0.0 < d_star < c
+    for d in (0.025, d_star - 1e-9, d_star + 1e-9, d_star + 1e-3, d_star + 0.05):
+        assert fd.spike_filters(K, n, c, d, lam, D, 5)[-1] <= 1e-12
+    below = np.concatenate(fd.spike_filters(K, n, c, d_star - 1e-9, lam, D, 5)[:4])
+    above = np.concatenate(fd.spike_filters(K, n, c, d_star + 1e-9, lam, D, 5)[:4])
+    # the filters are Lipschitz in d with constant O(1) (0.6 for f_const here): 2e-9 apart, 1e-7 is loose
+    assert np.abs(above - below).max() <= 1e-7
+
+
 def test_unconverged_quadrature_raises():
     # a filter with a jump cannot converge to 1e-12
     with pytest.raises(RuntimeError, match="did not converge"):
