@@ -91,3 +91,23 @@ def assert_rejected_by_name(fn, valid, param, bads, name, label):
         msg = str(info.value)
         assert named.search(msg), f"{label}({param}={b!r}): message does not name {name!r}: {msg}"
         assert any(e in msg for e in b.expected()), f"{label}({param}={b!r}): message does not show {b.expected()}: {msg}"
+
+
+def contract_tests(table, label, reported_as=None):
+    """The two tests of a validation table, for a test module to bind at module level: every reference call
+    succeeds, and every invalid value is rejected naming its parameter (``reported_as`` maps
+    (callable, parameter) to the name the message uses instead, e.g. a wrapper's own argument)."""
+    reported_as = reported_as or {}
+
+    @pytest.mark.parametrize("fn", list(table), ids=label)
+    def test_valid_call_succeeds(fn):
+        """The reference call of every entry is valid (so each rejection is caused by its one changed parameter)."""
+        valid, _ = table[fn]
+        fn(**valid)
+
+    @pytest.mark.parametrize("fn, param", cases(table, label))
+    def test_invalid_value_is_rejected_by_name(fn, param):
+        valid, bad = table[fn]
+        assert_rejected_by_name(fn, valid, param, bad[param], reported_as.get((fn, param), param), label(fn))
+
+    return test_valid_call_succeeds, test_invalid_value_is_rejected_by_name

@@ -329,6 +329,29 @@ def _iv(iv: Interval) -> str:
     return iv.text(unit="")
 
 
+def _gain_rows(cv: CvResult, base: str, flags: dict, worse_count: dict, nums: dict, low_key: str) -> list:
+    """Table rows of the gains of the methods in ``flags`` over ``base``, per cell: the base's accuracy, then
+    each method's paired interval (against the teacher also the method's accuracy). Appends to ``flags``
+    whether each method beats the base, counts in ``worse_count`` where it is significantly worse, and
+    records the intervals' lower ends in ``nums`` under ``low_key``."""
+    rows = []
+    for cell in cv.cells:
+        key = f"{cell.data}_{cell.noise}_eta{cell.eta}"
+        if base == "teacher":
+            nums[f"cv_teacher_{key}"] = rnd(cell.acc("teacher").mean())
+        row = [pct(cell.acc(base).mean())]
+        for m in flags:
+            iv = cell.gain(m, base)
+            row.append(f"{pct(cell.acc(m).mean())} ({_iv(iv)})" if base == "teacher" else _iv(iv))
+            flags[m].append(beats(iv))
+            worse_count[m] += worse(iv)
+            if base == "teacher":
+                nums[f"cv_{m}_{key}"] = rnd(cell.acc(m).mean())
+            nums[f"{low_key}_{m}_{key}"] = rnd(iv.low, 3)
+        rows.append(f"| {cell.data} | {cell.noise} | {cell.eta} | " + " | ".join(row) + " |")
+    return rows
+
+
 def _cv_lines(cv: CvResult, nums: dict) -> tuple:
     """Tables and bullets of the protocol; returns (lines, flags for the verdict)."""
     lines = [
@@ -339,18 +362,7 @@ def _cv_lines(cv: CvResult, nums: dict) -> tuple:
     flags_vs_cl = {m: [] for m in ("sd", "pll_ce", "pll_gce")}
     worse_teacher = {m: 0 for m in CV_METHODS[1:]}
     worse_cl = {m: 0 for m in flags_vs_cl}
-    for cell in cv.cells:
-        key = f"{cell.data}_{cell.noise}_eta{cell.eta}"
-        nums[f"cv_teacher_{key}"] = rnd(cell.acc("teacher").mean())
-        row = [pct(cell.acc("teacher").mean())]
-        for m in CV_METHODS[1:]:
-            iv = cell.gain(m)
-            row.append(f"{pct(cell.acc(m).mean())} ({_iv(iv)})")
-            flags[m].append(beats(iv))
-            worse_teacher[m] += worse(iv)
-            nums[f"cv_{m}_{key}"] = rnd(cell.acc(m).mean())
-            nums[f"cv_gain_low_{m}_{key}"] = rnd(iv.low, 3)
-        lines.append(f"| {cell.data} | {cell.noise} | {cell.eta} | " + " | ".join(row) + " |")
+    lines += _gain_rows(cv, "teacher", flags, worse_teacher, nums, "cv_gain_low")
     lines += [
         "",
         "Against CleanLearning (same cells, same seeds): test accuracy minus CleanLearning's, points, paired 95 % "
@@ -359,16 +371,7 @@ def _cv_lines(cv: CvResult, nums: dict) -> tuple:
         "| data | noise | eta | CleanLearning | SD - CleanLearning | PLL CE - CleanLearning | PLL GCE - CleanLearning |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for cell in cv.cells:
-        key = f"{cell.data}_{cell.noise}_eta{cell.eta}"
-        row = [pct(cell.acc("cleanlab").mean())]
-        for m in flags_vs_cl:
-            iv = cell.gain(m, "cleanlab")
-            row.append(_iv(iv))
-            flags_vs_cl[m].append(beats(iv))
-            worse_cl[m] += worse(iv)
-            nums[f"cv_vs_cleanlab_low_{m}_{key}"] = rnd(iv.low, 3)
-        lines.append(f"| {cell.data} | {cell.noise} | {cell.eta} | " + " | ".join(row) + " |")
+    lines += _gain_rows(cv, "cleanlab", flags_vs_cl, worse_cl, nums, "cv_vs_cleanlab_low")
     lines += [
         "",
         "What CV chose (per seed; 'x3' = in three seeds) and CleanLearning's label issues against the true noise "

@@ -10,7 +10,6 @@ in the table, the rest (stage modules, constants, result records) is listed in E
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 import sims.engine as engine
 import theory
@@ -22,9 +21,8 @@ from tests.contract import (
     NAN,
     SHARE_BAD,
     Bad,
-    assert_rejected_by_name,
+    contract_tests,
     assert_table_complete,
-    cases,
     choices,
     ints,
     reals,
@@ -324,7 +322,6 @@ def _label(fn):
     return f"sims.engine.{fn.__name__}"
 
 
-CASES = cases(TABLE, _label)
 
 
 def test_table_covers_every_public_callable_and_parameter():
@@ -343,14 +340,4 @@ def test_table_covers_every_public_callable_and_parameter():
     assert_table_complete(TABLE, _label, NOT_VALIDATED)
 
 
-@pytest.mark.parametrize("fn", list(TABLE), ids=_label)
-def test_valid_call_succeeds(fn):
-    """The reference call of every entry is valid (so each rejection below is caused by its one changed parameter)."""
-    valid, _ = TABLE[fn]
-    fn(**valid)
-
-
-@pytest.mark.parametrize("fn, param", CASES)
-def test_invalid_value_is_rejected_by_name(fn, param):
-    valid, bad = TABLE[fn]
-    assert_rejected_by_name(fn, valid, param, bad[param], param, _label(fn))
+test_valid_call_succeeds, test_invalid_value_is_rejected_by_name = contract_tests(TABLE, _label)

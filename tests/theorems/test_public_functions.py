@@ -29,7 +29,7 @@ import theory.finite_dim as fd
 import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
-from tests.contract import BLOCK_BAD, INF, NAN, SHARE_BAD, Bad, assert_rejected_by_name, assert_table_complete, cases, choices
+from tests.contract import BLOCK_BAD, INF, NAN, SHARE_BAD, Bad, assert_table_complete, choices, contract_tests
 from tests.contract import ints as _ints
 from tests.contract import reals as _reals
 from theory import validate as V
@@ -491,7 +491,6 @@ def _label(fn):
     return PUBLIC.get(fn, fn.__name__)
 
 
-CASES = cases(TABLE, _label)
 
 
 def test_table_covers_every_public_function_and_parameter():
@@ -500,17 +499,7 @@ def test_table_covers_every_public_function_and_parameter():
     assert_table_complete(TABLE, _label, NOT_VALIDATED)
 
 
-@pytest.mark.parametrize("fn", list(TABLE), ids=_label)
-def test_valid_call_succeeds(fn):
-    """The reference call of every entry is valid (so each rejection below is caused by its one changed parameter)."""
-    valid, _ = TABLE[fn]
-    fn(**valid)
-
-
-@pytest.mark.parametrize("fn, param", CASES)
-def test_invalid_value_is_rejected_by_name(fn, param):
-    valid, bad = TABLE[fn]
-    assert_rejected_by_name(fn, valid, param, bad[param], REPORTED_AS.get((fn, param), param), PUBLIC[fn])
+test_valid_call_succeeds, test_invalid_value_is_rejected_by_name = contract_tests(TABLE, _label, REPORTED_AS)
 
 
 B2 = (2, 1, 0.4, 0.1, 1e-3)  # smallest admissible block model: K = 2, n = 1
