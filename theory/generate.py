@@ -164,8 +164,15 @@ def stale_functions(current: str, fresh: str) -> list[str]:
     return sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    # theory/ may not import sims (the layer rule), hence not sims._cli.OneLineParser: the same one-line
+    # error (exit status 2, no usage block), kept to these three lines
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m theory.generate", description=__doc__.split("\n\n")[0])
+    parser = _OneLineParser(prog="python -m theory.generate", description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="do not write; exit 1 if theory/_generated.py is stale")
     args = parser.parse_args(argv)
     fresh = render()
@@ -177,7 +184,10 @@ def main(argv=None) -> int:
         print(f"{TARGET.name} is stale: {', '.join(stale_functions(current, fresh))} (run python -m theory.generate)")
         return 1
     if current != fresh:
-        TARGET.write_text(fresh)
+        try:
+            TARGET.write_text(fresh)
+        except OSError as err:
+            parser.exit(2, f"{parser.prog}: error: cannot write {TARGET}: {err.strerror or type(err).__name__}\n")
         print(f"wrote {TARGET}")
     else:
         print(f"{TARGET.name} is up to date")

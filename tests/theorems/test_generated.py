@@ -39,6 +39,20 @@ def test_check_command_exit_status(tmp_path, monkeypatch, fresh, capsys):
     assert generate.main([]) == 0 and target.read_text() == fresh
 
 
+def test_command_errors_are_one_line(tmp_path, monkeypatch, fresh, capsys):
+    """An unknown option and an unwritable target: exit status 2 and one line on stderr naming the cause."""
+    with pytest.raises(SystemExit) as info:
+        generate.main(["--bogus"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "--bogus" in err
+    target = tmp_path / "missing" / "_generated.py"  # its folder does not exist
+    monkeypatch.setattr(generate, "TARGET", target)
+    with pytest.raises(SystemExit) as info:
+        generate.main([])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and err.count("\n") == 1 and "cannot write" in err and str(target) in err
+
+
 def test_every_generated_function_is_exported():
     names = [n for n in dir(_generated) if callable(getattr(_generated, n)) and not n.startswith("_")]
     assert sorted(set(names) - {"NOISE_THRESHOLDS"}) == sorted(set(_generated.__all__) - {"NOISE_THRESHOLDS"})
