@@ -217,6 +217,11 @@ def protocol(files, tmp_path_factory):
     assert P.main([*argv, "--out", str(out / "a"), "--json"]) == 0
     assert P.main([*argv, "--out", str(out / "b"), "--json"]) == 0
     assert P.main([*argv, "--out", str(out / "c"), "--json", "--jobs", "2"]) == 0
+    from dask.distributed import LocalCluster
+
+    # two worker processes, as on a real cluster: folds, lambdas and seeds pickled, run elsewhere, sent back
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        assert P.main([*argv, "--out", str(out / "d"), "--json", "--dask-scheduler", cluster.scheduler_address]) == 0
     return out
 
 
@@ -248,11 +253,12 @@ def test_json_has_every_method_and_the_recommendation_follows_its_rule(protocol,
     assert th["structure_from"] == "true labels" and isinstance(th["block_model_fits"], bool)
 
 
-def test_same_seed_same_bytes_and_jobs_do_not_matter(protocol):
+def test_same_seed_same_bytes_and_neither_jobs_nor_dask_matter(protocol):
     for name in ("probe.json", "probe.csv"):
         a = (protocol / "a" / name).read_bytes()
         assert a == (protocol / "b" / name).read_bytes(), name
         assert a == (protocol / "c" / name).read_bytes(), name
+        assert a == (protocol / "d" / name).read_bytes(), name  # a Dask cluster
     assert (protocol / "a" / "probe.png").stat().st_size > 1000
     csv = (protocol / "a" / "probe.csv").read_text().splitlines()
     assert csv[0] == ",".join(P.CSV_COLUMNS)
