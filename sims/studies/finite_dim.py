@@ -13,6 +13,12 @@ self-distillation on sampled mixture Gram matrices:
   sample stacked through :class:`sims.engine.StackedLinear`). Recorded per round: training accuracy
   against the true labels, "perfect" (every instance correct, ties failing), accuracy on
   ``fresh_per_class`` fresh points per class from the same mixture sample.
+* Exact softmax: on the first Gram sample of each of the first ``exact_draws`` label draws, the same rounds
+  with the exact softmax fits of :class:`sims.engine.GramExact` (warm-started, residuals recorded): the
+  linearised theory's distance from the exact softmax on the same samples, and the exact lag per sample
+  (exact minus linearised first perfect round). Combined prediction: the finite-D linearised median plus
+  the block model's exact lag (:func:`theory.min_rounds_exact` minus :func:`theory.min_rounds` on the
+  expected label counts of the setting).
 * Theory: :func:`theory.finite_dim.finite_dim_prediction` on label draw b's own counts; the cell's
   prediction is the average over the label draws of the per-draw predictions (training and fresh
   accuracy, P(all correct), the CDF of the first perfect round). Every Monte Carlo sample belongs to
@@ -60,7 +66,7 @@ from ..engine import measures as metrics
 from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.features import PAPER as SETTING
-from ..engine.fit import LinearModel, StackedLinear, limit_blas_threads
+from ..engine.fit import GramExact, LinearModel, StackedLinear, limit_blas_threads
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
 from .runner import Unit, dask_client, run_units, settings_key
@@ -93,20 +99,26 @@ UNIT_COLUMNS = ("kind", "noise", "eta", "D", "draw", "sample", "block_first", "f
                 "fresh_accuracy", "p_all_correct", "first_cdf", "error", "prob_tol")
 COLUMNS = ("noise", "eta", "D", "D_over_N", "round", "train_accuracy_pred", "train_accuracy_obs",
            "train_accuracy_se", "fresh_accuracy_pred", "fresh_accuracy_obs", "fresh_accuracy_se",
-           "p_all_correct_pred", "p_all_correct_obs", "first_cdf_pred", "first_cdf_obs")
+           "p_all_correct_pred", "p_all_correct_obs", "first_cdf_pred", "first_cdf_obs",
+           "train_accuracy_exact", "fresh_accuracy_exact", "first_cdf_exact")
 CELL_COLUMNS = ("noise", "eta", "D", "D_over_N", "samples", "label_draws", "block_first_expected",
                 "block_first_median", "pred_median", "pred_q10", "pred_q90", "obs_median", "obs_q10", "obs_q90",
                 "obs_median_lo", "obs_median_hi", "median_outside", "pred_p_equal_block", "obs_p_equal_block",
                 "ks", "train_accuracy_0_pred", "train_accuracy_0_obs", "fresh_accuracy_0_pred",
                 "fresh_accuracy_0_obs", "fresh_accuracy_last_pred", "fresh_accuracy_last_obs",
                 "fresh_best_round_pred", "fresh_best_round_obs", "fresh_best_pred", "fresh_best_obs",
-                "max_mc_residual", "max_theory_error", "theory_retries")
+                "max_mc_residual", "max_theory_error", "theory_retries",
+                "exact_samples", "exact_median", "exact_median_lo", "exact_median_hi", "pred_outside_exact",
+                "lin_median_same_samples", "exact_lag_mean", "exact_lag_min", "exact_lag_max", "block_exact_expected",
+                "combined_pred_median", "combined_outside_exact", "fresh_accuracy_0_exact", "fresh_accuracy_last_exact",
+                "max_exact_residual")
 
 
 @dataclass(frozen=True)
 class Study:
     """Every setting of the study (defaults: K=4, n=100, c, d of the paper, lambda=5e-5 as the
-    convergence study; 40 label draws x 5 Gram samples = 200 Monte Carlo samples per cell)."""
+    convergence study; 40 label draws x 5 Gram samples = 200 Monte Carlo samples per cell, the exact
+    softmax on the first sample of the first 10 draws)."""
 
     K: int = SETTING["K"]
     n: int = 100
@@ -122,6 +134,7 @@ class Study:
     max_rounds: int = 40
     fresh_per_class: int = 50
     prob_tol: float = 1e-4
+    exact_draws: int = 10
     seed: int = 0
 
     @property
@@ -164,6 +177,7 @@ class Study:
         check_int("max_rounds", self.max_rounds, minimum=0)
         check_int("fresh_per_class", self.fresh_per_class, minimum=1)
         check_positive("prob_tol", self.prob_tol)
+        check_int("exact_draws (--exact-draws)", self.exact_draws, minimum=0)
         check_int("seed (--seed)", self.seed, minimum=0)
         return self
 
@@ -195,6 +209,7 @@ QUICK = dict(
     samples_per_draw=10,
     max_rounds=30,
     fresh_per_class=25,
+    exact_draws=6,  # the fewest samples with a 95 % interval of the median
 )
 
 
@@ -285,6 +300,19 @@ def _run_unit(study: Study, D: int, draw: int) -> list[dict]:
                 "train_accuracy": train, "fresh_accuracy": fresh, "p_all_correct": None, "first_cdf": None,
                 "error": float(max(float(f.residual[i]) for f in fits)), "prob_tol": None,
             })
+        if j == 0 and draw < study.exact_draws:
+            exact = GramExact(gram.G, study.lam, cross=gram.cross)  # G prepared once for every setting
+            for i, ((noise, eta), (_, z, _)) in enumerate(zip(study.settings, labels)):
+                efits = sd_rounds.sd(exact, one_hot(z, K), R)
+                train = [metrics.accuracy(f.outputs, y) for f in efits]
+                rows.append({
+                    "kind": "exact", "noise": noise, "eta": float(eta), "D": int(D), "draw": int(draw),
+                    "sample": int(s), "block_first": blocks[i], "first": metrics.first_perfect_round(train),
+                    "train_accuracy": train,
+                    "fresh_accuracy": [metrics.accuracy(f.fresh_logits, gram.y_fresh) for f in efits],
+                    "p_all_correct": None, "first_cdf": None,
+                    "error": float(max(f.residual for f in efits)), "prob_tol": None,
+                })
     return rows
 
 
@@ -332,11 +360,12 @@ def _cells(study: Study, rows: list[dict]):
     T = R + 1
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["noise"], r["eta"], r["D"]), {"theory": [], "mc": []})[r["kind"]].append(r)
+        groups.setdefault((r["noise"], r["eta"], r["D"]), {"theory": [], "mc": [], "exact": []})[r["kind"]].append(r)
     round_rows, cell_rows = [], []
     for noise, eta in study.settings:
         C = noise_mod.noise_matrix(noise, study.K, eta, study.superclass_size)
         block_exp = _cap(theory.min_rounds(study.K, study.n, study.c, study.d, study.lam, C), R)
+        block_exact = _block_exact(study, C) if study.exact_draws else None
         for D in sorted(study.dims):
             g = groups.get((noise, float(eta), D))
             if g is None or not g["mc"] or not g["theory"]:
@@ -359,6 +388,8 @@ def _cells(study: Study, rows: list[dict]):
             pm = _num(pq["median"], R)
             se_train = train.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.full(T, np.nan)
             se_fresh = fresh.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.full(T, np.nan)
+            ex = _exact_summary(g["exact"], mc, pm, block_exp, block_exact, R)
+            ex_rounds = ex.pop("per_round")
             for t in range(T):
                 round_rows.append({
                     "noise": noise, "eta": float(eta), "D": D, "D_over_N": D / study.N, "round": t,
@@ -368,6 +399,7 @@ def _cells(study: Study, rows: list[dict]):
                     "fresh_accuracy_se": float(se_fresh[t]),
                     "p_all_correct_pred": float(p_all[t]), "p_all_correct_obs": float(o_all[t]),
                     "first_cdf_pred": float(p_cdf[t]), "first_cdf_obs": float(o_cdf[t]),
+                    **{k: None if v is None else float(v[t]) for k, v in ex_rounds.items()},
                 })
             o_fresh = fresh.mean(axis=0)
             blocks = [_num(r["block_first"], R) for r in th]
@@ -390,8 +422,60 @@ def _cells(study: Study, rows: list[dict]):
                 "max_mc_residual": float(max(r["error"] for r in mc)),
                 "max_theory_error": float(max(r["error"] for r in th)),
                 "theory_retries": int(sum(r["prob_tol"] > study.prob_tol for r in th)),
+                **ex,
             })
     return round_rows, cell_rows
+
+
+def _block_exact(study: Study, C):
+    """The exact block model's first perfect round on the setting's expected label counts (None: not within R
+    or not certified)."""
+    counts = theory.exact_label_counts(C, study.n)
+    first = theory.min_rounds_exact(study.K, study.n, study.c, study.d, study.lam, counts, study.max_rounds)
+    return first if isinstance(first, int) else None
+
+
+def _exact_summary(ex: list[dict], mc: list[dict], pred_median: float, block_lin, block_exact, R: int) -> dict:
+    """Cell fields of the exact-softmax level (None without exact rows): its median first round and 95 %
+    interval, whether the linearised theory's median (and the combined prediction: that median plus the
+    block model's exact lag) lies outside it, the paired lag exact - linearised on the same samples
+    ("not within R" counted as R + 1), and the per-round means."""
+    none = {k: None for k in CELL_COLUMNS[CELL_COLUMNS.index("exact_samples"):]}
+    if not ex:
+        return {**none, "exact_samples": 0, "per_round": {"train_accuracy_exact": None, "fresh_accuracy_exact": None,
+                                                        "first_cdf_exact": None}}
+    T = R + 1
+    lin = {(r["draw"], r["sample"]): r["first"] for r in mc}
+    firsts = [r["first"] for r in ex]
+    cdf = np.array([np.mean([f is not None and f <= t for f in firsts]) for t in range(T)])
+    lo, hi = median_interval([_num(f, R) for f in firsts])
+    lags = [_num(r["first"], R) - _num(lin[(r["draw"], r["sample"])], R) for r in ex]
+    lin_same = quantiles(np.array([np.mean([lin[(r["draw"], r["sample"])] is not None
+                                            and lin[(r["draw"], r["sample"])] <= t for r in ex]) for t in range(T)]))
+    combined = None
+    if block_lin is not None and block_exact is not None and pred_median <= R:
+        combined = pred_median + (block_exact - block_lin)
+    finite = not (math.isinf(lo) or math.isinf(hi))  # fewer than 6 samples give no 95 % interval
+
+    def outside(v):
+        return None if v is None or not finite else bool(v < lo or v > hi)
+
+    train = np.array([r["train_accuracy"] for r in ex], dtype=np.float64)
+    fresh = np.array([r["fresh_accuracy"] for r in ex], dtype=np.float64)
+    return {
+        "exact_samples": len(ex), "exact_median": quantiles(cdf)["median"],
+        "exact_median_lo": _round_or_none(lo, R) if finite else None,
+        "exact_median_hi": _round_or_none(hi, R) if finite else None,
+        "pred_outside_exact": outside(pred_median),
+        "lin_median_same_samples": lin_same["median"],
+        "exact_lag_mean": float(np.mean(lags)), "exact_lag_min": float(np.min(lags)), "exact_lag_max": float(np.max(lags)),
+        "block_exact_expected": block_exact, "combined_pred_median": combined,
+        "combined_outside_exact": outside(combined),
+        "fresh_accuracy_0_exact": float(fresh[:, 0].mean()), "fresh_accuracy_last_exact": float(fresh[:, -1].mean()),
+        "max_exact_residual": float(max(r["error"] for r in ex)),
+        "per_round": {"train_accuracy_exact": train.mean(axis=0), "fresh_accuracy_exact": fresh.mean(axis=0),
+                      "first_cdf_exact": cdf},
+    }
 
 
 def _round_or_none(v: float, R: int):
@@ -437,6 +521,7 @@ def summarize(study: Study, cell_rows: list[dict], elapsed: float, jobs) -> dict
                 for c in below],
         },
         "theory_retries": int(sum(c["theory_retries"] for c in cell_rows)),
+        "exact": _exact_totals(cell_rows),
         "max_mc_residual": float(max(c["max_mc_residual"] for c in cell_rows)),
         "max_theory_error": float(max(c["max_theory_error"] for c in cell_rows)),
         "runtime_seconds": elapsed,
@@ -446,7 +531,31 @@ def summarize(study: Study, cell_rows: list[dict], elapsed: float, jobs) -> dict
             "each draw's own counts; median interval: distribution-free order-statistic interval "
             f"(coverage >= {INTERVAL_LEVEL:.0%}); ks: max over rounds 0..R of |CDF_pred - CDF_obs| of the first "
             "perfect round; block model: theory.min_rounds on the draw's counts (block_first_expected: on the "
-            "expected label shares C)"),
+            "expected label shares C); exact: the exact softmax on the first Gram sample of the first exact_draws "
+            "label draws, lag = exact - linearised first round on the same sample (not within R counted as R + 1), "
+            "combined = the linearised theory's median + the exact block model's lag on the expected counts"),
+    }
+
+
+def _exact_totals(cell_rows: list[dict]) -> dict:
+    """Counts over the cells with exact-softmax samples: the linearised theory's median (and the combined
+    prediction) outside the exact level's 95 % interval, and the paired exact lag."""
+    cells = [c for c in cell_rows if c["exact_samples"]]
+    if not cells:
+        return {"cells": 0}
+    informative = [c for c in cells if c["pred_outside_exact"] is not None]
+    comb = [c for c in cells if c["combined_outside_exact"] is not None]
+    return {
+        "cells": len(cells),
+        "samples_per_cell": sorted({c["exact_samples"] for c in cells}),
+        "cells_with_interval": len(informative),
+        "pred_outside_exact_interval": int(sum(c["pred_outside_exact"] for c in informative)),
+        "combined_cells": len(comb),
+        "combined_outside_exact_interval": int(sum(c["combined_outside_exact"] for c in comb)),
+        "mean_lag": float(np.mean([c["exact_lag_mean"] for c in cells])),
+        "min_lag": float(min(c["exact_lag_min"] for c in cells)),
+        "max_lag": float(max(c["exact_lag_max"] for c in cells)),
+        "max_exact_residual": float(max(c["max_exact_residual"] for c in cells)),
     }
 
 
@@ -516,6 +625,13 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
             for c, xv, yv in zip(cells, x, om):
                 if c["median_outside"]:
                     ax_m.plot([xv], [yv], "x", color="k", ms=9)
+            ex_cells = [(xv, c) for xv, c in zip(x, cells) if c["exact_samples"]]
+            if ex_cells:  # the exact softmax on a subset of the samples: its median, offset to the right
+                ax_m.plot([xv * 1.25 for xv, _ in ex_cells], [_num(c["exact_median"], R) for _, c in ex_cells],
+                          "^", color=color, ms=5, mfc="none")
+                comb = [(xv * 1.25, c["combined_pred_median"]) for xv, c in ex_cells if c["combined_pred_median"] is not None]
+                if comb:  # the linearised theory plus the exact block model's lag
+                    ax_m.plot(*zip(*comb), "--", color=color, lw=0.9)
             # the label draws are the same at every D: one block-model value per setting
             ax_m.axhline(_num(cells[0]["block_first_median"], R), color=color, ls=":", lw=1)
             ax_t.plot(x, [c["train_accuracy_0_pred"] for c in cells], "-", color=color, lw=1.4)
@@ -529,8 +645,9 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
         ax_m.text(x.min(), R + 1.4, f"not perfect by round {R}", fontsize=7, color="grey")
         ax_m.set_ylim(-1, R + 4)
         ax_m.set_ylabel("median first round with 100 % training accuracy")
-        ax_m.set_title(f"{noise} noise: theory (lines) vs Monte Carlo (dots, 95 % interval of the median;\n"
-                       "x: theory outside it); dotted: block model (D = inf), median over the label draws",
+        ax_m.set_title(f"{noise} noise: linearised theory (lines) vs Monte Carlo (dots, 95 % interval of the\n"
+                       "median; x: theory outside it), exact softmax (triangles; dashed: theory + the block model's\n"
+                       "exact lag); dotted: block model (D = inf)",
                        fontsize=9)
         ax_m.legend(fontsize=7, loc="best")
         ax_t.set_ylabel("teacher (round 0) training accuracy, true labels")
@@ -546,7 +663,8 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
             ax.set_xlabel("D / N (dash-dot: D = N)")
     fig.suptitle(f"Finite-D linearised theory vs Monte Carlo on sampled mixture Gram matrices (K={study.K}, "
                  f"n={study.n}, c={study.c}, d={study.d}, lambda={study.lam:g}; {study.samples} samples per cell, "
-                 f"{study.label_draws} label draws)", fontsize=10)
+                 f"{study.label_draws} label draws; exact softmax on {min(study.exact_draws, study.label_draws)} of "
+                 "them)", fontsize=10)
 
     def w(tmp):
         fig.savefig(tmp, format="png", dpi=110)
@@ -573,6 +691,9 @@ def build_parser():
     p.add_argument("--jobs", type=int, default=-1, help="parallel joblib workers (-1: all cores)")
     p.add_argument("--dask-scheduler", default=None,
                    help="address of a Dask scheduler: run units on that cluster through joblib's dask backend")
+    p.add_argument("--exact-draws", type=int, default=None, metavar="B",
+                   help="label draws whose first Gram sample is also fitted with the exact softmax (default 10; "
+                   "--quick 6; 0: none; fewer than 6 give no 95 %% interval of its median)")
     p.add_argument("--seed", type=int, default=0, help="the one seed of the study")
     p.add_argument("--out", default=None, help="output folder (default results/finite_dim/); the cache goes to OUT/cache")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -581,6 +702,8 @@ def build_parser():
 
 def study_from_args(args) -> Study:
     base = dict(QUICK) if args.quick else {}
+    if args.exact_draws is not None:
+        base["exact_draws"] = args.exact_draws
     return replace(Study(), **base, seed=args.seed).validate()
 
 
@@ -635,8 +758,16 @@ def main(argv=None) -> int:
         print(f"  {c['noise'][:5]} eta={c['eta']:<4g} D/N={c['D_over_N']:<8.3g} median first round theory "
               f"{r(c['pred_median']):>3} MC {r(c['obs_median']):>3} [{r(c['obs_median_lo'])}, {r(c['obs_median_hi'])}]"
               f"{' OUTSIDE' if c['median_outside'] else '        '} block {r(c['block_first_median']):>4}  "
-              f"KS {c['ks']:.3f}  fresh t=0 {c['fresh_accuracy_0_pred']:.3f}/{c['fresh_accuracy_0_obs']:.3f} "
+              f"KS {c['ks']:.3f}  exact {r(c['exact_median']) if c['exact_samples'] else '-':>3}  fresh t=0 {c['fresh_accuracy_0_pred']:.3f}/{c['fresh_accuracy_0_obs']:.3f} "
               f"t={R} {c['fresh_accuracy_last_pred']:.3f}/{c['fresh_accuracy_last_obs']:.3f}")
+    ex = summary["exact"]
+    if ex["cells"]:
+        print(f"exact softmax ({ex['samples_per_cell']} samples per cell): the linearised theory's median is outside "
+              f"the exact level's 95 % interval in {ex['pred_outside_exact_interval']} of {ex['cells_with_interval']} "
+              f"cells with an interval, the "
+              f"combined prediction (+ the block model's exact lag) in {ex['combined_outside_exact_interval']} of "
+              f"{ex['combined_cells']}; paired lag exact - linearised: mean {ex['mean_lag']:.2f}, range "
+              f"{ex['min_lag']:g} .. {ex['max_lag']:g} rounds")
     for noise, s in summary["per_noise"].items():
         print(f"{noise}: theory median outside the MC 95 % interval in {s['median_outside_interval']} of "
               f"{s['cells']} cells; KS mean {s['mean_ks']:.3f}, max {s['max_ks']:.3f}")

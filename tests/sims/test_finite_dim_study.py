@@ -144,6 +144,8 @@ def test_quantiles_follow_the_least_t_rule():
         (["--jobs", "0"], "--jobs == 0"),
         (["--jobs", "-3"], "--jobs"),
         (["--seed", "-1"], "seed (--seed) == -1"),
+        (["--exact-draws", "-1"], "exact_draws (--exact-draws) == -1"),
+        (["--exact-draws", "x"], "--exact-draws"),
         (["--jobs", "two"], "--jobs"),
         (["--bogus"], "unrecognized arguments"),
         (["--dask-scheduler", ""], "--dask-scheduler"),
@@ -167,3 +169,40 @@ def test_out_under_a_file_is_rejected(tmp_path, capsys):
     assert fds.main(["--quick", "--out", str(f / "sub")]) == 2
     err = capsys.readouterr().err
     assert "lies under the file" in err and err.count("\n") == 1
+
+
+def test_exact_level_fields_and_totals(quick):
+    """Every quick cell has its exact-softmax samples (the first Gram sample of each of the first 6 draws),
+    converged fits, a 95 % interval of the exact median, and the JSON totals recount the cells."""
+    out, _ = quick
+    cells = _read(out / "finite_dim_quick_cells.csv")
+    study = fds.Study(**fds.QUICK)
+    assert all(int(c["exact_samples"]) == study.exact_draws for c in cells)
+    assert all(float(c["max_exact_residual"]) <= 1e-8 for c in cells)  # the exact solvers' stopping rule
+    assert all(c["pred_outside_exact"] in ("true", "false") for c in cells)  # a bound beyond R is written empty
+    ex = json.loads((out / "finite_dim_quick.json").read_text())["exact"]
+    assert ex["cells"] == ex["cells_with_interval"] == len(cells)
+    assert ex["pred_outside_exact_interval"] == sum(c["pred_outside_exact"] == "true" for c in cells)
+    assert ex["combined_outside_exact_interval"] == sum(c["combined_outside_exact"] == "true" for c in cells)
+    assert ex["max_lag"] == max(float(c["exact_lag_max"]) for c in cells)
+    # the exact softmax lags the linearised fits somewhere on this grid (the block model's exact level lags too)
+    assert ex["max_lag"] > 0
+
+
+def test_exact_and_linearised_agree_on_every_sample_where_the_logits_are_small():
+    """lambda = 0.5 (K N lambda = 20): the outputs stay near uniform, where the softmax is its linearisation,
+    and the verdicts (scale-free in the linear model) agree sample by sample: the pairing of exact and
+    linearised rows is by (setting, D, draw, sample). Informative: some samples are perfect at round 0 or 1,
+    some never within the 8 rounds."""
+    st = fds.Study(n=10, lam=0.5, settings=(("symmetric", 0.3), ("superclass", 0.2)), ratios=(0.5, 50.0),
+                   label_draws=6, samples_per_draw=1, max_rounds=8, fresh_per_class=5, exact_draws=6)
+    rows = [r for D in st.dims for b in range(st.label_draws) for r in fds.run_unit(st, D, b)]
+    lin = {(r["noise"], r["D"], r["draw"], r["sample"]): r["first"] for r in rows if r["kind"] == "mc"}
+    ex = [r for r in rows if r["kind"] == "exact"]
+    assert len(ex) == len(st.settings) * len(st.dims) * st.exact_draws
+    pairs = [(r["first"], lin[(r["noise"], r["D"], r["draw"], r["sample"])]) for r in ex]
+    assert all(a == b for a, b in pairs), pairs
+    firsts = [a for a, _ in pairs]
+    assert None in firsts and 0 in firsts and 1 in firsts
+    _, cells = fds._cells(st, sorted(rows, key=fds._sort_key))
+    assert all(c["exact_lag_min"] == c["exact_lag_max"] == 0.0 for c in cells)
