@@ -127,14 +127,18 @@ def _orthant_gradient(mean: np.ndarray, cov: np.ndarray, tol: float):
     B, p = mean.shape
     grad = np.zeros((B, p))
     err = 0.0
+    # a component without variance (sd below 1e-13 of the means' scale, as in orthant_probability) is decided by
+    # its sign: the probability does not change with its mean, its gradient is 0 (a tie, mean 0, has measure 0)
+    tiny = (1e-13 * np.maximum(1.0, np.abs(mean).max(axis=1))) ** 2
     for r in range(p):
-        srr = cov[:, r, r]
-        dens = np.exp(-0.5 * mean[:, r] ** 2 / srr) / np.sqrt(2.0 * np.pi * srr)
+        live = cov[:, r, r] > tiny
+        srr = np.where(live, cov[:, r, r], 1.0)
+        dens = np.where(live, np.exp(-0.5 * mean[:, r] ** 2 / srr) / np.sqrt(2.0 * np.pi * srr), 0.0)
         if p == 1:
             grad[:, r] = dens
             continue
         o = [j for j in range(p) if j != r]
-        sor = cov[:, o, r]
+        sor = np.where(live[:, None], cov[:, o, r], 0.0)
         cm = mean[:, o] - sor * (mean[:, r] / srr)[:, None]
         cc = cov[:, o][:, :, o] - sor[:, :, None] * sor[:, None, :] / srr[:, None, None]
         pr, er = orthant_probability(cm, cc, tol, max_points=1 << 18)
@@ -178,6 +182,12 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     tvec = np.array([(eye[a] + eye[b]) / 2.0 for a, b in pairs])  # (P, K)
     bb, c2 = 1.0 - 1.0 / n, 1.0 - 2.0 / m
     Gam_Y = n * (np.diag(C.sum(axis=0)) - C.T @ C)
+    if K > 2 and not np.any(np.abs(Gam_Y) > 1e-12 * n):
+        # no given label is shared by two true classes (no label noise, or a relabelling): the teacher's output
+        # has no fluctuation at this model's order, its K - 1 wrong classes tie exactly, and the runner-up is
+        # decided by fluctuations beyond the model (measured by sims.pll_mixture)
+        raise ValueError("counts: no given label is shared by two true classes (e.g. no label noise); the teacher's "
+                         "runner-up is then decided beyond this model: theory.pll_analysis gives the tie rule's answer")
     perr = 0.0
 
     # teacher's top two, per type: orthant probabilities of its Gaussian output (finite_dim steps 3-4)
@@ -195,6 +205,12 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
             Am, AS = A @ mean, A @ cov @ np.swapaxes(A, -1, -2)
             pr, er = fd.orthant_probability(Am, AS, prob_tol, max_points=1 << 18)
             pair_prob[k, l] = pr.sum(axis=1)
+            if abs(pair_prob[k, l].sum() - 1.0) > 10.0 * prob_tol + float(er.sum()):
+                # the pairs partition the outcomes unless two classes tie with no variance between them
+                raise ValueError(
+                    f"counts: type (true {k}, given {l}) has wrong classes whose teacher outputs tie exactly, without "
+                    f"fluctuation at this model's order (its top-two probabilities sum to {pair_prob[k, l].sum():.3g}); "
+                    "the runner-up is decided beyond the model")
             P_, B_ = A.shape[:2]
             gr, eg = _orthant_gradient(Am.reshape(P_ * B_, K - 1), AS.reshape(P_ * B_, K - 1, K - 1), prob_tol)
             # J[r, q] = d E[t_r] / d mean_q = sum over pairs of t_pair[r] * (A^T grad)[q]

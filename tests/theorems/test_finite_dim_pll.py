@@ -166,3 +166,19 @@ def test_bad_input_names_the_parameter(kwargs, name):
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=name):
         pll_finite_dim(**args)
+
+
+@pytest.mark.parametrize("perm", [(0, 1, 2, 3), (1, 0, 3, 2)])
+def test_labels_shared_by_no_two_classes_are_refused_by_name(perm):
+    """No noise (or a relabelling): the teacher's outputs have no fluctuation at the model's order and its wrong
+    classes tie exactly; the model says so instead of returning nan (it divided by a zero variance)."""
+    counts = 50 * np.eye(4, dtype=int)[list(perm)]
+    with pytest.raises(ValueError, match="^counts: no given label is shared"):
+        pll_finite_dim(4, 50, 0.4, 0.1, 1e-4, 200.0, counts)
+    # one instance of class 0 given another class's label: that class's clean type still ties exactly between the
+    # two classes the noise does not touch, and the top-two probabilities of that type do not sum to 1
+    j = int(np.argmax(counts[0]))
+    counts[0, j] -= 1
+    counts[0, (j + 1) % 4] += 1
+    with pytest.raises(ValueError, match=r"^counts: type \(true \d, given \d\) has wrong classes whose teacher outputs tie"):
+        pll_finite_dim(4, 50, 0.4, 0.1, 1e-4, 200.0, counts)
