@@ -90,6 +90,22 @@ def run_all(progress: bool = True, cached: dict | None = None) -> tuple[list, di
     return out, state["cached"]
 
 
+# What the finite-D level adds to the neighbours (stated in the report and, shorter, in the README).
+POSITIONING = (
+    "Neighbours. The paper's theory is the block model, the D -> infinity limit of a Gaussian mixture; this suite adds "
+    "a finite-D level (theory.finite_dim, theory.finite_dim_pll: deterministic equivalents of the mixture's Gram "
+    "matrix, any D/N including D < N), checked against Monte Carlo in P3, P4 and F3. Takanami, Takahashi and Sakata "
+    "(arXiv 2501.16226, 2025) analyse multi-stage self-distillation of a linear classifier on a two-class noisy Gaussian "
+    "mixture with the replica method, in the proportional limit and with hyperparameters tuned per stage; the suite's "
+    "theory covers K classes and the paper's soft-target rounds at a fixed ridge, and predicts per sample size (n, D) "
+    "instead of in a limit. Pareek, Du and Oh (NeurIPS 2024) and Dang, Patil and Rinaldo (arXiv 2602.17565, 2026) study "
+    "repeated self-distillation of ridge regression (squared loss, regression targets); their spectral filters are the "
+    "ones of the linearised operator here, their risk is a regression error, not classification accuracy. No "
+    "published number of these works is reproduced here: none of their settings is an instance of the paper's softmax "
+    "cross-entropy with a fixed lambda and K >= 3 soft targets."
+)
+
+
 def render(checks, cached=None) -> str:
     """The markdown file; a pure function of the checks (same checks -> same bytes)."""
     cached = cached or {}
@@ -108,6 +124,8 @@ def render(checks, cached=None) -> str:
         "",
         "Each claim's entry names its check module (sims/paper_checks/), its theory, its tests and its figures. "
         "Every verdict comes from a verdict function whose rule is printed with it.",
+        "",
+        POSITIONING,
         "",
         "| id | claim | verdict |",
         "| --- | --- | --- |",
