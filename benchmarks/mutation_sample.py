@@ -38,6 +38,17 @@ STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests"
           -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout", 37: "type check", None: "not checked"}
 
 
+BLAS_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _mutmut_env() -> dict:
+    """The environment of the mutmut runs: one BLAS thread per worker unless the caller chose otherwise."""
+    env = dict(os.environ)
+    for var in BLAS_THREAD_VARS:
+        env.setdefault(var, "1")
+    return env
+
+
 def _metas():
     return sorted(Path("mutants").rglob("*.py.meta"))
 
@@ -154,7 +165,8 @@ def main(argv=None) -> int:
         p.error(f"--report: {problem}")
     if not args.summary_only:
         if not _metas():
-            subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), "no-such-mutant"], check=False)
+            subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), "no-such-mutant"], check=False,
+                           env=_mutmut_env())
         res = _load()
         if not res:
             print("mutation_sample: error: mutmut generated no mutants (see its output above)", file=sys.stderr)
@@ -168,10 +180,12 @@ def main(argv=None) -> int:
         Path(SETTINGS).write_text(json.dumps({
             "share": args.share, "seed": args.seed, "only": args.only, "max_children": args.max_children,
             "sampled": len(chosen), "generated": sum(map(len, by_file.values())),
+            "blas_threads": {var: _mutmut_env()[var] for var in BLAS_THREAD_VARS},
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}))
         print(f"running {len(chosen)} of {sum(map(len, by_file.values()))} mutants", flush=True)
         start = time.monotonic()
-        subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False)
+        subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False,
+                       env=_mutmut_env())
         Path("mutants/sample_wall.txt").write_text(f"{time.monotonic() - start:.0f}\n")
     try:
         chosen = json.loads(Path("mutants/sample.json").read_text())
@@ -189,6 +203,11 @@ def main(argv=None) -> int:
 SETTINGS = "mutants/sample_settings.json"
 
 
+def _threads(st: dict) -> str:
+    threads = st.get("blas_threads")
+    return ", ".join(f"{k}={v}" for k, v in threads.items()) if threads else "not recorded"
+
+
 def render_report(text: str) -> str:
     """The summary as a markdown report: how the sample was drawn, what mutmut ran, the machine."""
     try:
@@ -204,7 +223,7 @@ def render_report(text: str) -> str:
             cmd += f" --only {st['only']}"
         drawn = [f"Sample drawn and run by `{cmd}` (max {st['max_children']} mutmut workers): "
                  f"{st['sampled']} of the {st['generated']} mutants mutmut generated, the same share of every "
-                 "file. Each mutant is run against the test selection of `[tool.mutmut]` in pyproject.toml; "
+                 f"file, with {_threads(st)} for each worker. Each mutant is run against the test selection of `[tool.mutmut]` in pyproject.toml; "
                  "a mutant counts as killed when a test fails or it times out."]
         load = st.get("load_average_at_start")
     sections = [("Summary", [text])]

@@ -252,8 +252,8 @@ def noise_threshold(noise: str, K: int, superclass_size: int = 2) -> float:
     if noise in ("symmetric", "asymmetric"):
         return float(NOISE_THRESHOLDS[noise](K))
     if noise == "superclass":
-        m = check_int("superclass_size", superclass_size, minimum=2, maximum=K)
-        if K % m:
+        m = check_int("superclass_size", superclass_size, minimum=2)
+        if K % m:  # also every m > K
             raise ValueError(f"superclass_size == {m}, must divide K == {K}")
         return float(NOISE_THRESHOLDS[noise](m))
     raise ValueError(f"noise == {noise!r}, must be one of {', '.join(NOISE_MODELS)}")

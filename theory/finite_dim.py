@@ -412,7 +412,7 @@ def _lattice(dim: int, npts: int) -> np.ndarray:
     """Rank-1 (Richtmyer) lattice: frac(i * sqrt(primes)) for i = 1..npts, shape (npts, dim)."""
     primes = np.array([2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71][:dim], dtype=np.float64)
     if dim > len(primes):
-        raise ValueError(f"K == {dim + 2} too large for the orthant routine (at most 21 classes)")
+        raise ValueError(f"K == {dim + 2} too large for the orthant routine (at most 22 classes)")
     i = np.arange(1, npts + 1, dtype=np.float64)[:, None]
     return np.mod(i * np.sqrt(primes)[None, :], 1.0)
 
@@ -443,7 +443,7 @@ def orthant_probability(mean, cov, tol: float = 1e-6, seed: int = 12345, max_poi
     B = len(mflat)
     prob = np.empty(B)
     err = np.zeros(B)
-    sd = np.sqrt(np.clip(np.einsum("bii->bi", cflat), 0.0, None))
+    sd = np.sqrt(np.clip(np.diagonal(cflat, axis1=1, axis2=2), 0.0, None))
     scale = np.maximum(1.0, np.abs(mflat).max(axis=1))
     tiny = 1e-13 * scale[:, None]
     det = sd <= tiny
@@ -469,16 +469,18 @@ def _genz_batch(m, S, det, tol, rng, max_points, ndtr, ndtri, nshift: int = 12):
     3 standard errors over ``nshift`` shifts are below ``tol``.
     """
     B, p = m.shape
-    sd = np.sqrt(np.clip(np.einsum("bii->bi", S), 0.0, None))
+    sd = np.sqrt(np.clip(np.diagonal(S, axis1=1, axis2=2), 0.0, None))
     key = np.where(det, -np.inf, m / np.where(det, 1.0, sd))  # deterministic first (indicator factors)
     order = np.argsort(key, axis=1)
     m = np.take_along_axis(m, order, axis=1)
     S = np.take_along_axis(np.take_along_axis(S, order[:, :, None], axis=1), order[:, None, :], axis=2)
     det = np.take_along_axis(det, order, axis=1)
-    S = np.where(det[:, :, None] | det[:, None, :], 0.0, S) + np.einsum("bi,ij->bij", det.astype(float), np.eye(p))
-    jitter = 1e-14 * np.einsum("bii->b", S)[:, None, None] * np.eye(p)
+    # a deterministic component: its row and column of S become those of the identity, so the Cholesky
+    # factor is the identity there too (up to the jitter on its diagonal) and its bound +-inf below makes
+    # it the factor [mean > 0] whatever the uniform drawn for it
+    S = np.where(det[:, :, None] | det[:, None, :], 0.0, S) + det[:, :, None] * np.eye(p)
+    jitter = 1e-14 * np.trace(S, axis1=1, axis2=2)[:, None, None] * np.eye(p)
     L = np.linalg.cholesky(S + jitter)
-    L = np.where(det[:, :, None], 0.0, L) + np.einsum("bi,ij->bij", det.astype(float), np.eye(p))
     # deterministic rows: bound +-inf by the sign of the mean (a tie, mean 0, fails)
     m = np.where(det, np.where(m > 0, np.inf, -np.inf), m)
     prob = np.empty(B)

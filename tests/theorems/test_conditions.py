@@ -19,6 +19,34 @@ def test_noise_threshold_default_superclass_size_is_two():
     assert theory.noise_threshold("superclass", 6, 3) == pytest.approx(2 / 3, abs=1e-15)
 
 
+ONE_CLASS = (1, 4, 0.4, 0.1, 1e-3)  # K = 1 with an otherwise valid block model
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda: theory.rounds_report(*ONE_CLASS, [[1.0]]),
+        lambda: theory.min_rounds(*ONE_CLASS, [[1.0]]),
+        lambda: theory.min_rounds_balanced(*ONE_CLASS, [[1.0]]),
+        lambda: theory.correct_types(*ONE_CLASS, [[1.0]], 0),
+        lambda: theory.all_correct(*ONE_CLASS, [[1.0]], 0),
+        lambda: theory.train_accuracy(*ONE_CLASS, [[1.0]], 0),
+        lambda: theory.population_accuracy(*ONE_CLASS, [[1.0]], 0),
+    ],
+)
+def test_one_class_is_rejected_as_K(call):
+    """K = 1 with a matching 1 x 1 corruption matrix: the error reports K and its bound, not the matrix's shape."""
+    with pytest.raises(ValueError, match=r"^K == 1, must be >= 2$"):
+        call()
+
+
+def test_superclass_larger_than_K_is_rejected():
+    """A superclass larger than K cannot divide it: the size is reported with K."""
+    for size in (5, 8):
+        with pytest.raises(ValueError, match=rf"^superclass_size == {size}, must divide K == 4$"):
+            theory.noise_threshold("superclass", 4, size)
+
+
 def test_first_positive_fits_from_any_start():
     """Exact first positive s of a monotone margin, from starts below and above it; a zero margin is not positive."""
     half = Fraction(1, 2)

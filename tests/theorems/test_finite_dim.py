@@ -39,12 +39,24 @@ def z_bonferroni(checks: int) -> float:
 
 
 def sample_gram(K, n, c, d, D, rng, fresh_per_class=0):
-    """The mixture's training Gram and train-fresh cross-Gram, from explicit noise (small N, D only)."""
+    """The mixture's training Gram and train-fresh cross-Gram, d + (c - d) [same class] + (1 - c) Z Z^T / D.
+
+    Z (N + M, D) has i.i.d. standard normal entries. For D < N + M it is drawn explicitly;
+    for D >= N + M, Z Z^T is drawn as A A^T with A lower triangular, A_ii = chi(D - i),
+    standard normal below the diagonal (Bartlett's decomposition of Wishart(N + M, D, I),
+    the same law at a cost independent of D).
+    """
     N, M = K * n, K * fresh_per_class
     y = np.concatenate([np.repeat(np.arange(K), n), np.repeat(np.arange(K), fresh_per_class)])
-    Z = rng.standard_normal((N + M, D))
+    if D >= N + M:
+        A = np.tril(rng.standard_normal((N + M, N + M)), -1)
+        A[np.diag_indices(N + M)] = np.sqrt(rng.chisquare(D - np.arange(N + M)))
+        W = A @ A[:N].T
+    else:
+        Z = rng.standard_normal((N + M, D))
+        W = Z @ Z[:N].T
     # rows: every point, columns: the training points
-    full = d + (c - d) * (y[:, None] == y[None, :N]) + (1 - c) * (Z @ Z[:N].T) / D
+    full = d + (c - d) * (y[:, None] == y[None, :N]) + (1 - c) * W / D
     return full[:N], full[N:].T  # G (N, N), cross (N, M)
 
 
@@ -201,8 +213,8 @@ def test_orthant_probability_against_scipy_and_exact_cases():
         S = A @ A.T + 0.1 * np.eye(3)
         m = rng.standard_normal(3)
         p, e = fd.orthant_probability(m, S, tol=1e-5)
-        ref = multivariate_normal.cdf(m, mean=np.zeros(3), cov=S, abseps=1e-7, releps=1e-7, rng=np.random.default_rng(1))
-        assert abs(p - ref) <= e + 5e-6
+        ref = multivariate_normal.cdf(m, mean=np.zeros(3), cov=S, abseps=1e-6, releps=0, rng=np.random.default_rng(1))
+        assert abs(p - ref) <= e + 5e-6  # 5e-6: scipy's error (abseps 1e-6) and a 3-sigma allowance
     from scipy.special import ndtr
 
     p, e = fd.orthant_probability(np.array([0.3]), np.array([[0.04]]))
@@ -210,6 +222,151 @@ def test_orthant_probability_against_scipy_and_exact_cases():
     # a zero-variance component with mean 0 is a tie: fails
     p, _ = fd.orthant_probability(np.array([0.0, 1.0]), np.array([[0.0, 0.0], [0.0, 1.0]]))
     assert p == 0.0
+
+
+def _bivariate_orthant(rho):
+    """P(X1 > 0, X2 > 0) for a standard bivariate normal with correlation rho (Sheppard's formula)."""
+    return 0.25 + math.asin(rho) / (2 * math.pi)
+
+
+def test_orthant_deterministic_components_are_indicator_factors():
+    """A zero-variance component multiplies the probability by [mean > 0]; the rest is integrated as if it were absent."""
+    rho = -0.6
+    exact = _bivariate_orthant(rho)
+    S = np.array([[1.0, 0.0, rho], [0.0, 0.0, 0.0], [rho, 0.0, 1.0]])
+    tiny, negative = S.copy(), S.copy()
+    tiny[1, 1] = 1e-30  # below the 1e-13 relative threshold: deterministic as well
+    negative[1, 1] = -1e-30  # a variance that came out of a subtraction slightly below 0
+    means = [0.7, 2.0, -0.4, 0.0]  # the deterministic component's mean; the random ones have mean 0
+    mean = np.array([[[0.0, md, 0.0] for md in means]] * 3)
+    cov = np.array([[S] * 4, [tiny] * 4, [negative] * 4])
+    with np.errstate(all="raise"):  # no division by the zero standard deviation anywhere
+        p, e = fd.orthant_probability(mean, cov, tol=1e-5)
+    assert p.shape == e.shape == (3, 4)
+    # the random part needs the lattice (the bounds [0, 1/2] do not settle it): 3 s.e. <= tol, and the
+    # value is inside its error bar plus 1e-6 for the 1 % chance of a 3-sigma excursion
+    assert np.all(np.abs(p[:, :2] - exact) <= e[:, :2] + 1e-6) and np.all(e[:, :2] <= 1e-5)
+    assert np.all(p[:, 2:] == 0.0)  # a negative mean, or a tie (mean 0), fails
+
+
+def test_genz_deterministic_components_either_sign():
+    """The integrator on its own (orthant_probability settles a failing deterministic component before calling it)."""
+    from scipy.special import ndtr, ndtri
+
+    rho = 0.5
+    S = np.array([[1.0, 0.0, rho, 0.0], [0.0, 0.0, 0.0, 0.0], [rho, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    m = np.array([[0.0, 0.5, 0.0, 1.5], [0.0, -0.5, 0.0, 1.5], [0.0, 0.5, 0.0, 0.0], [0.0, 3.0, 0.0, -1e-300]])
+    det = np.array([[False, True, False, True]] * 4)
+    rng = np.random.default_rng(5)
+    p, e = fd._genz_batch(m, np.array([S] * 4), det, 1e-5, rng, 1 << 16, ndtr, ndtri)
+    assert abs(p[0] - _bivariate_orthant(rho)) <= e[0] + 1e-6  # as above: 3 s.e. plus a 3-sigma allowance
+    assert np.array_equal(p[1:], [0.0, 0.0, 0.0]) and np.array_equal(e[1:], [0.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "mean, cov, exact",
+    [
+        # rank one: X2 = X1, so P = P(X1 > -0.3) for the smaller mean
+        ([0.3, 0.5], [[1.0, 1.0], [1.0, 1.0]], 0.6179114221889526),
+        # correlation 1 - 1e-6 with equal means: P(X1 > 0, X2 > 0) = 1/4 + asin(rho) / (2 pi)
+        ([0.0, 0.0], [[1.0, 1 - 1e-6], [1 - 1e-6, 1.0]], None),
+        # a duplicated component in three dimensions: the bivariate orthant of the other two
+        ([0.0, 0.0, 0.0], [[1.0, 1.0, -0.3], [1.0, 1.0, -0.3], [-0.3, -0.3, 1.0]], None),
+    ],
+)
+def test_orthant_probability_singular_covariances(mean, cov, exact):
+    from scipy.special import ndtr
+
+    if exact is None:
+        exact = _bivariate_orthant(cov[0][1] if len(mean) == 2 else -0.3)
+    else:
+        assert exact == pytest.approx(float(ndtr(0.3)), abs=1e-15)  # the hand-derived value, checked
+    p, e = fd.orthant_probability(np.array(mean), np.array(cov), tol=1e-5)
+    assert e <= 1e-5 and abs(p - exact) <= e + 1e-6  # 3 s.e. plus a 3-sigma allowance
+
+
+def test_orthant_bounds_settle_near_certain_and_near_impossible_cases():
+    """When the union (lower) and min-marginal (upper) bounds are within tol, their midpoint is returned with half their gap."""
+    from scipy.special import ndtr
+
+    sd = np.array([1.0, 2.0, 0.5])
+    cov = np.diag(sd**2)
+    cases = np.array([[9.0, 18.0, 0.15], [9.0, -18.0, 0.15], [0.2, 0.4, 0.1]])  # z = (9, 9, 0.3), (9, -9, 0.3), (0.2, 0.2, 0.2)
+    p, e = fd.orthant_probability(cases, np.array([cov] * 3), tol=1e-6)
+    exact = np.prod(ndtr(cases / sd), axis=1)  # independent components
+    assert np.all(np.abs(p - exact) <= e + 1e-14)  # 1e-14: rounding of the products of three ndtr values
+    # the first two are settled by the bounds: a gap of 2 Phi(-9) ~ 2e-19 (first) and Phi(-9) (second)
+    assert 0 <= e[0] <= 1e-18 and 0 < e[1] <= 1e-18 and 0 < p[1] <= 1e-18
+    assert p[0] == pytest.approx(float(ndtr(0.3)), abs=1e-15)
+    # the third needs the lattice; independent components make every lattice point exact
+    assert e[2] == 0.0 and p[2] == pytest.approx(float(ndtr(0.2)) ** 3, abs=1e-14)
+
+
+ERR_CASES = (  # two problems in one batch, with different probabilities and spreads
+    (np.array([0.2, -0.1, 0.4, 0.0]), 0.5 * np.eye(4) + 0.5),
+    (np.array([1.0, 0.8, 1.2, 0.6]), np.array([[1.0, -0.3, 0.2, 0.1], [-0.3, 1.0, 0.4, 0.0], [0.2, 0.4, 1.0, -0.2], [0.1, 0.0, -0.2, 1.0]])),
+)
+
+
+def test_orthant_error_is_three_standard_errors_of_the_estimate():
+    """One lattice pass (tol 0.1 is below the gap of the bounds, so the lattice runs, and above its first
+    3 s.e., so it stops after 256 points; max_points 256 does not keep a converged pass from returning):
+    over 150 seeds the estimates' standard deviation is err / 3, and they scatter around the exact values."""
+    from scipy.stats import multivariate_normal
+
+    mean = np.array([c[0] for c in ERR_CASES])
+    cov = np.array([c[1] for c in ERR_CASES])
+    runs = [fd.orthant_probability(mean, cov, tol=0.1, seed=s, max_points=256) for s in range(150)]
+    p = np.array([r[0] for r in runs])
+    e = np.array([r[1] for r in runs])
+    ratio = 3 * p.std(axis=0, ddof=1) / e.mean(axis=0)
+    # the spread of 150 estimates has a relative s.e. of ~6 % and the mean reported error ~2 %: 0.8 .. 1.25 is
+    # more than 3 sigma either way, while a 4-s.e. or a 2-s.e. error bar is outside it
+    assert np.all((ratio > 0.8) & (ratio < 1.25)), ratio
+    ref = [multivariate_normal.cdf(m, mean=np.zeros(4), cov=c, abseps=1e-6, releps=0, rng=np.random.default_rng(1))
+           for m, c in ERR_CASES]
+    # the mean of 150 independent estimates is within 4 of its standard errors (err / 3 / sqrt(150)) of the
+    # value, plus 2e-6 for scipy's own error (abseps 1e-6)
+    assert np.all(np.abs(p.mean(axis=0) - ref) <= 4 * e.mean(axis=0) / 3 / math.sqrt(150) + 2e-6)
+
+
+def test_unconverged_orthant_probability_names_its_standard_error_and_tol():
+    """The message reports the largest 3 s.e. among the unconverged problems of the last pass, and tol."""
+    import re
+
+    easy = (np.array([0.1, 0.2, 0.3, 0.4]), np.diag([1.0, 2.0, 3.0, 4.0]))  # independent: exact at every point
+    mean = np.array([easy[0], *(c[0] for c in ERR_CASES)])
+    cov = np.array([easy[1], *(c[1] for c in ERR_CASES)])
+    _, first_pass = fd.orthant_probability(mean, cov, tol=0.1, seed=3, max_points=256)
+    assert first_pass[0] == 0.0 and np.all(first_pass[1:] > 1e-8)
+    with pytest.raises(RuntimeError, match="did not converge") as info:
+        fd.orthant_probability(mean, cov, tol=1e-8, seed=3, max_points=256)
+    got = re.search(r"3 s\.e\. (\S+) > tol (\S+)$", str(info.value))
+    assert got is not None, str(info.value)
+    assert float(got.group(1)) == float(f"{first_pass[1:].max():.3g}") and float(got.group(2)) == 1e-8
+
+
+def test_lattice_is_rank_one_with_rationally_independent_coordinates():
+    """frac(i alpha), i = 1..N: points in [0, 1), point i is frac(i x_1), and no small integer combination
+    h . alpha (|h_k| <= 6 on two coordinates) is an integer. A rationally dependent pair (sqrt(3) and
+    sqrt(12) = 2 sqrt(3), or a repeated prime, or a square) puts every point of that plane on a few lines."""
+    pts = fd._lattice(20, 4096)
+    assert pts.shape == (4096, 20) and np.all((pts >= 0) & (pts < 1))
+    i = np.arange(1, 4097)[:, None]
+    # the rank-1 structure, up to the rounding of i * sqrt(p) (i <= 4096, sqrt(p) < 9: below 1e-11)
+    gap = np.mod(i * pts[0] - pts + 0.5, 1.0) - 0.5
+    assert np.abs(gap).max() < 1e-9
+    h = np.array([(a, b) for a in range(0, 7) for b in range(-6, 7) if (a, b) > (0, 0)], dtype=float)
+    closest = 1.0
+    for j in range(20):
+        for k in range(j + 1, 20):
+            comb = pts[0, [j, k]] @ h.T
+            closest = min(closest, float(np.abs(comb - np.round(comb)).min()))
+    # the nearest integer combination of these square roots is ~1e-4 away; a dependent pair gives ~1e-15
+    assert closest > 1e-8, closest
+    assert np.array_equal(fd._lattice(3, 5), pts[:5, :3])  # a prefix: the same primes in order
+    with pytest.raises(ValueError, match=r"K == 23 too large.*at most 22 classes"):
+        fd._lattice(21, 4)
 
 
 # ------------------------------------------------------------------ sympy derivation

@@ -70,6 +70,22 @@ def test_functions_from_lambdify_namespace_are_written_with_their_module():
         "def f(x):\n    return numpy.log(x) + math.sqrt(x)\n")
     with pytest.raises(RuntimeError, match="^g: lambdify bound 'log'"):
         generate._qualified("g", "def g(x):\n    return log(x)\n", {"log": lambda x: x})
+    # a function only math has is looked up in numpy first without failing
+    assert generate._qualified("f", "def f(x):\n    return lgamma(x)\n", {"lgamma": math.lgamma}) == (
+        "def f(x):\n    return math.lgamma(x)\n")
+    # a builtin lambdify left unbound is resolved as python would, and refused with what it is
+    with pytest.raises(RuntimeError, match=r"^h: lambdify bound 'abs' to <built-in function abs>, which is neither"):
+        generate._qualified("h", "def h(x):\n    return abs(x)\n", {})
+
+
+def test_printed_names_the_function_it_refuses():
+    """lambdify with a user function in its namespace: the printed source is refused under the requested name."""
+    import sympy as sp
+
+    x = sp.Symbol("x")
+    with pytest.raises(RuntimeError, match=r"^twin: lambdify bound 'foo'"):
+        generate._printed("twin", (x,), sp.Function("foo")(x), [{"foo": lambda v: v}, "math"])
+    assert generate._printed("twin", (x,), sp.sqrt(x) + 1, "math").startswith("def twin(x):")
 
 
 def test_generated_function_is_named_and_command_help(capsys):

@@ -296,3 +296,29 @@ def test_intersect_intervals_many_pieces():
     assert intersect_intervals(a, [(1, None)]) == a
     assert intersect_intervals([(1, None)], a) == a
     assert intersect_intervals(a, [(2, 11)]) == [(2, 2), (4, 5), (7, 8), (10, 11)]
+
+
+def test_positive_rounds_three_nearly_equal_bases():
+    """h(s) = x^2 - (3/4) x + 1/8 = (x - 1/2)(x - 1/4) with x = r^s, r = 1 - 1e-9 (bases 1, r, r^2: the
+    mpmath branch, horizon ~2.6e9): positive while r^s > 1/2 and again once r^s < 1/4, with a critical
+    point between. The ends are read off 60-digit evaluations of h at the integers around ln 2 / -ln r
+    and ln 4 / -ln r."""
+    r = 1 - Fraction(1, 10**9)
+    coefs = [Fraction(1, 8), Fraction(-3, 4), Fraction(1)]
+    intervals = positive_rounds(coefs, [Fraction(1), r, r * r])
+    with mpmath.workdps(60):
+        lr = mpmath.log(mpmath.mpf(r.numerator) / r.denominator)
+        h = lambda s: (mpmath.exp(lr * s) - mpmath.mpf(1) / 2) * (mpmath.exp(lr * s) - mpmath.mpf(1) / 4)  # noqa: E731
+        last = int(mpmath.floor(mpmath.log(2) / -lr))
+        first = int(mpmath.floor(mpmath.log(4) / -lr)) + 1
+        assert h(last) > 0 > h(last + 1) and h(first - 1) < 0 < h(first)
+    assert intervals == [(1, last), (first, None)]
+
+
+def test_positive_rounds_dominant_lead_needs_one_round():
+    """When the largest base's coefficient outweighs all the others together (|1| >= |-1/2|), the sign is settled
+    from s = 1: max_horizon == 1 is enough."""
+    coefs, bases = [Fraction(1), Fraction(-1, 2)], [Fraction(1, 2), Fraction(1, 4)]
+    assert positive_rounds(coefs, bases, max_horizon=1) == [(1, None)]
+    # equal weights (|1| == |-1|): still settled from s = 1, the smaller base's term being strictly smaller
+    assert positive_rounds([Fraction(1), Fraction(-1)], bases, max_horizon=1) == [(1, None)]
