@@ -598,3 +598,56 @@ def test_property_valid_outputs(setting):
     inf = fd.finite_dim_prediction(K, n, c, d, lam, math.inf, counts, rounds=6, probabilities=False)
     assert np.allclose(far.output_mean, inf.output_mean, atol=1e-9)
     assert np.abs(far.margin_cov).max() <= 1e-9
+
+
+# ------------------------------------------------------------------ small contracts of the pieces
+
+
+@pytest.mark.parametrize("kwargs, name", [(dict(K=1), "K"), (dict(n=1), "n"), (dict(lam=0.0), "lam"), (dict(D=-1.0), "D")])
+def test_within_spectrum_bad_input_names_the_parameter(kwargs, name):
+    args = dict(K=3, n=6, c=0.4, lam=1e-3, D=40.0, rounds=3)
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=rf"^{name} == "):
+        fd.within_spectrum(**args)
+
+
+def test_within_spectrum_fields():
+    """D = infinity: no spread (var, kappa 0), ratio 0, nothing integrated (error 0); finite D: the fields
+    have one entry per fit, var and kappa positive, kappa = m var / ((m - 1)(m + 2)), error below quad_tol."""
+    K, n, c, lam, rounds = 3, 6, 0.4, 1e-3, 3
+    inf = fd.within_spectrum(K, n, c, lam, math.inf, rounds)
+    assert inf.ratio == 0.0 and inf.quadrature_error == 0.0
+    assert np.all(inf.var == 0) and np.all(inf.kappa == 0) and inf.phi.shape == inf.fresh_q.shape == (rounds + 1,)
+    w = fd.within_spectrum(K, n, c, lam, 40.0, rounds, quad_tol=1e-12)
+    m = K * n - K
+    assert w.ratio == m / 40.0 and 0 < w.quadrature_error <= 1e-12
+    assert w.var.shape == w.kappa.shape == w.fresh_q.shape == (rounds + 1,) and np.all(w.var > 0)
+    assert np.allclose(w.kappa, m * w.var / ((m - 1) * (m + 2)), rtol=1e-12)
+    assert np.all(np.isfinite(w.fresh_q)) and np.all(w.fresh_q > 0)
+
+
+def test_spike_filters_at_infinite_D_report_no_error():
+    *_, err = fd.spike_filters(3, 6, 0.4, 0.1, 1e-3, math.inf, 4)
+    assert err == 0.0
+
+
+def test_prediction_records_its_inputs_and_defaults():
+    K, n, c, d, lam, D = 3, 6, 0.4, 0.1, 1e-3, 40.0
+    counts = np.array([[5, 1, 0], [0, 6, 0], [1, 0, 5]])
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=0)  # round 0 alone is a valid horizon
+    assert (pred.K, pred.n, pred.c, pred.d, pred.lam, pred.D, pred.rounds) == (K, n, c, d, lam, D, 0)
+    assert np.array_equal(pred.counts, counts)
+    assert np.array_equal(pred.phi, fd.within_spectrum(K, n, c, lam, D, 0).phi)
+    assert pred.probability_error <= 1e-5  # the default prob_tol
+    mean, cov = fd.margin_moments(K, n, c, d, lam, D, counts, t=0)
+    assert np.array_equal(mean, pred.margin_mean[0]) and np.array_equal(cov, pred.margin_cov[0])
+
+
+def test_first_perfect_quantiles():
+    cdf = [0.0, 0.2, 0.7, 1.0]
+    q = fd.first_perfect_quantiles(cdf, 2)
+    assert (q["median"], q["q10"], q["q90"]) == (2, 1, 3) and q["p_equal_block"] == pytest.approx(0.5, abs=1e-15)
+    assert fd.first_perfect_quantiles(cdf, 0)["p_equal_block"] == 0.0
+    assert fd.first_perfect_quantiles([0.3, 0.6], 0)["p_equal_block"] == 0.3
+    assert fd.first_perfect_quantiles([0.0, 0.05], None) == {"median": None, "q10": None, "q90": None, "p_equal_block": 0.95}
+    assert math.isnan(fd.first_perfect_quantiles(cdf, 4)["p_equal_block"])
