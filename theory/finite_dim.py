@@ -410,7 +410,9 @@ def margin_moments(K, n, c, d, lam, D, counts, t: int, quad_tol: float = 1e-12):
 
 def _lattice(dim: int, npts: int) -> np.ndarray:
     """Rank-1 (Richtmyer) lattice: frac(i * sqrt(primes)) for i = 1..npts, shape (npts, dim)."""
-    primes = np.array([2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71][:dim], dtype=np.float64)
+    # no mutate: any square-free integers serve (their square roots and 1 are linearly independent over Q, which is
+    # all the lattice needs); the estimates, not the generator, are what the tests can observe
+    primes = np.array([2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37, 41, 43, 47, 53, 59, 61, 67, 71][:dim], dtype=np.float64)  # pragma: no mutate
     if dim > len(primes):
         raise ValueError(f"K == {dim + 2} too large for the orthant routine (at most 22 classes)")
     i = np.arange(1, npts + 1, dtype=np.float64)[:, None]
@@ -450,7 +452,7 @@ def orthant_probability(mean, cov, tol: float = 1e-6, seed: int = 12345, max_poi
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(det, np.where(mflat > 0, np.inf, -np.inf), mflat / np.where(det, 1.0, sd))
     upper = ndtr(z).min(axis=1)
-    lower = np.clip(1.0 - ndtr(-z).sum(axis=1), 0.0, 1.0)
+    lower = np.maximum(1.0 - ndtr(-z).sum(axis=1), 0.0)  # (never above 1: a sum of probabilities is subtracted)
     settled = (upper - lower) <= tol
     prob[settled] = 0.5 * (upper[settled] + lower[settled])
     err[settled] = 0.5 * (upper[settled] - lower[settled])

@@ -651,3 +651,62 @@ def test_first_perfect_quantiles():
     assert fd.first_perfect_quantiles([0.3, 0.6], 0)["p_equal_block"] == 0.3
     assert fd.first_perfect_quantiles([0.0, 0.05], None) == {"median": None, "q10": None, "q90": None, "p_equal_block": 0.95}
     assert math.isnan(fd.first_perfect_quantiles(cdf, 4)["p_equal_block"])
+
+
+# ------------------------------------------------------------------ independent references of the pieces
+
+
+def test_fresh_weight_is_continuous_at_infinite_D():
+    """The closed form of E[q_s] at D = infinity is the limit of the Marchenko-Pastur average as D grows."""
+    K, n, c, lam, rounds = 3, 10, 0.4, 1e-3, 6
+    inf = fd.within_spectrum(K, n, c, lam, math.inf, rounds)
+    far = fd.within_spectrum(K, n, c, lam, 1e12, rounds)
+    assert np.allclose(inf.fresh_q, far.fresh_q, rtol=1e-9)
+    assert np.allclose(inf.phi, far.phi, rtol=1e-9)
+    assert np.all(inf.fresh_q > 0) and np.ptp(inf.fresh_q) > 1e-3 * inf.fresh_q.max()  # depends on the round
+
+
+@pytest.mark.parametrize("d, lam", [(0.1, 5e-4), (0.38, 5e-5)])
+def test_spike_filters_against_the_spectral_density(d, lam):
+    """e^T phi(G) e by real quadrature of the deformed model's spectral measure of e, independent of the contour:
+    density (1/pi) Im[g / (1 + l g)](x + i0) on the bulk (scipy.quad) plus, above the BBP threshold, the outlier at
+    the root of 1 + l g = 0 (scipy.brentq) with weight 1 / (l^2 g'). D > N, so there is no atom at 0. The second
+    case has the class spike n (c - d) below its threshold (no outlier), the first has both outliers."""
+    from scipy.integrate import quad
+    from scipy.optimize import brentq
+
+    K, n, c, D, rounds = 3, 20, 0.4, 150.0, 4
+    N, sig2 = K * n, 1.0 - c
+    mu, ratio = K * N * lam, N / D
+    a, b = sig2 * (1 - math.sqrt(ratio)) ** 2, sig2 * (1 + math.sqrt(ratio)) ** 2
+    got = fd.spike_filters(K, n, c, d, lam, D, rounds)
+    assert got[-1] <= 1e-12
+
+    def g(z):
+        return complex(fd.mp_stieltjes(np.array([z], dtype=complex), ratio, sig2)[0])
+
+    outliers = 0
+    for idx, ell in enumerate((n * (c - d), n * (c - d) + N * d)):
+        def dens(x):
+            gz = g(x + 1e-13j)
+            return (gz / (1.0 + ell * gz)).imag / math.pi
+
+        parts = []
+        for s in range(1, rounds + 2):
+            f_bulk = quad(lambda x: (x / (x + mu)) ** s * dens(x), a, b, limit=400, epsabs=1e-13, epsrel=1e-11)[0]
+            h_bulk = quad(lambda x: x ** (s - 1) / (x + mu) ** s * dens(x), a, b, limit=400, epsabs=1e-13, epsrel=1e-11)[0]
+            parts.append((f_bulk, h_bulk))
+        f_ref, h_ref = np.array(parts).T
+        if 1.0 + ell * g(b * (1 + 1e-12)).real < 0:  # above the threshold: an outlier
+            outliers += 1
+            lam_star = brentq(lambda x: 1.0 + ell * g(x).real, b * (1 + 1e-12), b + 2 * ell + 10, xtol=1e-15)
+            eps = 1e-6 * lam_star
+            dg = (g(lam_star + eps).real - g(lam_star - eps).real) / (2 * eps)
+            w = 1.0 / (ell * ell * dg)
+            s = np.arange(1, rounds + 2)
+            f_ref = f_ref + w * (lam_star / (lam_star + mu)) ** s
+            h_ref = h_ref + w * lam_star ** (s - 1) / (lam_star + mu) ** s
+        # quad's error and the finite-difference derivative (relative ~1e-9): 1e-7 relative is loose
+        assert np.allclose(got[idx], f_ref, rtol=1e-7, atol=1e-12), (idx, got[idx], f_ref)
+        assert np.allclose(got[2 + idx], h_ref, rtol=1e-7, atol=1e-12), (idx, got[2 + idx], h_ref)
+    assert outliers == (2 if d == 0.1 else 1)  # informative: both branches of the outlier test

@@ -182,3 +182,31 @@ def test_labels_shared_by_no_two_classes_are_refused_by_name(perm):
     counts[0, (j + 1) % 4] += 1
     with pytest.raises(ValueError, match=r"^counts: type \(true \d, given \d\) has wrong classes whose teacher outputs tie"):
         pll_finite_dim(4, 50, 0.4, 0.1, 1e-4, 200.0, counts)
+
+
+@pytest.mark.parametrize("C", [symmetric(4, 0.3), superclass(4, 0.3, 2)], ids=["symmetric", "superclass"])
+def test_top_two_containment_from_the_teachers_margin_moments(C):
+    """P(true class among the teacher's top two) = P(at most one margin P_k - P_j is negative), computed here
+    from theory.finite_dim's round-0 margin moments by orthant probabilities with flipped signs: an independent
+    path to the teacher distribution the PLL model builds itself (its mean and covariance)."""
+    K, n, c, d, lam, D = 4, 30, 0.4, 0.1, 1e-3, 90.0
+    counts = exact_label_counts(C, n)
+    pll = pll_finite_dim(K, n, c, d, lam, D, counts, prob_tol=2e-5)
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=0, probabilities=False)
+    checked = 0
+    for k in range(K):
+        o = [j for j in range(K) if j != k]
+        for l in np.flatnonzero(counts[k]):
+            mean = pred.margin_mean[0, k, l][o]
+            cov = pred.margin_cov[0, k, l][np.ix_(o, o)]
+            total, err = fd.orthant_probability(mean, cov, 2e-5, max_points=1 << 18)
+            for j in range(K - 1):
+                sgn = np.ones(K - 1)
+                sgn[j] = -1.0
+                p, e = fd.orthant_probability(sgn * mean, cov * np.outer(sgn, sgn), 2e-5, max_points=1 << 18)
+                total, err = total + p, err + e
+            # within the two sides' reported orthant errors (3 standard errors each)
+            bound = float(err) + pll.probability_error
+            assert abs(float(pll.contains_true[k, l]) - float(total)) <= bound, (k, l, pll.contains_true[k, l], total, bound)
+            checked += 1
+    assert checked >= K and np.nanmin(pll.contains_true) < 0.999  # informative: containment is not certain

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fractions import Fraction
 
 import numpy as np
+import pytest
 
 import theory
 from theory import validate as V
@@ -60,3 +61,11 @@ def test_gram_just_below_psd_limit_rejected():
     """K=3, n=2, c=0.4: d_min = -0.35; d = -0.36 gives the constant eigenvalue -0.04 < 0."""
     with raises_naming("d", "-0.36", "-0.35", "-0.04"):
         theory.filters(3, 2, 0.4, -0.36, 1e-3)
+
+
+def test_negative_count_is_the_one_shown_after_zeros():
+    """The message points at the first negative entry, not at a zero before it."""
+    from theory.validate import check_label_counts
+
+    with pytest.raises(ValueError, match=r"^counts\[0, 1\] == -2, must be >= 0$"):
+        check_label_counts([[0, -2], [3, 0]], None)
