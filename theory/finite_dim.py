@@ -112,6 +112,7 @@ __all__ = [
 ]
 
 _MAX_NODES = 1 << 18
+_ORTHANT_POINTS = 1 << 18
 
 
 def _mp_edges(ratio: float) -> tuple[float, float, float]:
@@ -722,12 +723,14 @@ def finite_dim_prediction(
             ls = np.flatnonzero(present[k])
             mm = margin_mean[:, k][:, ls][..., o]
             cc = margin_cov[:, k][:, ls][..., o[:, None], o[None, :]]
-            pk, ek = orthant_probability(mm, cc, prob_tol)
+            # 2^18 lattice points: near-singular margin covariances (superclass noise at D ~ N) need more than the
+            # routine's default 2^16 at prob_tol 1e-5
+            pk, ek = orthant_probability(mm, cc, prob_tol, max_points=_ORTHANT_POINTS)
             p_correct[:, k, ls] = pk
             perr = max(perr, float(ek.max()))
             fm = fresh_margin_mean[:, k][..., o]
             fc = fresh_margin_cov[:, k][..., o[:, None], o[None, :]]
-            pf, ef = orthant_probability(fm, fc, prob_tol)
+            pf, ef = orthant_probability(fm, fc, prob_tol, max_points=_ORTHANT_POINTS)
             fresh_cls[:, k] = pf
             perr = max(perr, float(ef.max()))
     pc = np.where(present[None], p_correct, 1.0)

@@ -710,3 +710,13 @@ def test_spike_filters_against_the_spectral_density(d, lam):
         assert np.allclose(got[idx], f_ref, rtol=1e-7, atol=1e-12), (idx, got[idx], f_ref)
         assert np.allclose(got[2 + idx], h_ref, rtol=1e-7, atol=1e-12), (idx, got[2 + idx], h_ref)
     assert outliers == (2 if d == 0.1 else 1)  # informative: both branches of the outlier test
+
+
+def test_near_singular_superclass_margins_converge_at_the_default_tolerance():
+    """Superclass noise at D = N / 2 (K=4, n=100, D=200): the fresh margins of a class are nearly linearly dependent
+    (correlations 0.707, 0.707, 0.001); at the default prob_tol 1e-5 the orthant integral needs more than 2^16
+    lattice points (it raised before), and converges within 2^18."""
+    counts = exact_label_counts(superclass(4, 0.3, 2), 100)
+    p = fd.finite_dim_prediction(4, 100, 0.4, 0.1, 5e-5, 200.0, counts, rounds=0)
+    assert p.probability_error <= 1e-5
+    assert np.all((p.fresh_accuracy > 0.5) & (p.fresh_accuracy < 1.0))  # informative: neither 0 nor certain
