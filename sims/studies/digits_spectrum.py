@@ -16,7 +16,10 @@
   (d clipped at 0: centred digits have d < 0, which the mixture cannot realise) and D = 64.
   The measured-spectrum prediction of accuracies is not implemented: it needs the class-mean filters of an
   information-plus-noise Gram (the digits' class means lie inside the noise's span), see
-  :mod:`theory.finite_dim_aniso`.
+  :mod:`theory.finite_dim_aniso`. ``mean_span_share``: the share of the within-class variance inside the span of
+  the K class means (0 in the mixture, whose noise is orthogonal to the means). With ``surrogate_reps`` > 0,
+  Monte Carlo on Gaussian classes with the digits' class means and per-class covariances (same sizes, same
+  lambda and noise) separates the Gaussian geometry from non-Gaussian shape: not theory, a control.
 """
 
 from __future__ import annotations
@@ -46,8 +49,29 @@ def _cov_eigs(R, K):
     return np.clip(np.linalg.eigvalsh(0.5 * (S + S.T)), 0.0, None)  # clip: round-off negatives of a PSD matrix
 
 
+def _gaussian_surrogate(means, covs, per_class: int, rng):
+    """Gaussian classes with the given means and per-class covariances (features not renormalised)."""
+    K, D = means.shape
+    y = np.repeat(np.arange(K), per_class)
+    X = np.empty((K * per_class, D))
+    for k in range(K):
+        # the jitter makes the Cholesky factor of a rank-deficient sample covariance exist
+        L = np.linalg.cholesky(covs[k] + 1e-12 * np.eye(D))
+        X[y == k] = means[k] + rng.standard_normal((per_class, D)) @ L.T
+    return X, y
+
+
+def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
+    C = noise_mod.noise_matrix("symmetric", K, eta)
+    z = noise_mod.corrupt_labels(y, C, rng, exact=True)
+    fits = sd_rounds.sd(LinearModel(X @ X.T, K, lam), one_hot(z, K), rounds)
+    cross = X @ X_test.T
+    return (z, fits, [metrics.accuracy(f.outputs, y) for f in fits],
+            [metrics.accuracy(f.logits(cross), y_test) for f in fits])
+
+
 def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0.6), accuracy_lam: float = 5e-4,
-                          seed: int = 0) -> dict:
+                          surrogate_reps: int = 0, seed: int = 0) -> dict:
     """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
     rng = np.random.default_rng(seed)
     dd = load_digits_data()
@@ -79,27 +103,36 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                            "phi_aniso_train_sigma": float(a_tr.phi[t]), "phi_iso": float(iso.phi[t]),
                            "var_obs": float(obs_var[t]), "var_aniso_test_sigma": float(a_te.var[t]),
                            "var_iso": float(iso.var[t])})
+    means = np.stack([dd.X_train[dd.y_train == k].mean(axis=0) for k in range(K)])
+    Q, _ = np.linalg.qr(means.T)  # the span of the class means
+    S_tr = R_tr.T @ R_tr / (N - K)
+    mean_span_share = float(np.trace(Q.T @ S_tr @ Q) / np.trace(S_tr))
+    covs = [np.cov(R_tr[dd.y_train == k].T) for k in range(K)]
     accuracy, lin_res, prob_err = [], 0.0, 0.0
-    model = LinearModel(G, K, accuracy_lam) if etas else None
-    cross = dd.X_train @ dd.X_test.T
     for eta in etas:
-        C = noise_mod.noise_matrix("symmetric", K, eta)
-        z = noise_mod.corrupt_labels(dd.y_train, C, rng, exact=True)
-        fits = sd_rounds.sd(model, one_hot(z, K), rounds)
+        z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
+                                                    eta, rounds, rng)
         lin_res = max(lin_res, max(f.residual for f in fits))
+        sur = []
+        for _ in range(surrogate_reps):  # Gaussian classes with the digits' means and per-class covariances
+            Xs, ys = _gaussian_surrogate(means, covs, n, rng)
+            Xt, yt = _gaussian_surrogate(means, covs, len(dd.y_test) // K, rng)
+            _, _, a_tr, a_te = _sd_accuracy(Xs, ys, Xt, yt, K, accuracy_lam, eta, rounds, rng)
+            sur.append((a_tr, a_te))
+        sur = np.array(sur, dtype=np.float64).mean(axis=0) if sur else None
         counts = noise_mod.label_counts(dd.y_train, z, K)
         # the mixture needs d >= 0 (a squared mean length); centred digits have d < 0: the constant direction
         # only carries the g-term, absent with exact (balanced) label counts
         pred = fdim.finite_dim_prediction(K, n, c, max(d, 0.0), accuracy_lam, D, counts, rounds=rounds, prob_tol=1e-3)
         prob_err = max(prob_err, float(pred.quadrature_error))
-        for t, fit in enumerate(fits):
+        for t in range(rounds + 1):
             accuracy.append({
-                "eta": float(eta), "round": t,
-                "train_obs": metrics.accuracy(fit.outputs, dd.y_train),
-                "test_obs": metrics.accuracy(fit.logits(cross), dd.y_test),
+                "eta": float(eta), "round": t, "train_obs": train_obs[t], "test_obs": test_obs[t],
                 "train_pred_iso": float(pred.train_accuracy[t]), "fresh_pred_iso": float(pred.fresh_accuracy[t]),
+                "train_gaussian_surrogate": None if sur is None else float(sur[0, t]),
+                "test_gaussian_surrogate": None if sur is None else float(sur[1, t]),
             })
     return {"within": within, "accuracy": accuracy, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
-            "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()),
+            "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()), "mean_span_share": mean_span_share,
             "errors": {"quadrature": quad, "silverstein_residual": resid, "linear_solve": lin_res,
                        "theory_quadrature": prob_err}}
