@@ -14,6 +14,7 @@
   (true labels) and test accuracy per round, next to the isotropic mixture prediction
   :func:`theory.finite_dim.finite_dim_prediction` with the two numbers c, d measured on the training Gram
   (d clipped at 0: centred digits have d < 0, which the mixture cannot realise) and D = 64.
+  ``pll``: the observed PLL student (linearised CE on the round-0 teacher's top-two targets), no prediction.
   The measured-spectrum prediction of accuracies is not implemented: it needs the class-mean filters of an
   information-plus-noise Gram (the digits' class means lie inside the noise's span), see
   :mod:`theory.finite_dim_aniso`. ``mean_span_share``: the share of the within-class variance inside the span of
@@ -64,8 +65,10 @@ def _gaussian_surrogate(means, covs, per_class: int, rng):
 def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
     C = noise_mod.noise_matrix("symmetric", K, eta)
     z = noise_mod.corrupt_labels(y, C, rng, exact=True)
-    fits = sd_rounds.sd(LinearModel(X @ X.T, K, lam), one_hot(z, K), rounds)
+    model = LinearModel(X @ X.T, K, lam)
+    fits = sd_rounds.sd(model, one_hot(z, K), rounds)
     cross = X @ X_test.T
+    fits = fits + [sd_rounds.pll(model, fits[0])]  # last entry: the PLL student of the round-0 teacher
     return (z, fits, [metrics.accuracy(f.outputs, y) for f in fits],
             [metrics.accuracy(f.logits(cross), y_test) for f in fits])
 
@@ -73,7 +76,8 @@ def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
 def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0.6), accuracy_lam: float = 5e-4,
                           surrogate_reps: int = 0, seed: int = 0) -> dict:
     """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
-    rng = np.random.default_rng(seed)
+    # label draws and the Gaussian control on separate streams: the digits' labels do not depend on surrogate_reps
+    lab_rng, sur_rng = np.random.default_rng(seed).spawn(2)
     dd = load_digits_data()
     K, n = dd.K, dd.n
     N, m, D = K * n, K * n - K, dd.X_train.shape[1]
@@ -108,16 +112,16 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     S_tr = R_tr.T @ R_tr / (N - K)
     mean_span_share = float(np.trace(Q.T @ S_tr @ Q) / np.trace(S_tr))
     covs = [np.cov(R_tr[dd.y_train == k].T) for k in range(K)]
-    accuracy, lin_res, prob_err = [], 0.0, 0.0
+    accuracy, pll, lin_res, prob_err = [], [], 0.0, 0.0
     for eta in etas:
         z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
-                                                    eta, rounds, rng)
+                                                    eta, rounds, lab_rng)
         lin_res = max(lin_res, max(f.residual for f in fits))
         sur = []
         for _ in range(surrogate_reps):  # Gaussian classes with the digits' means and per-class covariances
-            Xs, ys = _gaussian_surrogate(means, covs, n, rng)
-            Xt, yt = _gaussian_surrogate(means, covs, len(dd.y_test) // K, rng)
-            _, _, a_tr, a_te = _sd_accuracy(Xs, ys, Xt, yt, K, accuracy_lam, eta, rounds, rng)
+            Xs, ys = _gaussian_surrogate(means, covs, n, sur_rng)
+            Xt, yt = _gaussian_surrogate(means, covs, len(dd.y_test) // K, sur_rng)
+            _, _, a_tr, a_te = _sd_accuracy(Xs, ys, Xt, yt, K, accuracy_lam, eta, rounds, sur_rng)
             sur.append((a_tr, a_te))
         sur = np.array(sur, dtype=np.float64).mean(axis=0) if sur else None
         counts = noise_mod.label_counts(dd.y_train, z, K)
@@ -132,7 +136,10 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                 "train_gaussian_surrogate": None if sur is None else float(sur[0, t]),
                 "test_gaussian_surrogate": None if sur is None else float(sur[1, t]),
             })
-    return {"within": within, "accuracy": accuracy, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
+        pll.append({"eta": float(eta), "train_obs": train_obs[-1], "test_obs": test_obs[-1],
+                    "train_gaussian_surrogate": None if sur is None else float(sur[0, -1]),
+                    "test_gaussian_surrogate": None if sur is None else float(sur[1, -1])})
+    return {"within": within, "accuracy": accuracy, "pll": pll, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
             "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()), "mean_span_share": mean_span_share,
             "errors": {"quadrature": quad, "silverstein_residual": resid, "linear_solve": lin_res,
                        "theory_quadrature": prob_err}}
