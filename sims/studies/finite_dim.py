@@ -428,8 +428,11 @@ def _cells(study: Study, rows: list[dict]):
 
 
 def _block_exact(study: Study, C):
-    """The exact block model's first perfect round on the setting's expected label counts (None: not within R
-    or not certified)."""
+    """The exact block model's first perfect round on the setting's expected label counts (None: not within R,
+    not certified, or C * n not whole, e.g. symmetric eta = 0.1 at K = 4, n = 100: no exact counts exist)."""
+    shares = np.asarray(C, dtype=np.float64) * study.n
+    if np.any(np.abs(shares - np.round(shares)) > 1e-9 * study.n):
+        return None
     counts = theory.exact_label_counts(C, study.n)
     first = theory.min_rounds_exact(study.K, study.n, study.c, study.d, study.lam, counts, study.max_rounds)
     return first if isinstance(first, int) else None

@@ -206,3 +206,13 @@ def test_exact_and_linearised_agree_on_every_sample_where_the_logits_are_small()
     assert None in firsts and 0 in firsts and 1 in firsts
     _, cells = fds._cells(st, sorted(rows, key=fds._sort_key))
     assert all(c["exact_lag_min"] == c["exact_lag_max"] == 0.0 for c in cells)
+
+
+def test_block_exact_lag_is_none_without_whole_expected_counts():
+    # symmetric eta = 0.1 at K = 4, n = 100 (a default setting): C * n = 3.33 off the diagonal, no exact counts;
+    # eta = 0.3 gives whole counts and a certified round
+    from sims.engine import noise as noise_mod
+
+    study = fds.Study()
+    assert fds._block_exact(study, noise_mod.noise_matrix("symmetric", study.K, 0.1)) is None
+    assert isinstance(fds._block_exact(study, noise_mod.noise_matrix("symmetric", study.K, 0.3)), int)
