@@ -101,7 +101,9 @@ def finite_dim_lines():
         f"round's distribution is {max(s['max_ks'] for s in summary['per_noise'].values()):.3f}. Exact softmax: the "
         f"linearised theory is outside the exact level's interval in {ex['pred_outside_exact_interval']} of "
         f"{ex['cells_with_interval']} cells, the combined prediction in {ex['combined_outside_exact_interval']} of "
-        f"{ex['combined_cells']}; the exact softmax lags the linearised fits on the same samples by {ex['mean_lag']:.1f} "
+        f"{ex['combined_cells']} (weak evidence: with {ex['samples_per_cell'][0]} exact samples per cell the 95 % interval "
+        f"spans {_interval_span(ex['samples_per_cell'][0])}); the exact softmax lags the linearised fits on the same "
+        f"samples by {ex['mean_lag']:.1f} "
         f"rounds on average ({ex['min_lag']:g} to {ex['max_lag']:g}). The command's default grid (80 cells, D/N from "
         "0.05 to 1e5, 200 samples per cell) is not run here.",
     ]
@@ -114,6 +116,14 @@ def finite_dim_lines():
         nums[f"fd_pred_median_{key}"] = c["pred_median"]
         nums[f"fd_obs_median_{key}"] = c["obs_median"]
     return lines, nums
+
+
+def _interval_span(S: int) -> str:
+    """Which order statistics bound the 95 % interval of a median of S samples, in words."""
+    from ..studies.finite_dim import median_interval
+
+    lo, hi = median_interval(list(range(1, S + 1)))
+    return "all of them (their full range)" if (lo, hi) == (1, S) else f"order statistics {int(lo)} to {int(hi)} of them"
 
 
 def check_p3(sweep_result, exact_level=None) -> Check:
