@@ -214,7 +214,8 @@ TABLE = {
         ),
     ),
     engine.fit_soft: (
-        dict(X=X, T=T, lam=1e-3, **FIT, W0=None, gtol=1e-8, output_tol=1e-9, max_iter=5000, method="auto", precondition="auto", blas_threads=1),
+        dict(X=X, T=T, lam=1e-3, **FIT, W0=None, gtol=1e-8, output_tol=1e-9, max_iter=5000, method="auto", precondition="auto",
+             newton_precondition="auto", blas_threads=1),
         dict(
             X=[*X_BAD, Bad(np.zeros((0, 9)), shows="(0, 9)")],
             T=T_BAD,
@@ -226,6 +227,7 @@ TABLE = {
             max_iter=ints(1),
             method=choices("newton", "LBFGS"),
             precondition=choices("cholesky", "Whiten"),
+            newton_precondition=choices("ilu", "Classes"),
             blas_threads=ints(1),
         ),
     ),

@@ -13,6 +13,7 @@ import pytest
 
 from sims.engine import fit_soft as engine_fit_soft
 from sims.engine.fit import NotConvergedError, SoftFit, fit_features, fit_soft
+from sims.engine.fit.soft_blocks import ClassBlocks
 from tests.theorems.strategies import raises_naming
 
 OUT_TOL = 1e-8
@@ -103,6 +104,63 @@ def test_methods_and_preconditioners_agree():
             assert np.max(np.abs(fit.P - ref)) <= OUT_TOL
 
 
+def test_newton_preconditioners_agree_and_auto_picks_classes_for_ce():
+    X, T = mixture(100, 12, 5, seed=5)
+    lam = 1e-3
+    ref = fit_features(X, T, lam, tol=1e-12).outputs
+    fits = {pre: fit_soft(X, T, lam, newton_precondition=pre) for pre in ("auto", "classes", "none")}
+    assert fits["auto"].newton_precondition == "classes" and fits["none"].newton_precondition == "none"
+    for fit in fits.values():
+        assert np.max(np.abs(fit.P - ref)) <= OUT_TOL
+    teacher = fit_features(X, T, lam, tol=1e-12)
+    assert fit_soft(X, T, lam, loss="gce", W0=teacher.W).newton_precondition == "none"  # CE only
+    assert fit_soft(X, T, lam, precondition="diag").newton_precondition == "none"  # needs the whitening
+
+
+def _equal_within_groups(K, D, per, seed):
+    """Features whose groups share one within-group point set (so one within-group covariance), targets
+    one-hot by group, outputs constant within each group: the case where the block model is exact."""
+    rng = np.random.default_rng(seed)
+    Z = rng.normal(size=(per, D))
+    Z -= Z.mean(axis=0)
+    means = rng.normal(size=(K, D))
+    X = np.concatenate([means[c] + Z for c in range(K)]) / np.sqrt(D)
+    groups = np.repeat(np.arange(K), per)
+    T = np.eye(K)[:, groups]
+    P = rng.dirichlet(np.ones(K), size=K).T[:, groups]  # column i: its group's outputs
+    return X, T, P
+
+
+def test_class_blocks_are_the_exact_diagonal_blocks_when_groups_are_alike():
+    """With one weight and one within-group covariance per group, the model's blocks are the exact
+    diagonal blocks of the CE Hessian (formed here by brute force), and solve() inverts them."""
+    K, D, per, lam = 3, 4, 7, 1e-2
+    X, T, P = _equal_within_groups(K, D, per, seed=4)
+    N = X.shape[0]
+    blocks = ClassBlocks(X, T, X.T @ X / N, lam)
+    blocks.refresh(P)
+    rng = np.random.default_rng(1)
+    R = rng.normal(size=(K, D))
+    Z = np.empty((K, D))
+    for k in range(K):
+        Hkk = (X * (P[k] * (1.0 - P[k]))[:, None]).T @ X / N + lam * np.eye(D)
+        Z[k] = np.linalg.solve(Hkk, R[k])
+    # relative 1e-10: a few solves of 4 x 4 systems with condition below 1e4
+    np.testing.assert_allclose(blocks.solve(R), Z - Z.mean(axis=0), rtol=1e-10, atol=1e-10 * np.abs(Z).max())
+
+
+def test_class_blocks_solve_is_symmetric_positive_on_zero_mean_rows():
+    """CG needs a symmetric positive preconditioner on the subspace it works in (rows summing to zero)."""
+    X, T = mixture(90, 10, 4, seed=8)
+    blocks = ClassBlocks(X, T, X.T @ X / 90, 1e-3)
+    blocks.refresh(fit_soft(X, T, 1e-3).P)
+    rng = np.random.default_rng(2)
+    A, B = (R - R.mean(axis=0) for R in rng.normal(size=(2, 4, 10)))
+    # symmetric to round-off of O(K^3 + D^2) operations on values of order 1e3
+    assert abs(np.vdot(A, blocks.solve(B)) - np.vdot(blocks.solve(A), B)) <= 1e-9 * np.abs(blocks.solve(A)).max()
+    assert np.vdot(A, blocks.solve(A)) > 0
+
+
 def test_exported_from_the_engine():
     assert engine_fit_soft is fit_soft
 
@@ -142,6 +200,11 @@ def test_memmap_input(tmp_path):
     (lambda X, T, kw: (X, T, {**kw, "max_iter": 0}), "max_iter", ("0",)),
     (lambda X, T, kw: (X, T, {**kw, "method": "newton"}), "method", ("'newton'",)),
     (lambda X, T, kw: (X, T, {**kw, "precondition": "chol"}), "precondition", ("'chol'",)),
+    (lambda X, T, kw: (X, T, {**kw, "newton_precondition": "ilu"}), "newton_precondition", ("'ilu'",)),
+    (lambda X, T, kw: (X, T, {**kw, "newton_precondition": "classes", "loss": "gce"}), "newton_precondition",
+     ("'gce'",)),
+    (lambda X, T, kw: (X, T, {**kw, "newton_precondition": "classes", "precondition": "diag"}),
+     "newton_precondition", ("'diag'",)),
 ])
 def test_bad_input_names_the_parameter(change, name, shown):
     X, T = mixture(30, 10, 3, seed=0)
