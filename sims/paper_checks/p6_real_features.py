@@ -577,6 +577,7 @@ def _fixed_lines(dig: DigitsResult, nums: dict) -> tuple:
 
 def check_p6(dig: DigitsResult, cv: CvResult) -> Check:
     from ..studies.probe import DEFAULT_LAMS
+    from .p6_finite_dim import finite_dim_digits_lines
 
     data = dig.data
     nums: dict = {}
@@ -626,6 +627,9 @@ def check_p6(dig: DigitsResult, cv: CvResult) -> Check:
     lines += [f"- Verdict rule: {rule_text(verdict_p6)}", ""]
     lines += fixed_lines
     lines += ["", "**Theory on the real data** (the probe's theory section of every run above):", ""] + th_lines
+    fd_lines, fd_nums = finite_dim_digits_lines()
+    lines += fd_lines
+    nums.update(fd_nums)
     lines += [
         "- The paper used ResNet-34 ImageNet features on six image data sets; digits pixels and wine measurements "
         "are much weaker feature spaces and smaller data sets, so these numbers check the direction of the effect "
