@@ -22,13 +22,16 @@ SHARE_BAD = (1.5, -0.25, 1.0000000000000002, -5e-324)
 
 
 class Bad:
-    """An invalid value and the text its error message must show (default: the value's str and repr)."""
+    """An invalid value and the text its error message must show (default: the value's str and repr; a tuple:
+    every text in it, e.g. the value and the allowed range)."""
 
     def __init__(self, value, shows=None):
         self.value = value
         self.shows = shows
 
     def expected(self):
+        if isinstance(self.shows, tuple):  # the value and the bound or shape it breaks
+            return self.shows
         if self.shows is not None:
             return (self.shows,)
         return (str(self.value), repr(self.value))

@@ -494,6 +494,8 @@ MC_CASES = [  # K, n, c, d, lam, eta, D / N
     (4, 25, 0.4, 0.1, 5e-4, 0.36, 2.0),
     (4, 25, 0.4, 0.1, 5e-4, 0.36, 10.0),
     (4, 25, 0.4, 0.1, 5e-4, 0.36, 100.0),
+    # unbalanced given labels (column sums 20, 17, 23): the constant direction's terms do not vanish
+    (3, 20, 0.4, 0.1, 1e-3, np.array([[14, 4, 2], [1, 13, 6], [5, 0, 15]]), 1.0),
 ]
 MC_ROUNDS = (0, 2, 6)
 MC_SAMPLES = 300
@@ -503,7 +505,7 @@ def test_monte_carlo_within_bonferroni_intervals():
     """Mean and variance of two margins, training and fresh accuracy, per case and round."""
     rows = []
     for case_no, (K, n, c, d, lam, eta, ratio) in enumerate(MC_CASES):
-        counts = exact_label_counts(symmetric(K, eta), n)
+        counts = eta if isinstance(eta, np.ndarray) else exact_label_counts(symmetric(K, eta), n)
         D = int(round(ratio * K * n))
         track = ((0, 1, 1), (1, 1, 0))  # a noisy type against its label's class, a clean type
         acc, fresh, margins = linearised_mc(

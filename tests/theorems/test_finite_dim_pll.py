@@ -157,6 +157,66 @@ def test_large_D_approaches_the_block_model(C):
                 assert pred.student_p_correct[k, l] == pytest.approx(float(block.student_correct[k, l]), abs=tol), (k, l)
 
 
+# unbalanced given labels (column sums 12, 24, 23, 21): Cbar != 1/K, so the constant direction's terms of the
+# teacher's and the student's means do not vanish; class 0's true label is only third most given
+UNBALANCED = np.array([[4, 7, 9, 0], [2, 10, 0, 8], [0, 7, 9, 4], [6, 0, 5, 9]])
+
+
+def test_unbalanced_labels_at_large_D_are_the_block_model():
+    """D = 1e7 N with unbalanced given labels: top two, class-mean targets, the student per type, and the
+    student's fresh logits equal the block model's; the fresh logits are checked against a brute-force
+    linear solve on the explicit N x N block Gram (written here, independent of theory/)."""
+    K, n, c, d, lam = 4, 20, 0.4, 0.1, 1e-4
+    counts = UNBALANCED
+    pred = pll_finite_dim(K, n, c, d, lam, 1e7 * K * n, counts)
+    block = theory.pll_analysis(K, n, c, d, lam, counts / n)
+    present = counts > 0
+    tol = 6 * pred.probability_error + 1e-9  # up to K (K - 1) / 2 integrated pair probabilities
+    assert np.allclose(pred.contains_true[present], block.teacher_contains_true[present], atol=tol)
+    assert np.allclose(pred.mean_targets, block.class_mean_targets, atol=tol)
+    tied = {k for k, _ in block.tied_pairs}
+    assert tied and len(tied) < K  # informative: a tie to skip and decided classes to compare
+    for k in set(range(K)) - tied:
+        for l in np.flatnonzero(present[k]):
+            assert pred.student_p_correct[k, l] == pytest.approx(float(block.student_correct[k, l]), abs=tol), (k, l)
+    assert pred.teacher_train_accuracy == pytest.approx(block.teacher_train_accuracy, abs=tol)
+    assert pred.student_fresh_accuracy == pytest.approx(block.student_fresh_accuracy, abs=tol)
+    assert 0.0 < block.student_fresh_accuracy < 1.0 and block.teacher_train_accuracy < 0.5
+    N, mu = K * n, K * K * n * lam
+    y = np.repeat(np.arange(K), n)
+    z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
+    T = block.targets[y, z].T  # (K, N) PLL targets of every instance
+    G = d + (c - d) * (y[:, None] == y[None, :]) + (1 - c) * np.eye(N)
+    g = d + (c - d) * (y[:, None] == np.arange(K)[None, :])  # fresh class-k points: no noise overlap at D = inf
+    brute = mu * ((T - 1.0 / K) @ np.linalg.solve(G + mu * np.eye(N), g)).T
+    # relative 1e-6: the finite-D corrections are O(N / D) = 1e-7
+    np.testing.assert_allclose(pred.student_fresh_mean, brute, rtol=0, atol=1e-6 * np.abs(brute).max())
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_orthant_gradient_is_the_derivative_of_the_orthant_probability(p):
+    """d P(X > 0) / d mean against central differences of theory.finite_dim.orthant_probability."""
+    from theory.finite_dim_pll import _orthant_gradient
+
+    rng = np.random.default_rng(p)
+    A = rng.normal(size=(2, p, p))
+    cov = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(p)
+    mean = rng.normal(size=(2, p)) * 0.7
+    grad, err = _orthant_gradient(mean, cov, 1e-5)
+    h = 3e-2
+    for r in range(p):
+        e = np.zeros(p)
+        e[r] = h
+        up, eu = fd.orthant_probability(mean + e, cov, 1e-6, max_points=1 << 20)
+        dn, ed = fd.orthant_probability(mean - e, cov, 1e-6, max_points=1 << 20)
+        # central difference: truncation h^2 / 6 times a third derivative of the probability (a density's
+        # second derivative, below 1 for these covariances: 1.5e-4), plus the integration errors over 2 h;
+        # the mutants this guards against change the slope by 0.05 or more
+        bound = 1.5e-4 + (eu + ed) / (2 * h) + err
+        np.testing.assert_array_less(np.abs((up - dn) / (2 * h) - grad[:, r]), bound)
+    assert np.all(grad > 0) and np.abs(grad).max() > 0.05  # informative: a real slope in every component
+
+
 @pytest.mark.parametrize("kwargs, name", [
     (dict(D=math.inf), "D"), (dict(D=0.0), "D"), (dict(n=1), "n"), (dict(d=-0.05), "d"), (dict(lam=-1.0), "lam"),
     (dict(counts=np.array([[7, 1], [1, 7]])), "counts"), (dict(prob_tol=0.0), "prob_tol"),
@@ -184,7 +244,9 @@ def test_labels_shared_by_no_two_classes_are_refused_by_name(perm):
         pll_finite_dim(4, 50, 0.4, 0.1, 1e-4, 200.0, counts)
 
 
-@pytest.mark.parametrize("C", [symmetric(4, 0.3), superclass(4, 0.3, 2)], ids=["symmetric", "superclass"])
+@pytest.mark.parametrize("C", [symmetric(4, 0.3), superclass(4, 0.3, 2),
+                               np.array([[6, 10, 14, 0], [3, 15, 0, 12], [0, 10, 14, 6], [9, 0, 8, 13]]) / 30.0],
+                         ids=["symmetric", "superclass", "unbalanced"])
 def test_top_two_containment_from_the_teachers_margin_moments(C):
     """P(true class among the teacher's top two) = P(at most one margin P_k - P_j is negative), computed here
     from theory.finite_dim's round-0 margin moments by orthant probabilities with flipped signs: an independent

@@ -188,7 +188,7 @@ TABLE = {
     theory.corruption_matrix: (
         dict(noise="superclass", K=4, eta=0.25, superclass_size=2),
         dict(
-            noise=_choice_bad("pairflip", "Superclass"),
+            noise=[Bad("pairflip", shows=("'pairflip'", "symmetric, asymmetric, superclass")), *_choice_bad("Superclass")],
             K=_ints(2),
             eta=_reals(*SHARE_BAD),
             superclass_size=_ints(2) + [Bad(3), Bad(5)],
@@ -226,7 +226,8 @@ TABLE = {
         {**B, "given_labels": np.repeat(np.arange(3), 4), "t": 2},
         _bad_of(
             *BLOCK5,
-            given_labels=[Bad(np.zeros(5, dtype=int), shows="(5,)"), Bad(np.r_[np.zeros(11, dtype=int), 7], shows="7"), Bad(np.r_[np.zeros(11, dtype=int), -5], shows="-5")],
+            given_labels=[Bad(np.zeros(5, dtype=int), shows=("(5,)", "(12,)")), Bad(np.r_[np.zeros(11, dtype=int), 7], shows=("7", "[0, 2]")),
+                          Bad(np.r_[np.zeros(11, dtype=int), -5], shows="-5")],
             t=_rounds_bad(),
         ),
     ),
@@ -408,12 +409,12 @@ TABLE = {
         dict(name="gamma", labels=[0, 2, 1], K=3, size=3),
         dict(
             labels=[
-                Bad([0, 3, 1], shows="3"),
-                Bad([0, -1, 1], shows="-1"),
+                Bad([0, 3, 1], shows=("3", "[0, 2]")),
+                Bad([0, -1, 1], shows=("-1", "[0, 2]")),
                 Bad([0, 0.5, 1], shows="0.5"),
                 Bad([0, NAN, 1], shows="nan"),
                 Bad([[0, 1, 2]], shows="(1, 3)"),
-                Bad([0, 1], shows="(2,)"),
+                Bad([0, 1], shows=("(2,)", "(3,)")),
                 Bad(["a", "b", "c"]),
             ]
         ),
