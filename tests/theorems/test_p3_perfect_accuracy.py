@@ -487,3 +487,37 @@ def test_at_least_half_of_the_examples_are_informative(strategy, max_round):
     # deviations below 0.7 at 40 examples, a false alarm in fewer than 1e-4 runs
     floor = 0.5 if settings().derandomize else 0.4
     assert informative >= floor * total, f"only {informative} of {total} examples are non-trivial"
+
+
+def test_engine_measures_count_the_rounds_and_agreement_as_the_theory_does():
+    """The engine's measures (sims.engine.measures) on the brute-force linearised SD of the explicit block Gram:
+    ``perfect`` per round and ``first_perfect_round`` give theory.min_rounds, and ``Agreement`` counts the
+    (theory, observed) verdicts over rounds and noise rates as a direct tally does."""
+    from sims.engine.measures import Agreement, first_perfect_round, perfect
+
+    K, n, c, d, lam, H = 3, 6, 0.4, 0.1, 1e-3, 30
+    A = brute_operator(K, n, c, d, lam)
+    y = np.repeat(np.arange(K), n)
+    total, tally = Agreement(0, 0, 0, 0), np.zeros(4, dtype=int)
+    seen = []
+    for eta in (0.0, 1 / 3, 2 / 3):  # whole counts for n = 6: 0, 1 and 2 of each class per wrong label
+        counts = theory.exact_label_counts(theory.symmetric(K, eta), n)
+        z = labels_from_counts(counts)
+        Dev = np.eye(K)[:, z] - 1.0 / K
+        observed = []
+        for _ in range(H + 1):
+            Dev = Dev @ A
+            observed.append(perfect(Dev + 1.0 / K, y))
+        expected = theory.min_rounds(K, n, c, d, lam, counts / n)
+        assert first_perfect_round([1.0 if ok else 0.5 for ok in observed]) == expected
+        predicted = [expected is not None and t >= expected for t in range(H + 1)]
+        part = Agreement.of(predicted, observed)
+        total = total + part
+        p, o = np.array(predicted), np.array(observed)
+        tally += [np.sum(p & o), np.sum(p & ~o), np.sum(~p & o), np.sum(~p & ~o)]
+        assert (part.both, part.only_theory, part.only_observed, part.neither) == tuple(
+            int(v) for v in (np.sum(p & o), np.sum(p & ~o), np.sum(~p & o), np.sum(~p & ~o)))
+        seen.append(expected)
+    assert (total.both, total.only_theory, total.only_observed, total.neither) == tuple(int(v) for v in tally)
+    assert total.only_theory == total.only_observed == 0 and total.both > 0 and total.neither > 0  # informative
+    assert len(set(seen)) > 1 and first_perfect_round([0.5, 0.9]) is None
