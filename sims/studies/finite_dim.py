@@ -648,9 +648,9 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
         ax_m.text(x.min(), R + 1.4, f"not perfect by round {R}", fontsize=7, color="grey")
         ax_m.set_ylim(-1, R + 4)
         ax_m.set_ylabel("median first round with 100 % training accuracy")
-        ax_m.set_title(f"{noise} noise: linearised theory (lines) vs Monte Carlo (dots, 95 % interval of the\n"
-                       "median; x: theory outside it), exact softmax (triangles; dashed: theory + the block model's\n"
-                       "exact lag); dotted: block model (D = inf)",
+        ax_m.set_title(f"{noise} noise: linearised theory (lines) vs Monte Carlo (dots, 95 % interval\n"
+                       "of the median; x: theory outside it), exact softmax (triangles; dashed: theory\n"
+                       "+ the block model's exact lag); dotted: block model (D = inf)",
                        fontsize=9)
         ax_m.legend(fontsize=7, loc="best")
         ax_t.set_ylabel("teacher (round 0) training accuracy, true labels")
@@ -665,7 +665,7 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
             ax.axvline(1.0, color="k", lw=0.6, ls="-.")
             ax.set_xlabel("D / N (dash-dot: D = N)")
     fig.suptitle(f"Finite-D linearised theory vs Monte Carlo on sampled mixture Gram matrices (K={study.K}, "
-                 f"n={study.n}, c={study.c}, d={study.d}, lambda={study.lam:g}; {study.samples} samples per cell, "
+                 f"n={study.n}, c={study.c}, d={study.d}, lambda={study.lam:g};\n{study.samples} samples per cell, "
                  f"{study.label_draws} label draws; exact softmax on {min(study.exact_draws, study.label_draws)} of "
                  "them)", fontsize=10)
 
