@@ -71,6 +71,7 @@ from ..engine.measures import Agreement
 from ..engine.noise import one_hot
 from .._cli import OneLineParser, atomic_write, check_output_dir, code_fingerprint, csv_text, write_text
 from .runner import Unit, dask_client, run_units, settings_key
+from . import phase_boundary as pb
 
 __all__ = ["Sweep", "run_sweep", "predicted_boundary", "plot", "certified_boundary", "main", "COLUMNS", "confusion", "output_paths",
            "certified_verdicts", "certified_agreement"]
@@ -523,6 +524,8 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
                 "by_noise": {noise: certified_agreement([r for r in sd_rows if r["noise"] == noise])
                              for noise in sweep.noises},
             }
+    if "gmm" in sweep.levels:
+        per_level["gmm"]["finite_dim"] = _finite_dim_block(sweep, rows)
     boundary = {noise: predicted_boundary(sweep, noise) for noise in sweep.noises}
     if "gmm" in sweep.levels:
         boundary.update({f"{noise}_gmm": predicted_boundary(sweep, noise, n=sweep.gmm_per_class) for noise in sweep.noises})
@@ -537,6 +540,23 @@ def summarize(sweep: Sweep, rows: list[dict], elapsed: float, jobs: int) -> dict
         "accuracy_notion": "training-instance accuracy against true labels (ties fail); fresh_accuracy column: "
         "population formula (block levels) or 200 held-out samples per class (gmm)",
     }
+
+
+def _finite_dim_block(sweep: Sweep, rows) -> dict:
+    """The gmm level's finite-D boundary per noise model and its agreement, next to the block boundary's."""
+    out = {"rule": pb.FD_RULE, "D": sweep.dim, "n": sweep.gmm_per_class, "lam": sweep.lam_for(sweep.gmm_per_class),
+           "prob_tol": pb.FD_PROB_TOL, "by_noise": {}}
+    for noise in sweep.noises:
+        fd = pb.finite_dim_boundary(sweep, noise)
+        g = list(sweep.gmm_etas())
+        block = predicted_boundary(sweep, noise, n=sweep.gmm_per_class, etas=g)["min_rounds"]
+        out["by_noise"][noise] = {"boundary": fd, "agreement": pb.boundary_agreement(rows, noise, fd["eta"], fd["median"]),
+                                  "block_boundary_agreement": pb.boundary_agreement(rows, noise, g, block)}
+    for name in ("agreement", "block_boundary_agreement"):
+        c = {k: sum(b[name]["confusion"][k] for b in out["by_noise"].values()) for k in Agreement().counts()}
+        a = Agreement(**c)
+        out[name] = {"agreement": a.agreement, "confusion": a.counts(), "informative_rows": a.informative}
+    return out
 
 
 _BOUNDARY_CACHE: dict = {}
@@ -706,6 +726,9 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
                                 mew=0.5, ms=5, ls="", clip_on=False, zorder=6)
                     drawn[(noise, level)].update(certified_rounds=cb_["rounds"], certified_beyond_etas=cb_["beyond"],
                                                  certified_undecided_etas=cb_["undecided"])
+            if level == "gmm":
+                drawn[(noise, level)].update(pb.draw_finite_dim(ax, by_level["gmm"]["finite_dim"]["by_noise"][noise]
+                                                                ["boundary"], R))
             ax.axvline(bd["noise_threshold"], color="orange", lw=1.5, ls=":")
             if dis.any():
                 yy, xx = np.nonzero(dis)
@@ -761,6 +784,9 @@ def plot(sweep: Sweep, rows: list[dict], summary: dict, path_png: Path, path_pdf
     if any_beyond:
         handles.insert(1, Line2D([], [], color="crimson", marker="^", ls="",
                                  label=f"theory: 100 % only after the last round shown ($t$ > {R})"))
+    if "gmm" in levels:
+        handles.append(Line2D([], [], color=pb.FD_COLOR, marker="o", ms=3, label=f"finite-$D$ theory ($D$="
+                              f"{_power_text(sweep.dim)}, gmm panels): median first perfect round, bars 10-90 %"))
     if any_cert:
         handles.append(Line2D([], [], color=CERT_COLOR, ls="-.", lw=1.3,
                               label="exact-level theory, certified (ball arithmetic): first round proved 100 % "
@@ -959,6 +985,10 @@ def main(argv=None) -> int:
           f"({summary['cells_computed']} cells computed, {summary['cells_from_cache']} from the cache)")
     for level, s in summary["levels"].items():
         print(_line(level, s))
+        if "finite_dim" in s:
+            f, b = s["finite_dim"]["agreement"], s["finite_dim"]["block_boundary_agreement"]
+            print(f"  {'':6s} boundary vs observed cells: finite-D (D={sweep.dim}) {f['confusion']}, "
+                  f"block model {b['confusion']}")
         if "certified" in s:
             print(_certified_line(s["certified"]))
     print(f"figure: {fig_dir / (stem + '.png')}\ncsv:    {res_dir / (stem + '.csv')}\njson:   {res_dir / (stem + '.json')}")

@@ -506,3 +506,50 @@ def test_cell_rows_do_not_depend_on_the_blas_threads_of_a_fresh_process():
         out[threads] = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                       check=True).stdout
     assert out["1"].count("\n") > 10 and out["1"] == out["2"]
+
+
+# ---------------------------------------------------------------------------- finite-D boundary (gmm level)
+
+
+def test_finite_dim_boundary_equals_block_at_huge_D_and_lags_at_small_D():
+    from sims.studies import phase_boundary as pb
+
+    sweep = replace(pd.Sweep(), **pd.QUICK)
+    for noise in ("symmetric", "superclass"):
+        huge = pb.finite_dim_boundary(replace(sweep, dim=10**12), noise)
+        block = pd.predicted_boundary(sweep, noise, n=sweep.gmm_per_class, etas=huge["eta"])["min_rounds"]
+        # quick grid: every n C is whole (n = 30), so the rounded counts are C itself; at D = 1e12 the
+        # fluctuations (variance ~ N / D = 1e-10) cannot move a round: exact equality, no tolerance
+        assert huge["median"] == [b if b is None or b <= sweep.rounds else None for b in block]
+        assert huge["median"] == huge["block_first_round"]
+    # D = 1000 at n = 100 (N = 400): the mixture lags the block model by several rounds at eta = 0.4
+    small = replace(pd.Sweep(), dim=1000)
+    fd = pb.finite_dim_boundary(small, "symmetric", etas=(0.0, 0.4))
+    blk = pd.predicted_boundary(small, "symmetric", n=small.gmm_per_class, etas=(0.0, 0.4))["min_rounds"]
+    assert fd["median"][0] == blk[0] == 0
+    assert fd["median"][1] - blk[1] >= 3 and fd["q10"][1] <= fd["median"][1] <= fd["q90"][1]
+
+
+def test_expected_counts_keep_the_rows_and_the_symmetry():
+    from sims.engine import noise as noise_mod
+    from sims.studies.phase_boundary import expected_counts
+
+    C = noise_mod.noise_matrix("symmetric", 4, 0.1, 2)  # 100 C_kj = 3.33
+    counts = expected_counts(C, 100)
+    assert counts.sum(axis=1).tolist() == counts.sum(axis=0).tolist() == [100] * 4
+    assert counts[0, 1] == 3 and counts[0, 0] == 91 and len({counts[i, j] for i in range(4) for j in range(4) if i != j}) == 1
+
+
+def test_summary_has_the_finite_dim_agreement_and_same_bytes_for_any_jobs(tmp_path):
+    a = tmp_path / "a"
+    b = tmp_path / "b"
+    assert pd.main(TINY + ["--out", str(a), "--jobs", "1"]) == 0
+    assert pd.main(TINY + ["--out", str(b), "--jobs", "2"]) == 0
+    assert (a / "phase_diagram_quick.csv").read_bytes() == (b / "phase_diagram_quick.csv").read_bytes()
+    sa, sb = (json.loads((d / "phase_diagram_quick.json").read_text()) for d in (a, b))
+    assert sa["levels"]["gmm"]["finite_dim"] == sb["levels"]["gmm"]["finite_dim"]
+    fd = sa["levels"]["gmm"]["finite_dim"]
+    gmm_sd = [r for r in csv.DictReader(open(a / "phase_diagram_quick.csv")) if r["level"] == "gmm" and r["method"] == "sd"]
+    for name in ("agreement", "block_boundary_agreement"):
+        assert sum(fd[name]["confusion"].values()) == len(gmm_sd)
+    assert fd["D"] == 16 and set(fd["by_noise"]) == {"symmetric", "superclass"}
