@@ -36,7 +36,10 @@ def test_check_command_exit_status(tmp_path, monkeypatch, fresh, capsys):
     assert generate.main(["--check"]) == 1
     assert "balanced_threshold_np" in capsys.readouterr().out
     assert "log1p" in target.read_text()
+    capsys.readouterr()
     assert generate.main([]) == 0 and target.read_text() == fresh
+    assert str(target) in capsys.readouterr().out  # says which file it rewrote
+    assert generate.main([]) == 0 and "up to date" in capsys.readouterr().out
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch, fresh, capsys):

@@ -487,3 +487,40 @@ def test_at_least_half_of_the_examples_are_informative(strategy, max_round):
     # deviations below 0.7 at 40 examples, a false alarm in fewer than 1e-4 runs
     floor = 0.5 if settings().derandomize else 0.4
     assert informative >= floor * total, f"only {informative} of {total} examples are non-trivial"
+
+
+def test_engine_measures_of_explicit_rounds_give_the_exact_verdicts():
+    """The engine's measures (sims.engine.measures: the tie convention, perfect, first_perfect_round, Agreement), applied
+    to explicit outputs of rounds 0..11, reproduce the exact verdicts of a case whose perfect rounds start and end
+    within them; the smallest |margin| is 3.6e-5, far above the measures' tie tolerance 1e-9."""
+    from sims.engine import measures
+
+    K, n, c, d, lam = 3, 5, 0.3, 0.1, 3e-2
+    counts = np.array([[4, 1, 0], [0, 5, 0], [1, 0, 4]])
+    C = counts / n
+    y = np.repeat(np.arange(K), n)
+    A = brute_operator(K, n, c, d, lam)
+    P = 1.0 / K + (np.eye(K)[:, labels_from_counts(counts)] - 1.0 / K) @ A
+    observed, accuracies = [], []
+    for _ in range(12):
+        observed.append(measures.perfect(P, y))
+        accuracies.append(measures.accuracy(P, y))
+        P = 1.0 / K + (P - 1.0 / K) @ A
+    exact = [theory.all_correct(K, n, c, d, lam, C, t) for t in range(12)]
+    assert observed == exact and any(exact[:2]) is False and True in exact and exact[-1] is False  # informative
+    first = theory.min_rounds(K, n, c, d, lam, C)
+    assert measures.first_perfect_round(accuracies) == first == exact.index(True)
+    assert measures.first_perfect_round(iter(accuracies)) == first  # any iterable
+    assert measures.first_perfect_round(accuracies[:first]) is None
+    assert measures.perfect(np.zeros((K, 0)), []) is False  # an empty set is not perfect
+    agree = measures.Agreement.of(exact, observed)
+    assert (agree.both, agree.only_theory, agree.only_observed, agree.neither) == (sum(exact), 0, 0, 12 - sum(exact))
+    # a theory one round early: its first round is only the theory's, the observed last one only the observation's
+    early = exact[1:] + [False]
+    off = measures.Agreement.of(early, observed)
+    counts_off = [sum(a and b for a, b in zip(early, observed)), sum(a and not b for a, b in zip(early, observed)),
+                  sum(b and not a for a, b in zip(early, observed)), sum(not (a or b) for a, b in zip(early, observed))]
+    assert [off.both, off.only_theory, off.only_observed, off.neither] == counts_off
+    assert off.only_theory >= 1 and off.only_observed >= 1 and off.neither >= 1
+    # counts add over disjoint sets of cells
+    assert measures.Agreement.of(early[:5], observed[:5]) + measures.Agreement.of(early[5:], observed[5:]) == off
