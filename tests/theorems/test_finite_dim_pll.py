@@ -139,10 +139,17 @@ def test_two_classes_the_student_ties_everywhere():
     assert np.all(obs[:, 1] == 0.0)  # every student output is exactly 1/2: ties, as the Monte Carlo sees
 
 
-@pytest.mark.parametrize("C", [superclass(4, 0.25), theory.symmetric(4, 0.15)])
+# given labels unbalanced over the classes (column sums 1.3, 0.9, 1.1, 0.7): the overall mean of the labels and of
+# the targets is not 1/K, so the terms along the constant direction enter every margin
+UNBALANCED4 = np.array([[0.7, 0.3, 0, 0], [0.3, 0.5, 0.2, 0], [0.2, 0, 0.8, 0], [0.1, 0.1, 0.1, 0.7]])
+
+
+@pytest.mark.parametrize("C", [superclass(4, 0.25), theory.symmetric(4, 0.15), UNBALANCED4],
+                         ids=["superclass", "symmetric", "unbalanced"])
 def test_large_D_approaches_the_block_model(C):
     """D = 1e7 N: the fluctuations are 1e-3.5 of the margins; the student's accuracy is the block model's
-    (theory.pll_analysis, exact) on every type the block model decides without a tie."""
+    (theory.pll_analysis, exact) on every type the block model decides without a tie, and so is its accuracy on
+    fresh samples."""
     K, n, c, d, lam = 4, 20, 0.4, 0.1, 1e-4
     counts = exact_label_counts(C, n)
     pred = pll_finite_dim(K, n, c, d, lam, 1e7 * K * n, counts)
@@ -155,6 +162,8 @@ def test_large_D_approaches_the_block_model(C):
         for l in np.flatnonzero(present[k]):
             if k not in tied:
                 assert pred.student_p_correct[k, l] == pytest.approx(float(block.student_correct[k, l]), abs=tol), (k, l)
+    # a mean over K classes of fresh orthant probabilities, each within probability_error of the block's 0 or 1
+    assert pred.student_fresh_accuracy == pytest.approx(block.student_fresh_accuracy, abs=tol)
 
 
 # unbalanced given labels (column sums 12, 24, 23, 21): Cbar != 1/K, so the constant direction's terms of the
@@ -191,30 +200,6 @@ def test_unbalanced_labels_at_large_D_are_the_block_model():
     brute = mu * ((T - 1.0 / K) @ np.linalg.solve(G + mu * np.eye(N), g)).T
     # relative 1e-6: the finite-D corrections are O(N / D) = 1e-7
     np.testing.assert_allclose(pred.student_fresh_mean, brute, rtol=0, atol=1e-6 * np.abs(brute).max())
-
-
-@pytest.mark.parametrize("p", [1, 2, 3])
-def test_orthant_gradient_is_the_derivative_of_the_orthant_probability(p):
-    """d P(X > 0) / d mean against central differences of theory.finite_dim.orthant_probability."""
-    from theory.finite_dim_pll import _orthant_gradient
-
-    rng = np.random.default_rng(p)
-    A = rng.normal(size=(2, p, p))
-    cov = A @ np.swapaxes(A, 1, 2) + 0.5 * np.eye(p)
-    mean = rng.normal(size=(2, p)) * 0.7
-    grad, err = _orthant_gradient(mean, cov, 1e-5)
-    h = 3e-2
-    for r in range(p):
-        e = np.zeros(p)
-        e[r] = h
-        up, eu = fd.orthant_probability(mean + e, cov, 1e-6, max_points=1 << 20)
-        dn, ed = fd.orthant_probability(mean - e, cov, 1e-6, max_points=1 << 20)
-        # central difference: truncation h^2 / 6 times a third derivative of the probability (a density's
-        # second derivative, below 1 for these covariances: 1.5e-4), plus the integration errors over 2 h;
-        # the mutants this guards against change the slope by 0.05 or more
-        bound = 1.5e-4 + (eu + ed) / (2 * h) + err
-        np.testing.assert_array_less(np.abs((up - dn) / (2 * h) - grad[:, r]), bound)
-    assert np.all(grad > 0) and np.abs(grad).max() > 0.05  # informative: a real slope in every component
 
 
 @pytest.mark.parametrize("kwargs, name", [
@@ -275,3 +260,65 @@ def test_top_two_containment_from_the_teachers_margin_moments(C):
             assert abs(float(pll.contains_true[k, l]) - float(total)) <= bound, (k, l, pll.contains_true[k, l], total, bound)
             checked += 1
     assert checked >= K and np.nanmin(pll.contains_true) < 0.999  # informative: containment is not certain
+
+
+def _orthant_quad(mean, cov):
+    """P(X > 0) for X ~ N(mean, cov) of dimension 1 or 2 by scipy quadrature over X_1 (an independent reference)."""
+    from scipy import integrate
+
+    def cdf(x):
+        return 0.5 * math.erfc(-x / math.sqrt(2.0))
+
+    s1 = math.sqrt(cov[0][0])
+    if len(mean) == 1:
+        return cdf(mean[0] / s1)
+    beta = cov[0][1] / cov[0][0]
+    sc = math.sqrt(cov[1][1] - beta * cov[0][1])
+    val, _ = integrate.quad(
+        lambda x: math.exp(-0.5 * ((x - mean[0]) / s1) ** 2) / (s1 * math.sqrt(2 * math.pi))
+        * cdf((mean[1] + beta * (x - mean[0])) / sc), 0.0, np.inf, epsabs=1e-14, epsrel=1e-13)
+    return val
+
+
+def _fd_gradient(prob, mean, h=1e-4):
+    """Central differences of prob at mean: truncation h^2 |P'''| / 6 <= 1e-9, round-off 1e-14 / h = 1e-10."""
+    out = []
+    for r in range(len(mean)):
+        up, dn = np.array(mean, dtype=float), np.array(mean, dtype=float)
+        up[r] += h
+        dn[r] -= h
+        out.append((prob(up) - prob(dn)) / (2 * h))
+    return np.array(out)
+
+
+def test_orthant_gradient_is_the_derivative_of_the_orthant_probability():
+    """d P(X > 0) / d mean against central differences of scipy quadrature: dimension 1 (closed form), 2 (full
+    covariance, variances != 1 so that a wrong conditional mean shows) and 3 (X_1 independent of a correlated pair,
+    P = P_1 P_23), batched with different means; and a component without variance has gradient 0."""
+    from theory.finite_dim_pll import _orthant_gradient
+
+    cov2 = np.array([[2.0, -0.9], [-0.9, 0.7]])
+    means2 = np.array([[0.3, -0.4], [-0.8, 0.5], [1.1, 0.9]])
+    cov3 = np.zeros((3, 3))
+    cov3[0, 0] = 0.5
+    cov3[1:, 1:] = cov2
+    means3 = np.array([[0.2, 0.3, -0.4], [-0.6, -0.8, 0.5]])
+    # tol: the conditional orthants of dimension 0 and 1 are exact (ndtr); of dimension 2 a lattice estimate
+    cases = [(np.array([[0.4], [-1.3]]), np.array([[[2.5]]] * 2), lambda m: _orthant_quad(m, [[2.5]]), 1e-9),
+             (means2, np.array([cov2] * 3), lambda m: _orthant_quad(m, cov2), 1e-9),
+             (means3, np.array([cov3] * 2), lambda m: _orthant_quad(m[:1], [[0.5]]) * _orthant_quad(m[1:], cov2), 1e-6)]
+    for mean, cov, prob, tol in cases:
+        grad, err = _orthant_gradient(mean, cov, tol)
+        dens = 1.0 / np.sqrt(2.0 * np.pi * np.diagonal(cov, axis1=1, axis2=2).min())
+        # the conditional orthants are integrated to tol, each weighted by a density <= dens
+        assert 0.0 <= err <= tol * dens
+        for b in range(len(mean)):
+            ref = _fd_gradient(prob, mean[b])
+            # finite differences ~1e-9 (see _fd_gradient) plus the reported integration error
+            assert np.allclose(grad[b], ref, rtol=0.0, atol=1e-8 + err), (mean[b], grad[b], ref)
+        assert np.all(np.abs(grad) > 1e-3)  # informative: no component is trivially 0
+    # X_2 = +-1 without variance: it only decides whether the event can happen; X_1 alone carries the gradient
+    cov = np.array([[[2.5, 0.0], [0.0, 0.0]]] * 2)
+    grad, _ = _orthant_gradient(np.array([[0.4, 1.0], [0.4, -1.0]]), cov, 1e-9)
+    assert grad[0, 0] == pytest.approx(_fd_gradient(lambda m: _orthant_quad(m, [[2.5]]), [0.4])[0], abs=1e-8)
+    assert grad[0, 1] == 0.0 and np.all(grad[1] == 0.0)

@@ -38,7 +38,8 @@ def test_check_command_exit_status(tmp_path, monkeypatch, fresh, capsys):
     assert "log1p" in target.read_text()
     capsys.readouterr()
     assert generate.main([]) == 0 and target.read_text() == fresh
-    assert str(target) in capsys.readouterr().out  # says which file it wrote
+    assert str(target) in capsys.readouterr().out  # says which file it rewrote
+    assert generate.main([]) == 0 and "up to date" in capsys.readouterr().out
 
 
 def test_command_errors_are_one_line(tmp_path, monkeypatch, fresh, capsys):

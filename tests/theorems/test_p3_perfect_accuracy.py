@@ -489,35 +489,38 @@ def test_at_least_half_of_the_examples_are_informative(strategy, max_round):
     assert informative >= floor * total, f"only {informative} of {total} examples are non-trivial"
 
 
-def test_engine_measures_count_the_rounds_and_agreement_as_the_theory_does():
-    """The engine's measures (sims.engine.measures) on the brute-force linearised SD of the explicit block Gram:
-    ``perfect`` per round and ``first_perfect_round`` give theory.min_rounds, and ``Agreement`` counts the
-    (theory, observed) verdicts over rounds and noise rates as a direct tally does."""
-    from sims.engine.measures import Agreement, first_perfect_round, perfect
+def test_engine_measures_of_explicit_rounds_give_the_exact_verdicts():
+    """The engine's measures (sims.engine.measures: the tie convention, perfect, first_perfect_round, Agreement), applied
+    to explicit outputs of rounds 0..11, reproduce the exact verdicts of a case whose perfect rounds start and end
+    within them; the smallest |margin| is 3.6e-5, far above the measures' tie tolerance 1e-9."""
+    from sims.engine import measures
 
-    K, n, c, d, lam, H = 3, 6, 0.4, 0.1, 1e-3, 30
-    A = brute_operator(K, n, c, d, lam)
+    K, n, c, d, lam = 3, 5, 0.3, 0.1, 3e-2
+    counts = np.array([[4, 1, 0], [0, 5, 0], [1, 0, 4]])
+    C = counts / n
     y = np.repeat(np.arange(K), n)
-    total, tally = Agreement(0, 0, 0, 0), np.zeros(4, dtype=int)
-    seen = []
-    for eta in (0.0, 1 / 3, 2 / 3):  # whole counts for n = 6: 0, 1 and 2 of each class per wrong label
-        counts = theory.exact_label_counts(theory.symmetric(K, eta), n)
-        z = labels_from_counts(counts)
-        Dev = np.eye(K)[:, z] - 1.0 / K
-        observed = []
-        for _ in range(H + 1):
-            Dev = Dev @ A
-            observed.append(perfect(Dev + 1.0 / K, y))
-        expected = theory.min_rounds(K, n, c, d, lam, counts / n)
-        assert first_perfect_round([1.0 if ok else 0.5 for ok in observed]) == expected
-        predicted = [expected is not None and t >= expected for t in range(H + 1)]
-        part = Agreement.of(predicted, observed)
-        total = total + part
-        p, o = np.array(predicted), np.array(observed)
-        tally += [np.sum(p & o), np.sum(p & ~o), np.sum(~p & o), np.sum(~p & ~o)]
-        assert (part.both, part.only_theory, part.only_observed, part.neither) == tuple(
-            int(v) for v in (np.sum(p & o), np.sum(p & ~o), np.sum(~p & o), np.sum(~p & ~o)))
-        seen.append(expected)
-    assert (total.both, total.only_theory, total.only_observed, total.neither) == tuple(int(v) for v in tally)
-    assert total.only_theory == total.only_observed == 0 and total.both > 0 and total.neither > 0  # informative
-    assert len(set(seen)) > 1 and first_perfect_round([0.5, 0.9]) is None
+    A = brute_operator(K, n, c, d, lam)
+    P = 1.0 / K + (np.eye(K)[:, labels_from_counts(counts)] - 1.0 / K) @ A
+    observed, accuracies = [], []
+    for _ in range(12):
+        observed.append(measures.perfect(P, y))
+        accuracies.append(measures.accuracy(P, y))
+        P = 1.0 / K + (P - 1.0 / K) @ A
+    exact = [theory.all_correct(K, n, c, d, lam, C, t) for t in range(12)]
+    assert observed == exact and any(exact[:2]) is False and True in exact and exact[-1] is False  # informative
+    first = theory.min_rounds(K, n, c, d, lam, C)
+    assert measures.first_perfect_round(accuracies) == first == exact.index(True)
+    assert measures.first_perfect_round(iter(accuracies)) == first  # any iterable
+    assert measures.first_perfect_round(accuracies[:first]) is None
+    assert measures.perfect(np.zeros((K, 0)), []) is False  # an empty set is not perfect
+    agree = measures.Agreement.of(exact, observed)
+    assert (agree.both, agree.only_theory, agree.only_observed, agree.neither) == (sum(exact), 0, 0, 12 - sum(exact))
+    # a theory one round early: its first round is only the theory's, the observed last one only the observation's
+    early = exact[1:] + [False]
+    off = measures.Agreement.of(early, observed)
+    counts_off = [sum(a and b for a, b in zip(early, observed)), sum(a and not b for a, b in zip(early, observed)),
+                  sum(b and not a for a, b in zip(early, observed)), sum(not (a or b) for a, b in zip(early, observed))]
+    assert [off.both, off.only_theory, off.only_observed, off.neither] == counts_off
+    assert off.only_theory >= 1 and off.only_observed >= 1 and off.neither >= 1
+    # counts add over disjoint sets of cells
+    assert measures.Agreement.of(early[:5], observed[:5]) + measures.Agreement.of(early[5:], observed[5:]) == off

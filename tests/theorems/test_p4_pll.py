@@ -268,6 +268,8 @@ def test_tie_rule_matters_without_noise():
 
 
 @given(case=pll_case(max_K=4, max_n=6))
+# class and constant terms of a fresh margin of opposite sign: its sign after one fit differs from that after two
+@example(case=(3, 5, 0.2, 0.1, 0.3, np.array([[1, 1, 3], [5, 0, 0], [1, 2, 2]]), "one fit differs from two"))
 def test_student_fresh_accuracy_matches_explicit(case):
     """The PLL student's fresh-sample accuracy equals the explicit one: logits (T - U)(I - A) g_x of the student's
     fit on the brute-force PLL targets, a fresh class-k sample correlating c with class k and d with the rest."""

@@ -69,3 +69,15 @@ def test_negative_count_is_the_one_shown_after_zeros():
 
     with pytest.raises(ValueError, match=r"^counts\[0, 1\] == -2, must be >= 0$"):
         check_label_counts([[0, -2], [3, 0]], None)
+
+
+def test_label_errors_show_the_required_size_and_the_class_range():
+    """A wrong number of labels shows the shape received and the size required; a label out of range shows the
+    label and the last class index K - 1 of the range (for K = 5: 4, not 3)."""
+    with raises_naming("z", "(2,)", "(3,)"):
+        V.check_labels("z", [0, 1], 5, size=3)
+    with raises_naming("z", "(1, 3)", "(N,)"):
+        V.check_labels("z", [[0, 1, 2]], 5)
+    with raises_naming("z", "7", "[0, 4]"):
+        V.check_labels("z", [0, 7, 1], 5)
+    assert V.check_labels("z", [4.0, 0], 5, size=2).tolist() == [4, 0]  # K - 1 itself is a class
