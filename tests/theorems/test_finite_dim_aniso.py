@@ -35,6 +35,7 @@ def test_isotropic_sigma_is_marchenko_pastur(D):
     # two independent quadratures (contour vs theta-midpoint), each converged to <= 1e-11
     assert np.abs(a.phi - w.phi).max() <= 1e-9
     assert np.abs(a.var - w.var).max() <= 1e-9
+    assert np.abs(a.kappa - w.kappa).max() <= 1e-9 * max(1.0, float(np.abs(w.kappa).max()))  # the Haar constant too
     assert a.quadrature_error <= 1e-11
 
 

@@ -81,3 +81,9 @@ def test_label_errors_show_the_required_size_and_the_class_range():
     with raises_naming("z", "7", "[0, 4]"):
         V.check_labels("z", [0, 7, 1], 5)
     assert V.check_labels("z", [4.0, 0], 5, size=2).tolist() == [4, 0]  # K - 1 itself is a class
+
+
+def test_negative_share_is_the_one_shown_after_zeros():
+    """check_corruption_matrix points at the first negative entry, not at a zero before it."""
+    with raises_naming("C", "C[0, 2]", "-0.25"):
+        V.check_corruption_matrix([[0.0, 1.25, -0.25], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], name="C")
