@@ -294,18 +294,21 @@ def small_cells(draw, max_K=3, max_n=6):
     return K, n, c, d, lam, counts
 
 
-def informative_share(strategy, classify):
+def informative_share(strategy, classify, max_examples=None):
     """(informative, total): how many of the examples ``strategy`` yields under the active hypothesis profile
-    ``classify`` calls non-trivial (with ``ci``, derandomised, the count is deterministic)."""
-    from hypothesis import given
+    ``classify`` calls non-trivial (with ``ci``, derandomised, the count is deterministic). ``max_examples``:
+    draw that many instead, without the example database (a share of the strategy, not of one run's replays)."""
+    from hypothesis import given, settings
 
     seen = []
 
-    @given(strategy)
     def body(case):
         seen.append(bool(classify(case)))
 
-    body()
+    run = given(strategy)(body)
+    if max_examples is not None:
+        run = settings(max_examples=max_examples, database=None)(run)
+    run()
     return sum(seen), len(seen)
 
 

@@ -476,16 +476,20 @@ def _first_round_in(max_round):
     ids=["any labels (brute force)", "balanced (closed form)"],
 )
 def test_at_least_half_of_the_examples_are_informative(strategy, max_round):
-    """At least half of the examples the P3 properties above see have their first perfect round in [1, max_round]
-    (the criterion those properties report as an ``event``), so they are not decided at the teacher or never."""
+    """The examples the P3 properties above see have their first perfect round in [1, max_round] (the criterion
+    those properties report as an ``event``), so they are not decided at the teacher or never: at least half of
+    the derandomised profile's examples, and at least 35 % of 200 fresh draws on a random profile."""
     from hypothesis import settings
 
-    informative, total = informative_share(strategy, _first_round_in(max_round))
+    # derandomised (ci): the same 40 examples every run, at least half informative. Random profiles: one run's
+    # 40 examples are not independent draws (hypothesis mutates and replays within a run), and their share
+    # spread from 10 to 38 of 40 over 80 runs; so the strategy's share is measured on 200 fresh examples
+    # without the database: 0.49-0.76 (brute force) and 0.55-0.92 (balanced) over 30 runs each, mean
+    # 0.62 / 0.77 with spread 0.06; 0.35 lies 4.5 spreads below the lower mean
+    random = not settings().derandomize
+    informative, total = informative_share(strategy, _first_round_in(max_round), max_examples=200 if random else None)
     assert total > 0
-    # derandomised (ci): the same examples every run, at least half informative. Random profiles: the
-    # share is a random draw (measured 0.62-0.83 over 8 runs of 40 examples); 0.4 lies 3.9 standard
-    # deviations below 0.7 at 40 examples, a false alarm in fewer than 1e-4 runs
-    floor = 0.5 if settings().derandomize else 0.4
+    floor = 0.35 if random else 0.5
     assert informative >= floor * total, f"only {informative} of {total} examples are non-trivial"
 
 
