@@ -19,7 +19,7 @@ import numpy as np
 from theory import corruption as _corruption
 from theory.validate import check_bool, check_corruption_matrix, check_fraction, check_generator, check_int, check_labels, check_label_counts
 
-__all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "corrupt_labels", "label_counts",
+__all__ = ["NOISE_MODELS", "noise_matrix", "superclass_from_groups", "exact_counts", "expected_counts", "corrupt_labels", "label_counts",
            "labels_from_counts", "one_hot"]
 
 NOISE_MODELS = _corruption.NOISE_MODELS
@@ -84,6 +84,26 @@ def exact_counts(C, class_sizes) -> np.ndarray:
         )
     if equal:
         return _corruption.exact_label_counts(C, int(sizes[0]))
+    return counts.astype(np.int64)
+
+
+def expected_counts(C, n: int) -> np.ndarray:
+    """Whole-number label counts closest to n C that keep the noise model's symmetry.
+
+    Each off-diagonal entry of n C is rounded to the nearest integer (halves up, within 1e-9 of a half
+    counting as a half, so that round-off cannot decide), the diagonal takes the rest of the row; a row
+    whose rounded off-diagonal sum exceeds n is floored instead. A largest-remainder rounding would break
+    ties by class index and leave the given labels unbalanced (perfect rounds may then end again)."""
+    raw = check_corruption_matrix(C) * check_int("n", n, minimum=1)
+    off = np.floor(raw + 0.5 + 1e-9)
+    np.fill_diagonal(off, 0.0)
+    over = off.sum(axis=1) > n
+    if over.any():
+        low = np.floor(raw + 1e-9)
+        np.fill_diagonal(low, 0.0)
+        off[over] = low[over]
+    counts = off.copy()
+    np.fill_diagonal(counts, n - off.sum(axis=1))
     return counts.astype(np.int64)
 
 

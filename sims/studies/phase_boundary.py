@@ -3,7 +3,7 @@
 :func:`finite_dim_boundary`: per noise rate of a coarse grid (the gmm level's etas and the midpoints
 between them), the first perfect round predicted by :func:`theory.finite_dim.finite_dim_prediction`
 (median, q10, q90, p_equal_block) at the sweep's D, n = gmm_per_class and lambda = lam_for(n), on the
-expected label counts n C rounded by :func:`expected_counts`. :func:`boundary_agreement` counts a
+expected label counts n C rounded by :func:`sims.engine.noise.expected_counts`. :func:`boundary_agreement` counts a
 boundary ("perfect from round b on") against the gmm level's observed SD cells with
 :class:`sims.engine.Agreement`.
 """
@@ -16,7 +16,7 @@ from ..engine import noise as noise_mod
 from ..engine.fit import limit_blas_threads
 from ..engine.measures import Agreement
 
-__all__ = ["expected_counts", "finite_dim_etas", "finite_dim_boundary", "boundary_agreement", "FD_RULE",
+__all__ = ["finite_dim_etas", "finite_dim_boundary", "boundary_agreement", "FD_RULE",
            "draw_finite_dim"]
 
 FD_PROB_TOL = 1e-4  # orthant tolerance; 1e-5 gave the same q10/median/q90 on the default grid at D = 1e3, 10x slower
@@ -29,26 +29,6 @@ FD_RULE = ("finite-D boundary (gmm level): theory.finite_dim_prediction (lineari
            "block_boundary: the same rule with theory.min_rounds on the population C (the crimson line)")
 
 _FD_CACHE: dict = {}
-
-
-def expected_counts(C, n: int) -> np.ndarray:
-    """Whole-number label counts closest to n C that keep the noise model's symmetry.
-
-    Each off-diagonal entry of n C is rounded to the nearest integer (halves up, within 1e-9 of a half
-    counting as a half, so that round-off cannot decide), the diagonal takes the rest of the row; a row
-    whose rounded off-diagonal sum exceeds n is floored instead. A largest-remainder rounding would break
-    ties by class index and leave the given labels unbalanced (perfect rounds may then end again)."""
-    raw = np.asarray(C, dtype=np.float64) * n
-    off = np.floor(raw + 0.5 + 1e-9)
-    np.fill_diagonal(off, 0.0)
-    over = off.sum(axis=1) > n
-    if over.any():
-        low = np.floor(raw + 1e-9)
-        np.fill_diagonal(low, 0.0)
-        off[over] = low[over]
-    counts = off.copy()
-    np.fill_diagonal(counts, n - off.sum(axis=1))
-    return counts.astype(np.int64)
 
 
 def finite_dim_etas(sweep) -> tuple:
@@ -80,7 +60,7 @@ def _finite_dim_boundary(sweep, noise, n, etas) -> dict:
         return {**out, "eta": list(etas), "median": [None] * len(etas), "note": "n < 2: no finite-D theory"}
     for eta in etas:
         C = noise_mod.noise_matrix(noise, sweep.K, eta, sweep.superclass_size)
-        counts = expected_counts(C, n)
+        counts = noise_mod.expected_counts(C, n)
         p = finite_dim_prediction(sweep.K, n, sweep.c, sweep.d, sweep.lam_for(n), float(sweep.dim), counts,
                                   rounds=sweep.rounds, prob_tol=FD_PROB_TOL)
         fp = p.first_perfect

@@ -532,7 +532,7 @@ def test_finite_dim_boundary_equals_block_at_huge_D_and_lags_at_small_D():
 
 def test_expected_counts_keep_the_rows_and_the_symmetry():
     from sims.engine import noise as noise_mod
-    from sims.studies.phase_boundary import expected_counts
+    from sims.engine.noise import expected_counts
 
     C = noise_mod.noise_matrix("symmetric", 4, 0.1, 2)  # 100 C_kj = 3.33
     counts = expected_counts(C, 100)
