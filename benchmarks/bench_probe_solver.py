@@ -140,6 +140,16 @@ def err(P, ref):
     return float(np.max(np.abs(P - ref)))
 
 
+def warm_rounds(X, first, rounds, **options):
+    """SD rounds 1..rounds after the fit ``first``, each warm-started from the last: (targets, fit, time, peak MB)."""
+    prev = first
+    for _ in range(rounds):
+        targets = prev.P
+        fit, t, m = measured(lambda: fit_soft(X, targets, LAM, W0=prev.W, **options))
+        yield targets, fit, t, m
+        prev = fit
+
+
 def run_scale(N, D, K, rounds, baselines=True, log=print):
     """Teacher and SD rounds at one scale; with the baselines (and the teacher timed twice) when asked."""
     X, y, yn, T = make_problem(N, D, K)
@@ -150,22 +160,18 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
     out["teacher"] = {"time": t0, "peak_MB": m0, "error": err(fit0.P, ref0.P), "iterations": fit0.iterations,
                       "evaluations": fit0.evaluations, "hessian_products": fit0.hessian_products,
                       "gradient_norm": fit0.gradient_norm, "output_change": fit0.output_change,
-                      "residual": fit0.residual, "method": fit0.method,
+                      "predicted_change": fit0.predicted_change, "residual": fit0.residual, "method": fit0.method,
                       "accuracy_true": float(np.mean(fit0.P.argmax(axis=0) == y))}
     log(f"  K={K} N={N} teacher fit_soft {t0:.2f}s err {out['teacher']['error']:.1e} peak {m0:.0f} MB")
     out["rounds"] = []
-    prev = fit0
-    for r in range(1, rounds + 1):
-        targets = prev.P
-        fit, t, m = measured(lambda: fit_soft(X, targets, LAM, W0=prev.W))
+    for r, (targets, fit, t, m) in enumerate(warm_rounds(X, fit0, rounds), start=1):
         ref = reference(X, targets, LAM, W0=fit.W)
         out["rounds"].append({"round": r, "time": t, "peak_MB": m, "error": err(fit.P, ref.P),
                               "ratio_to_teacher": t / t0, "iterations": fit.iterations,
                               "evaluations": fit.evaluations, "hessian_products": fit.hessian_products,
                               "residual": fit.residual, "output_change": fit.output_change,
-                              "start_distance": err(targets, ref.P)})
+                              "predicted_change": fit.predicted_change, "start_distance": err(targets, ref.P)})
         log(f"  K={K} N={N} SD round {r} {t:.2f}s ({t / t0:.2f} x teacher) err {out['rounds'][-1]['error']:.1e}")
-        prev = fit
     if baselines:
         loose, tl, ml = measured(lambda: fit_soft(X, T, LAM, gtol=1e-6, output_tol=1e-7), repeat)
         out["teacher_loose"] = {"time": tl, "peak_MB": ml, "error": err(loose.P, ref0.P),
@@ -173,13 +179,7 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
                                 "hessian_products": loose.hessian_products, "residual": loose.residual}
         log(f"  K={K} N={N} teacher fit_soft gtol 1e-6, output_tol 1e-7: {tl:.2f}s err {err(loose.P, ref0.P):.1e}")
         plain, tu, mu = measured(lambda: fit_soft(X, T, LAM, newton_precondition="none"), repeat)
-        prev = fit0
-        plain_rounds = []
-        for _ in range(rounds):
-            targets = prev.P
-            fit, t, _m = measured(lambda: fit_soft(X, targets, LAM, W0=prev.W, newton_precondition="none"))
-            plain_rounds.append(t / tu)
-            prev = fit
+        plain_rounds = [t / tu for _targets, _fit, t, _m in warm_rounds(X, plain, rounds, newton_precondition="none")]
         out["teacher_unblocked"] = {"time": tu, "peak_MB": mu, "error": err(plain.P, ref0.P),
                                     "iterations": plain.iterations, "evaluations": plain.evaluations,
                                     "hessian_products": plain.hessian_products, "residual": plain.residual,
