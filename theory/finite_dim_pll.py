@@ -66,8 +66,9 @@ class FiniteDimPLL:
     contains_true[k, l]: P(true class k among the teacher's top two); student_p_correct[k, l];
     teacher_p_correct[k, l] (finite_dim at round 0); *_train_accuracy: expected accuracy against the true
     labels; *_fresh_accuracy: population accuracy (mean over classes); mean_targets[k]: Tbar_k;
-    student_fresh_mean[k]: N lambda times the mean logits of the student on a fresh class-k sample (step 4;
-    its covariance scales like 1 / D); quadrature_error, probability_error: the largest reported errors.
+    student_fresh_mean[k]: N lambda times the mean logits of the student on a fresh class-k sample (step 4);
+    student_fresh_cov: their K x K covariance, the same for every class (it scales like 1 / D);
+    quadrature_error, probability_error: the largest reported errors.
     """
 
     K: int
@@ -88,6 +89,7 @@ class FiniteDimPLL:
     teacher_fresh_accuracy: float
     student_fresh_accuracy: float
     student_fresh_mean: np.ndarray
+    student_fresh_cov: np.ndarray
     quadrature_error: float
     probability_error: float
 
@@ -321,7 +323,7 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
         mean_targets=Tbar, teacher_p_correct=teacher_pc, student_p_correct=student,
         teacher_train_accuracy=float(teacher.train_accuracy[0]), student_train_accuracy=train_acc(student),
         teacher_fresh_accuracy=float(teacher.fresh_accuracy[0]), student_fresh_accuracy=float(np.mean(fresh_st)),
-        student_fresh_mean=fresh_mean,
+        student_fresh_mean=fresh_mean, student_fresh_cov=fresh_cov,
         quadrature_error=max(teacher.quadrature_error, spec.quadrature_error, spike_err, qerr),
         probability_error=max(perr, teacher.probability_error),
     )
