@@ -128,6 +128,25 @@ def test_structure_and_the_teacher_is_finite_dim_round_0():
     assert pred.teacher_fresh_accuracy == teacher.fresh_accuracy[0]
     assert 0.0 <= pred.student_train_accuracy <= 1.0 and 0.0 <= pred.student_fresh_accuracy <= 1.0
     assert pred.probability_error < 1e-3 and pred.quadrature_error < 1e-9
+    assert pred.quadrature_error >= teacher.quadrature_error  # the student's spectral averages include the teacher's
+
+
+def test_probability_error_bounds_the_difference_to_a_tighter_evaluation():
+    """prob_tol 3e-2 stops the lattice after its first passes: every probability the model reports (per pair, per
+    type, fresh) is within the two runs' reported errors of the run at prob_tol 1e-4 (each error bounds one reported
+    probability: a pair's is the sum over its orthant blocks), and the loose run's error is larger (informative)."""
+    K, n, c, d, lam, D = 4, 20, 0.4, 0.1, 1e-4, 200
+    counts = exact_label_counts(superclass(4, 0.25), n)
+    ref = pll_finite_dim(K, n, c, d, lam, D, counts)
+    loose = pll_finite_dim(K, n, c, d, lam, D, counts, prob_tol=3e-2)
+    bound = loose.probability_error + ref.probability_error
+    assert 10 * ref.probability_error < loose.probability_error <= 3e-2
+    present = counts > 0
+    for name in ("pair_prob", "student_p_correct", "teacher_p_correct"):
+        diff = np.abs(getattr(loose, name)[present] - getattr(ref, name)[present])
+        assert np.all(diff <= bound), (name, diff.max(), bound)
+    for name in ("student_fresh_accuracy", "teacher_fresh_accuracy", "student_train_accuracy", "teacher_train_accuracy"):
+        assert abs(getattr(loose, name) - getattr(ref, name)) <= bound, name
 
 
 def test_two_classes_the_student_ties_everywhere():
