@@ -66,8 +66,9 @@ class FiniteDimPLL:
     contains_true[k, l]: P(true class k among the teacher's top two); student_p_correct[k, l];
     teacher_p_correct[k, l] (finite_dim at round 0); *_train_accuracy: expected accuracy against the true
     labels; *_fresh_accuracy: population accuracy (mean over classes); mean_targets[k]: Tbar_k;
-    student_fresh_mean[k]: N lambda times the mean logits of the student on a fresh class-k sample (step 4;
-    its covariance scales like 1 / D); quadrature_error, probability_error: the largest reported errors.
+    student_fresh_mean[k]: N lambda times the mean logits of the student on a fresh class-k sample (step 4);
+    student_fresh_cov: their K x K covariance, the same for every class (it scales like 1 / D);
+    quadrature_error, probability_error: the largest reported errors.
     """
 
     K: int
@@ -88,6 +89,7 @@ class FiniteDimPLL:
     teacher_fresh_accuracy: float
     student_fresh_accuracy: float
     student_fresh_mean: np.ndarray
+    student_fresh_cov: np.ndarray
     quadrature_error: float
     probability_error: float
 
@@ -175,9 +177,10 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     C = counts / n
     Cbar = C.mean(axis=0)
     present = counts > 0
-    spec = fd.within_spectrum(K, n, c, lam, D, 0, quad_tol)
-    phi, kappa = float(spec.phi[0]), float(spec.kappa[0])
-    f_class, f_const, h_class_d, h_const_d, spike_err = fd.spike_filters(K, n, c, d, lam, D, 0, max(quad_tol, 1e-10))
+    # the teacher's within-class averages; its quadrature_error covers them and the spike filters below (the same
+    # call as the teacher's)
+    phi, kappa = float(teacher.phi[0]), float(teacher.kappa[0])
+    f_class, f_const, h_class_d, h_const_d, _ = fd.spike_filters(K, n, c, d, lam, D, 0, max(quad_tol, 1e-10))
     f_class, f_const, h_class_d, h_const_d = float(f_class[0]), float(f_const[0]), float(h_class_d[0]), float(h_const_d[0])
     eye = np.eye(K)
     pairs = tuple(combinations(range(K), 2))
@@ -250,7 +253,7 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     w_, V_ = np.linalg.eigh(0.5 * (Gam_nu + Gam_nu.T))
     Gam_nu = (V_ * np.clip(w_, 0.0, None)) @ V_.T
     # spectral moments of f = f_1 and f^2 over the within-class spectrum (Haar constants kappa_fg)
-    mom, qerr = fd.mp_average(lambda x: _powers(sig2 * x, mu), spec.ratio, quad_tol)
+    mom, qerr = fd.mp_average(lambda x: _powers(sig2 * x, mu), m / D, quad_tol)
     Ef, Ef2, Ef3, Ef4, Eq, Efq, Ef2q = mom
     hk = m / ((m - 1.0) * (m + 2.0))
     k11, k12, k22 = hk * (Ef2 - Ef * Ef), hk * (Ef3 - Ef * Ef2), hk * (Ef4 - Ef2 * Ef2)
@@ -321,7 +324,7 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
         mean_targets=Tbar, teacher_p_correct=teacher_pc, student_p_correct=student,
         teacher_train_accuracy=float(teacher.train_accuracy[0]), student_train_accuracy=train_acc(student),
         teacher_fresh_accuracy=float(teacher.fresh_accuracy[0]), student_fresh_accuracy=float(np.mean(fresh_st)),
-        student_fresh_mean=fresh_mean,
-        quadrature_error=max(teacher.quadrature_error, spec.quadrature_error, spike_err, qerr),
+        student_fresh_mean=fresh_mean, student_fresh_cov=fresh_cov,
+        quadrature_error=max(teacher.quadrature_error, qerr),
         probability_error=max(perr, teacher.probability_error),
     )

@@ -155,6 +155,27 @@ def test_mp_average_matches_scipy_quad():
         assert abs(v[0] - ref) <= 1e-10 + ref_err + err  # the atom at 0 contributes g(0) = 0
 
 
+@pytest.mark.parametrize("ratio", [0.3, 2.5])
+def test_mp_average_error_is_relative_above_one_and_bounds_the_error(ratio):
+    """The reported error is relative for averages above 1 (absolute below): g and 1e6 g converge alike at
+    quad_tol 1e-12 to the same relative accuracy. A loose quad_tol stops the doubling early: the reported error
+    (the difference of the last two orders) then bounds the distance to the tightly converged average."""
+    def g(x):
+        return (0.6 * x / (0.6 * x + 0.08)) ** 5
+
+    def both(x):
+        return np.vstack([g(x), 1e6 * g(x)])
+
+    ref, ref_err = fd.mp_average(both, ratio, quad_tol=1e-12)
+    assert ref_err <= 1e-12
+    assert ref[1] == pytest.approx(1e6 * ref[0], rel=1e-13)  # the same nodes: equal up to rounding
+    for tol in (1e-3, 1e-6):
+        v, err = fd.mp_average(both, ratio, quad_tol=tol, order=8)
+        assert 0.0 < err <= tol
+        # the tight average is accurate to 1e-12 relative, far below the loose run's reported error (>= 1e-11 here)
+        assert np.all(np.abs(v - ref) / np.maximum(1.0, np.abs(ref)) <= err), (tol, v, ref, err)
+
+
 @pytest.mark.parametrize("ratio", [1e-6, 0.3, 1.0, 4.0])
 def test_mp_stieltjes_closed_form_matches_quadrature(ratio):
     z = np.array([-0.05 + 0.01j, 0.5 + 0.3j, 3.0 - 0.2j, -0.1 + 0j, 20.0 + 5.0j])
@@ -734,3 +755,32 @@ def test_near_singular_superclass_margins_converge_at_the_default_tolerance():
     p = fd.finite_dim_prediction(4, 100, 0.4, 0.1, 5e-5, 200.0, counts, rounds=0)
     assert p.probability_error <= 1e-5
     assert np.all((p.fresh_accuracy > 0.5) & (p.fresh_accuracy < 1.0))  # informative: neither 0 nor certain
+
+
+@pytest.mark.parametrize("lam", [2e-3, 2e-1], ids=["mu-below-the-spikes", "mu-above-the-spikes"])
+def test_fresh_margin_covariance_at_large_D_is_the_block_grams_noise(lam):
+    """D = 1e7 N, unbalanced given labels (column sums 10, 16, 10): W -> I, so given the training sample the fresh
+    noise (1 - c) Z z / D has covariance (1 - c)^2 I / D and D times the covariance of N lambda times the fresh
+    logits after round t is mu^2 (1 - c)^2 (Y - U) h_s(G)^2 (Y - U)^T, h_s(x) = x^(s-1) / (x + mu)^s, on the explicit
+    N x N block Gram (eigendecomposition here, independent of theory/); the margins take differences of it.
+    mu = 0.216 and 21.6 put the ridge below and above the spikes 5.9 and 7.7, so the within-class, class-mean and
+    constant-direction terms all carry weight over the rounds."""
+    K, n, c, d, rounds = 3, 12, 0.5, 0.05, 4
+    counts = np.array([[8, 3, 1], [2, 9, 1], [0, 4, 8]])
+    N, mu = K * n, K * K * n * lam
+    D = 1e7 * N
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=rounds, probabilities=False)
+    y = np.repeat(np.arange(K), n)
+    z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
+    Y = np.zeros((K, N))
+    Y[z, np.arange(N)] = 1.0
+    G = d + (c - d) * (y[:, None] == y[None, :]) + (1 - c) * np.eye(N)
+    ev, V = np.linalg.eigh(G)
+    rows = np.eye(K)[:, None, :] - np.eye(K)[None, :, :]  # [k, j]: e_k - e_j
+    for t in range(rounds + 1):
+        s = t + 1
+        R = ((Y - 1.0 / K) @ V) * (ev ** (s - 1) / (ev + mu) ** s)
+        F = mu * mu * (1 - c) ** 2 * R @ R.T
+        brute = np.einsum("kja,ab,kib->kji", rows, F, rows)
+        # relative 1e-6: the finite-D corrections are O(N / D) = 1e-7 (measured up to 6e-8)
+        np.testing.assert_allclose(D * pred.fresh_margin_cov[t], brute, rtol=0, atol=1e-6 * np.abs(brute).max())
