@@ -322,3 +322,10 @@ def test_positive_rounds_dominant_lead_needs_one_round():
     assert positive_rounds(coefs, bases, max_horizon=1) == [(1, None)]
     # equal weights (|1| == |-1|): still settled from s = 1, the smaller base's term being strictly smaller
     assert positive_rounds([Fraction(1), Fraction(-1)], bases, max_horizon=1) == [(1, None)]
+
+
+def test_positive_rounds_horizon_refusal_states_the_bases_ratio():
+    """The refusal states how close the bases are (their ratio b_2 / b_1 = 9/10 here, with b_1 = 1/2 so that a
+    product or a base alone would show another number)."""
+    with raises_naming("max_horizon", "0.9"):
+        positive_rounds([Fraction(1, 2), Fraction(-3, 2)], [Fraction(1, 2), Fraction(9, 20)], max_horizon=5)
