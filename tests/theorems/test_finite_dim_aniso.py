@@ -147,3 +147,13 @@ def test_an_unreachable_tolerance_is_refused():
     rather than return a result that does not meet it (aniso_within_spectrum passes its tol on)."""
     with pytest.raises(RuntimeError, match="1e-18"):
         aniso_within_spectrum(np.array([0.02]), 8, 0.05, 1, tol=1e-18)
+
+
+def test_a_loose_tolerance_reports_an_honest_error():
+    """With tol = 1e-3 and a small ridge (mu = MU / 100, the pole at -mu close to the spectrum's atom at 0), the first
+    accepted rule is still off by ~3e-4 from the isotropic reference (theory.finite_dim.within_spectrum, converged to
+    1e-12): the reported quadrature_error must cover that error and stay within tol."""
+    D = 400
+    a = aniso_within_spectrum(np.full(D, (1 - c) / D), m, MU / 100, 10, tol=1e-3)
+    ref = fd.within_spectrum(K, n, c, lam / 100, D, 10, quad_tol=1e-12)
+    assert np.abs(a.phi - ref.phi).max() <= a.quadrature_error <= 1e-3
