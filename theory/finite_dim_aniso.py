@@ -42,15 +42,25 @@ from .validate import check_array, check_int, check_positive, check_rounds
 __all__ = ["silverstein_stieltjes", "AnisoWithin", "aniso_within_spectrum", "aniso_average"]
 
 
+def _check_sigma(sigma) -> np.ndarray:
+    """The noise covariance's eigenvalues: a non-empty 1-d array of finite numbers >= 0."""
+    sig = check_array("sigma", sigma, ndim=1, dtype=np.float64)
+    if sig.size == 0:
+        raise ValueError(f"sigma has shape {sig.shape}, must hold at least one eigenvalue")
+    if np.any(sig < 0):
+        i = int(np.flatnonzero(sig < 0)[0])
+        raise ValueError(f"sigma[{i}] == {float(sig[i])!r}, must be >= 0 (an eigenvalue of a covariance)")
+    return sig
+
+
 def silverstein_stieltjes(z, sigma, m: int, iters: int = 400):
     """u(z) = lim (1/m) tr (Z Sigma Z^T - z)^-1 (Z m x D i.i.d. N(0,1), Sigma = diag(sigma)) at complex z off
-    the spectrum. Returns (u, residual): the largest |F(u)| / (|z| + |1/u|) of Silverstein's equation
-    F(u) = z + 1/u - sum sigma_a / (1 + m sigma_a u). RuntimeError if that exceeds 1e-12 or the branch is wrong
-    (Im u Im z < 0)."""
-    sig = check_array("sigma", sigma, dtype=np.float64)
-    if sig.ndim != 1 or sig.size == 0 or np.any(sig < 0) or not np.all(np.isfinite(sig)):
-        raise ValueError("sigma must be a non-empty 1-D array of finite non-negative eigenvalues")
+    the spectrum, by ``iters`` damped fixed-point steps from u = -1/z, then Newton. Returns (u, residual): the
+    largest |F(u)| / (|z| + |1/u|) of Silverstein's equation F(u) = z + 1/u - sum sigma_a / (1 + m sigma_a u).
+    RuntimeError if that exceeds 1e-12 (or is NaN: a diverged solve) or the branch is wrong (Im u Im z < 0)."""
+    sig = _check_sigma(sigma)
     m = check_int("m", m, minimum=1)
+    iters = check_int("iters", iters, minimum=0)
     z = np.atleast_1d(check_array("z", z, dtype=np.complex128))
     # equal eigenvalues enter the sum together (a measured spectrum of D values costs its distinct values)
     vals, counts = np.unique(sig, return_counts=True)
@@ -60,18 +70,20 @@ def silverstein_stieltjes(z, sigma, m: int, iters: int = 400):
     def rhs(u):
         return (cnt * sig / (1.0 + ms * u[None, :])).sum(axis=0)
 
-    u = -1.0 / z
-    for _ in range(iters):  # the fixed point u = -1 / (z - rhs(u)), damped
-        u = 0.5 * u + 0.5 * (-1.0 / (z - rhs(u)))
-    for _ in range(30):  # Newton on F(u)
-        den = 1.0 + ms * u[None, :]
-        F = z + 1.0 / u - (cnt * sig / den).sum(axis=0)
-        dF = -1.0 / u**2 + (cnt * ms * sig / den**2).sum(axis=0)
-        u = u - F / dF
-    F = z + 1.0 / u - rhs(u)
-    res = float(np.max(np.abs(F) / (np.abs(z) + np.abs(1.0 / u))))
+    # a diverging iteration overflows to inf / NaN; that is caught by the residual test below, not by warnings
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        u = -1.0 / z
+        for _ in range(iters):  # the fixed point u = -1 / (z - rhs(u)), damped
+            u = 0.5 * u + 0.5 * (-1.0 / (z - rhs(u)))
+        for _ in range(30):  # Newton on F(u)
+            den = 1.0 + ms * u[None, :]
+            F = z + 1.0 / u - (cnt * sig / den).sum(axis=0)
+            dF = -1.0 / u**2 + (cnt * ms * sig / den**2).sum(axis=0)
+            u = u - F / dF
+        F = z + 1.0 / u - rhs(u)
+        res = float(np.max(np.abs(F) / (np.abs(z) + np.abs(1.0 / u))))
     wrong = (u.imag * z.imag < -1e-14 * np.abs(u) * np.abs(z))
-    if res > 1e-12 or np.any(wrong):
+    if not res <= 1e-12 or np.any(wrong):  # a diverged solve has a NaN residual, which fails "<="
         raise RuntimeError(f"Silverstein equation not solved: residual {res:.3g}, wrong branch at {int(wrong.sum())} nodes")
     return u, res
 
@@ -80,14 +92,16 @@ def aniso_average(funcs, sigma, m: int, mu: float, tol: float = 1e-11):
     """E over the limit spectral law of A = Z Sigma Z^T (m x m) of each function in funcs, analytic off
     (-inf, -mu]: ``funcs(z)`` maps complex nodes (M,) to values (F, M). Returns (values (F,), quadrature_error,
     silverstein_residual)."""
-    sig = check_array("sigma", sigma, dtype=np.float64)
+    sig = _check_sigma(sigma)
     m = check_int("m", m, minimum=1)
     mu = check_positive("mu", mu)
     tol = check_positive("tol", tol)
     top = (math.sqrt(m * float(sig.max())) + math.sqrt(float(sig.sum()))) ** 2
     left, right = -0.5 * mu, 1.5 * top + 0.5 * mu
     xc, r = 0.5 * (left + right), 0.5 * (right - left)
-    kappa = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))
+    # no mutate: kappa only clusters the nodes near -mu/2; any kappa gives a smooth periodic parametrization of the
+    # same circle, whose trapezoid sums converge to the same integral, and the doubling loop below asserts that
+    kappa = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))  # pragma: no mutate
     mean_exact = float(sig.sum())  # E[x] = (1/m) tr E[A] = tr Sigma
 
     def rule(q):

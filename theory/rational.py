@@ -168,7 +168,8 @@ def positive_rounds(coefs, bases, max_horizon: int | None = None):
                 if 1 < sc < horizon:
                     points.append(sc)
         points.sort()
-        events = {1, horizon, horizon + 1}
+        # the points include 1 and the horizon, so rounds 1..3 and H-1..H+2 are among the events added here
+        events = set()
         for p in points:
             f = int(floor(p))
             events.update({max(1, f - 1), f, f + 1, f + 2})

@@ -32,6 +32,7 @@ def test_check_command_exit_status(tmp_path, monkeypatch, fresh, capsys):
     monkeypatch.setattr(generate, "TARGET", target)
     target.write_text(fresh)
     assert generate.main(["--check"]) == 0
+    assert target.name in capsys.readouterr().out  # says which file is current
     target.write_text(fresh.replace("numpy.log", "numpy.log1p"))
     assert generate.main(["--check"]) == 1
     assert "balanced_threshold_np" in capsys.readouterr().out
@@ -98,3 +99,27 @@ def test_generated_function_is_named_and_command_help(capsys):
         generate.main(["--help"])
     out = capsys.readouterr().out
     assert "numeric twins of the sympy derivations" in out and "exit 1 if theory/_generated.py is stale" in out
+
+
+def test_stale_check_counts_a_function_on_one_side_only(fresh):
+    """A function renamed (so present in one rendering only, under each name) is stale under both names."""
+    renamed = fresh.replace("def mixing_entry(", "def mixing_entry_old(")
+    assert renamed != fresh
+    assert generate.stale_functions(renamed, fresh) == ["mixing_entry", "mixing_entry_old"]
+
+
+def test_rendered_module_imports_what_its_functions_use(monkeypatch):
+    """The header imports math and numpy exactly when a printed function calls them: the rendered text runs as a
+    module with a function of each kind, and a numpy-free rendering does not import numpy."""
+    import math
+
+    twins = [("noise_threshold_symmetric", "def noise_threshold_symmetric(K):\n    return math.sqrt(K)\n"),
+             ("f_np", "def f_np(x):\n    return numpy.log(x)\n")]
+    monkeypatch.setattr(generate, "_functions", lambda: twins)
+    namespace = {}
+    exec(generate.render(), namespace)
+    assert namespace["noise_threshold_symmetric"](4) == 2.0 and namespace["f_np"](math.e) == 1.0
+    assert namespace["NOISE_THRESHOLDS"] == {"symmetric": namespace["noise_threshold_symmetric"]}
+    monkeypatch.setattr(generate, "_functions", lambda: twins[:1])
+    text = generate.render()
+    assert "import math" in text and "import numpy" not in text

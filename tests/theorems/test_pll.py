@@ -27,3 +27,19 @@ def test_boolean_outputs():
     rep = theory.pll_analysis(*K3.values(), C3)
     for arr in (rep.present, rep.teacher_correct, rep.teacher_contains_true, rep.student_correct):
         assert arr.dtype == bool and arr.shape == (3, 3)
+
+
+def test_an_unknown_tie_rule_is_refused_listing_the_rules():
+    """Both entry points refuse an unknown tie rule; the message shows the value and names every allowed rule as a
+    word of its own (so that a caller can copy one)."""
+    import re
+
+    import pytest
+
+    for call in (lambda: theory.pll_targets([3, 1, 1], "random"), lambda: theory.pll_analysis(*K3.values(), C3, "random")):
+        with pytest.raises(ValueError) as info:
+            call()
+        msg = str(info.value)
+        assert "'random'" in msg
+        for rule in theory.TIE_RULES:
+            assert re.search(rf"(?<!\w){rule}(?!\w)", msg), (rule, msg)

@@ -26,6 +26,7 @@ import theory
 import theory.exact_gap
 import theory.exact_level
 import theory.finite_dim as fd
+import theory.finite_dim_aniso as fda
 import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
@@ -35,7 +36,7 @@ from tests.contract import reals as _reals
 from theory import validate as V
 
 MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim",
-           "finite_dim_pll", "validate")
+           "finite_dim_pll", "finite_dim_aniso", "validate")
 
 
 # block model K = 3, n = 4
@@ -129,6 +130,16 @@ FD_COUNTS_BAD = [
     Bad(np.array([[4, -1], [1, 2]]), shows="-1"),
     Bad(np.array([[2.5, 0.5], [1.0, 2.0]]), shows="2.5"),
     Bad("abc", shows="()"),
+]
+
+# anisotropic noise: eigenvalues of Sigma (two levels, one repeated)
+SIG = np.array([0.02, 0.02, 0.1])
+SIG_BAD = [
+    Bad("abc"),
+    Bad(np.array([0.02, NAN]), shows="finite"),
+    Bad(np.ones((2, 2)) / 10, shows="(2, 2)"),
+    Bad(np.zeros(0), shows="(0,)"),
+    Bad(np.array([0.02, -0.25]), shows="-0.25"),
 ]
 
 # function -> (valid keyword arguments, {parameter: [Bad, ...]}, {parameter as reported: name in the message})
@@ -390,6 +401,24 @@ TABLE = {
             "quad_tol": _reals(0.0, -1e-12),
         },
     ),
+    # theory.finite_dim_aniso: a two-level noise spectrum, m = 5 contrasts
+    fda.silverstein_stieltjes: (
+        dict(z=np.array([0.3 + 0.2j, -0.1 - 0.5j]), sigma=SIG, m=5, iters=400),
+        dict(
+            z=[Bad("abc"), Bad(complex(NAN, 0.0), shows="finite"), Bad(np.array([1.0 + 1.0j, INF]), shows="finite")],
+            sigma=SIG_BAD,
+            m=_ints(1),
+            iters=_ints(0),
+        ),
+    ),
+    fda.aniso_average: (
+        dict(funcs=lambda z: np.vstack([z, z * z]), sigma=SIG, m=5, mu=0.05, tol=1e-11),
+        dict(sigma=SIG_BAD, m=_ints(1), mu=_reals(0.0, -0.25), tol=_reals(0.0, -1e-11)),
+    ),
+    fda.aniso_within_spectrum: (
+        dict(sigma=SIG, m=5, lam_mu=0.05, rounds=2, tol=1e-11),
+        dict(sigma=SIG_BAD, m=_ints(3), lam_mu=_reals(0.0, -0.25), rounds=_rounds_bad(), tol=_reals(0.0, -1e-11)),
+    ),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
     theory.validate.check_real: (dict(name="gamma", value=0.5), dict(value=_reals())),
@@ -468,6 +497,7 @@ NOT_VALIDATED = {
     (theory.validate.check_labels, "size"): "the caller's count of instances",
     (theory.validate.check_generator, "name"): "the caller's parameter name",
     (fd.mp_average, "funcs"): "the caller's integrand (any callable; its values are the caller's)",
+    (fda.aniso_average, "funcs"): "the caller's integrand (any callable; its values are the caller's)",
 }
 
 def _public_functions():
@@ -558,6 +588,10 @@ UNBAL = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
         lambda: theory.fresh_logits(3, 4, 0.4, 0.1, 1e-3, UNBAL, UNBAL.mean(axis=0), 0).shape == (3, 3),
         lambda: theory.clustering_ratio(*B2, 0) < 1,
         lambda: theory.pll_analysis(*B2, C2).condition in (True, False),
+        # one contrast, one eigenvalue, no fixed-point steps (Newton alone, far from the spectrum); m = 3 for the Haar constant
+        lambda: fda.silverstein_stieltjes(-1.0 + 1.0j, [0.5], 1, iters=0)[1] <= 1e-12,
+        lambda: fda.aniso_average(lambda z: np.vstack([z]), [0.5], 1, 0.1)[0][0] > 0,
+        lambda: fda.aniso_within_spectrum([0.5], 3, 0.1, 0).phi.shape == (1,),
         lambda: V.check_int("K", 2, minimum=2, maximum=2) == 2,
         lambda: V.check_int("K", 4.0) == 4,
         lambda: V.check_fraction("eta", 0.0) == 0.0,

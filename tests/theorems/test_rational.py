@@ -322,3 +322,19 @@ def test_positive_rounds_dominant_lead_needs_one_round():
     assert positive_rounds(coefs, bases, max_horizon=1) == [(1, None)]
     # equal weights (|1| == |-1|): still settled from s = 1, the smaller base's term being strictly smaller
     assert positive_rounds([Fraction(1), Fraction(-1)], bases, max_horizon=1) == [(1, None)]
+
+
+def test_positive_rounds_horizon_refusal_states_the_bases_ratio():
+    """The refusal states how close the bases are (their ratio b_2 / b_1 = 9/10 here, with b_1 = 1/2 so that a
+    product or a base alone would show another number)."""
+    with raises_naming("max_horizon", "0.9"):
+        positive_rounds([Fraction(1, 2), Fraction(-3, 2)], [Fraction(1, 2), Fraction(9, 20)], max_horizon=5)
+
+
+def test_positive_rounds_scaling_all_bases_keeps_the_pattern():
+    """sum c_i (a b_i)^s = a^s sum c_i b_i^s has the signs of the unscaled sum: the three nearly equal bases of the
+    test above (the mpmath branch), all halved, give the same intervals."""
+    r = 1 - Fraction(1, 10**9)
+    coefs = [Fraction(1, 8), Fraction(-3, 4), Fraction(1)]
+    half = Fraction(1, 2)
+    assert positive_rounds(coefs, [half, half * r, half * r * r]) == positive_rounds(coefs, [Fraction(1), r, r * r])
