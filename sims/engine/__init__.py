@@ -4,7 +4,7 @@
   the perturbed Gram, scikit-learn's digits) and :data:`PAPER`, the paper's numerical setting;
 * :mod:`.noise` -- given labels drawn from a corruption matrix (exact counts or sampled), one-hot targets;
 * :mod:`.fit` -- one fit, linearised (:class:`LinearModel`) or exact (:class:`BlockExact`,
-  :class:`FeatureExact`, :class:`GramExact` over the solvers of :mod:`.fit.solver`);
+  :class:`FeatureExact`, :class:`GramExact`, :class:`SoftExact` over the solvers of :mod:`.fit.solver`);
 * :mod:`.rounds` -- the one loop over SD rounds and the PLL student (:func:`sd`, :func:`pll`);
 * :mod:`.measures` -- accuracy with the tie convention, "perfect", PLL targets, :class:`Agreement`.
 
@@ -21,6 +21,7 @@ from .fit import (
     ExactFit,
     FeatureExact,
     GramExact,
+    SoftExact,
     LinearFit,
     LinearModel,
     NotConvergedError,
@@ -40,7 +41,7 @@ __all__ = [
     "features", "noise", "fit", "rounds", "measures",
     "PAPER", "block_gram", "load_digits_data", "perturbed_features", "sample_gmm", "sample_gmm_gram",
     "NOISE_MODELS", "corrupt_labels", "label_counts", "labels_from_counts", "noise_matrix", "one_hot",
-    "GCE_Q", "BlockExact", "ExactFit", "FeatureExact", "GramExact", "LinearFit", "LinearModel",
+    "GCE_Q", "BlockExact", "ExactFit", "FeatureExact", "GramExact", "SoftExact", "LinearFit", "LinearModel",
     "NotConvergedError", "SoftFit", "StackedLinear", "fit_block", "fit_features", "fit_gram", "fit_soft",
     "prepare_gram",
     "sd", "pll", "first_perfect",

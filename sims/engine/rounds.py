@@ -23,17 +23,21 @@ from .measures import accuracy, first_perfect_round
 __all__ = ["sd", "pll", "first_perfect"]
 
 
-def sd(engine, targets, rounds: int, *, until=None, progress=None) -> list:
+def sd(engine, targets, rounds: int, *, until=None, progress=None, first=None) -> list:
     """Fits of rounds 0..``rounds`` (``rounds + 1`` fits), round 0 on ``targets`` (in the engine's form).
 
     ``until(fit)`` (optional): stop after the first round for which it is true (the list is shorter);
-    ``progress()`` is called after every fit."""
+    ``progress()`` is called after every fit; ``first`` (optional): round 0's fit, made already by the
+    caller with this engine on ``targets`` (a teacher shared with other methods), used instead of a refit."""
     rounds = check_rounds("rounds", rounds)
     fits: list = []
     T = targets
     for _ in range(rounds + 1):
-        start = engine.start_from(fits[-1]) if fits and engine.warm_rounds else None
-        fit = engine.fit(T, start=start)
+        if first is not None and not fits:
+            fit = first
+        else:
+            start = engine.start_from(fits[-1]) if fits and engine.warm_rounds else None
+            fit = engine.fit(T, start=start)
         fits.append(fit)
         if progress:
             progress()

@@ -30,7 +30,7 @@ from ..engine import features as feat
 from ..engine import measures as metrics
 from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
-from ..engine.fit import GCE_Q, ExactFit, FeatureExact, fit_soft
+from ..engine.fit import GCE_Q, FeatureExact, SoftExact
 from ..engine.noise import one_hot
 from ._common import Check, Interval, confusion, pct, rng_for, rnd, rule_text, t_interval
 
@@ -84,24 +84,13 @@ WHY_WINE = ("Wine rather than breast_cancer (two classes): with two classes ever
 # ----------------------------------------------------------------------------- fixed lambda: runs
 
 
-class SoftFeatures(FeatureExact):
-    """:class:`sims.engine.FeatureExact`'s interface over the probe's solver (:func:`sims.engine.fit_soft`: the
-    same objective, stopped on the gradient and on the change of the outputs instead of the fixed-point residual,
-    and several times faster on digits), so that the lambda sweep runs through the engine's own SD loop."""
-
-    def fit(self, targets, loss: str = "ce", start=None) -> ExactFit:
-        fit = fit_soft(self.X, targets, self.lam, loss=loss, q=GCE_Q, W0=start)
-        return ExactFit(np.asarray(targets), np.asarray(fit.outputs), fit.logits(self.X_fresh), float(fit.residual),
-                        fit)
-
-
 @dataclass
 class DigitsResult:
     data: object
     blocks: dict  # sims.studies.probe.block_means of the training features (true labels)
     acc: dict  # (noise, eta) -> {method: array over seeds}, lambda = LAM
     sweep: dict = field(default_factory=dict)  # (noise, eta, lam) -> {"teacher", "sd1", "sd4": array over seeds}
-    solvers_agree: tuple = (0, 0)  # (equal, compared) test accuracies of SoftFeatures and FeatureExact at LAM
+    solvers_agree: tuple = (0, 0)  # (equal, compared) test accuracies of SoftExact and FeatureExact at LAM
     majority_lost: list = field(default_factory=list)  # (noise, eta) whose C is not given_label_most_likely
 
     @property
@@ -128,14 +117,14 @@ def digits_labels(y, C, ni, eta, seed):
 
 def run_digits() -> DigitsResult:
     """Digits at lambda = LAM (teacher, SD rounds 1 and 4, both PLL students; :class:`sims.engine.FeatureExact`)
-    and at every SWEEP_LAMS (teacher, SD rounds 1 and 4; :class:`SoftFeatures`), the same noisy labels for every
+    and at every SWEEP_LAMS (teacher, SD rounds 1 and 4; :class:`sims.engine.SoftExact`), the same noisy labels for every
     lambda."""
     from ..studies.probe import block_means
 
     data = feat.load_digits_data()
     X, y, Xt, yt, K = data.X_train, data.y_train, data.X_test, data.y_test, data.K
     engine = FeatureExact(X, LAM, Xt)
-    sweep_engines = {lam: SoftFeatures(X, lam, Xt) for lam in SWEEP_LAMS}
+    sweep_engines = {lam: SoftExact(X, lam, Xt) for lam in SWEEP_LAMS}
     equal = compared = 0
     res = DigitsResult(data, block_means(X, y, K), {})
     for ni, noise in enumerate(NOISES):

@@ -53,8 +53,10 @@ from theory.validate import check_block_correlations
 
 from ..engine import features as feat
 from ..engine import fit as fit_stage
+from ..engine.fit import SoftExact
 from ..engine.measures import accuracy, correct, pll_targets
 from ..engine.noise import one_hot
+from ..engine.rounds import pll, sd
 from .._cli import OneLineParser, ProgressBar, atomic_write, check_output_dir, csv_text, write_text
 from . import probe_data as pdata
 from .runner import dask_client, settings_key
@@ -81,12 +83,6 @@ CSV_COLUMNS = ("seed", "stage", "method", "lam", "round", "cv_accuracy", "chosen
 # ----------------------------------------------------------------------------------------------------
 # the probe
 # ----------------------------------------------------------------------------------------------------
-
-def _fit(X, T, lam, W0=None, loss="ce"):
-    """One soft-target fit of the probe with the engine's scalable solver: (1/N) sum_i loss(T_i, softmax(W x_i))
-    + lam/2 ||W||^2, no bias."""
-    return fit_stage.fit_soft(X, T, lam, loss=loss, q=fit_stage.GCE_Q, W0=W0)
-
 
 def _softmax_cols(L):
     from scipy.special import softmax
@@ -219,18 +215,13 @@ def _cv_cell(Xa, ya, Xv, yv, lam, K, rounds, want_pll):
     """One (fold, lambda): validation accuracies (noisy labels) of SD rounds 0..rounds and the PLL
     students, and the teacher's validation probabilities (K, M)."""
     with _blas1():
-        teacher = _fit(Xa, one_hot(ya, K), lam)
-        Lv = teacher.logits(Xv)
-        sd_acc = [accuracy(Lv, yv)]
-        prev = teacher
-        for _ in range(rounds):
-            prev = _fit(Xa, prev.outputs, lam, W0=prev.W)
-            sd_acc.append(accuracy(prev.logits(Xv), yv))
-        out = {"sd": sd_acc, "oof": _softmax_cols(Lv)}
+        engine = SoftExact(Xa, lam, Xv)
+        fits = sd(engine, one_hot(ya, K), rounds)
+        Lv = fits[0].fresh_logits
+        out = {"sd": [accuracy(f.fresh_logits, yv) for f in fits], "oof": _softmax_cols(Lv)}
         if want_pll:
-            Tp = pll_targets(teacher.outputs)
-            out["pll_ce"] = accuracy(_fit(Xa, Tp, lam).logits(Xv), yv)
-            out["pll_gce"] = accuracy(_fit(Xa, Tp, lam, W0=teacher.W, loss="gce").logits(Xv), yv)
+            out["pll_ce"] = accuracy(pll(engine, fits[0], "ce").fresh_logits, yv)
+            out["pll_gce"] = accuracy(pll(engine, fits[0], "gce").fresh_logits, yv)
     return out
 
 
@@ -261,21 +252,31 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
     def train_acc(P):
         return (None if ytr_true is None else accuracy(P, ytr_true)), accuracy(P, ytr)
 
+    engines, teachers = {}, {}
+
+    def engine(lam):
+        if lam not in engines:
+            engines[lam] = SoftExact(Xtr, lam, Xte)
+        return engines[lam]
+
+    def teacher_at(lam):  # one teacher fit per lambda, shared by the methods that chose it
+        if lam not in teachers:
+            teachers[lam] = engine(lam).fit(one_hot(ytr, K))
+        return teachers[lam]
+
     with _blas1():
         lam_t = lams[choice["teacher"]]
-        teacher = _fit(Xtr, one_hot(ytr, K), lam_t)
-        test["teacher"] = accuracy(teacher.logits(Xte), yte)
+        teacher = teacher_at(lam_t)
+        test["teacher"] = accuracy(teacher.fresh_logits, yte)
         tt, tg = train_acc(teacher.outputs)
         rows.append({"stage": "test", "method": "teacher", "lam": lam_t, "round": 0,
                      "test_accuracy": test["teacher"], "train_accuracy_true": tt, "train_accuracy_given": tg})
         sd_rounds = []
         if "sd" in methods:
             lam_sd, r_sd = lams[choice["sd"][0]], choice["sd"][1]
-            f = teacher if lam_sd == lam_t else _fit(Xtr, one_hot(ytr, K), lam_sd)
-            for t in range(rounds + 1):
-                if t:
-                    f = _fit(Xtr, f.outputs, lam_sd, W0=f.W)
-                a = accuracy(f.logits(Xte), yte)
+            fits = sd(engine(lam_sd), one_hot(ytr, K), rounds, first=teacher_at(lam_sd))
+            for t, f in enumerate(fits):
+                a = accuracy(f.fresh_logits, yte)
                 tt, tg = train_acc(f.outputs)
                 sd_rounds.append({"round": t, "test_accuracy": a, "train_accuracy_true": tt,
                                   "train_accuracy_given": tg})
@@ -290,10 +291,8 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
             if m not in methods:
                 continue
             lam_p = lams[choice[m]]
-            tp = teacher if lam_p == lam_t else _fit(Xtr, one_hot(ytr, K), lam_p)
-            Tp = pll_targets(tp.outputs)
-            s = _fit(Xtr, Tp, lam_p, W0=tp.W if loss == "gce" else None, loss=loss)
-            test[m] = accuracy(s.logits(Xte), yte)
+            s = pll(engine(lam_p), teacher_at(lam_p), loss)
+            test[m] = accuracy(s.fresh_logits, yte)
             tt, tg = train_acc(s.outputs)
             rows.append({"stage": "test", "method": m, "lam": lam_p, "round": 1, "test_accuracy": test[m],
                          "train_accuracy_true": tt, "train_accuracy_given": tg})
@@ -328,7 +327,7 @@ def _final_unit(rep, Xtr, ytr, ytr_true, Xte, yte, lams, choice, oof_teacher, K,
                 scores = np.zeros(len(lams))
                 for a, v in skf.split(Xk, yk):
                     for j, lam in enumerate(lams):
-                        scores[j] += accuracy(_fit(Xk[a], one_hot(yk[a], K), lam).logits(Xk[v]), yk[v])
+                        scores[j] += accuracy(SoftExact(Xk[a], lam, Xk[v]).fit(one_hot(yk[a], K)).fresh_logits, yk[v])
                 scores /= folds
                 jbest = _argbest(scores)
                 lam_cl = lams[jbest]
@@ -389,10 +388,10 @@ def _repetition_data(data: ProbeData, split_state: int, standardize: bool):
     Xte = np.array(Xte, dtype=np.float64)
     if standardize:
         mu = Xtr.mean(axis=0)
-        sd = Xtr.std(axis=0)
-        sd[sd == 0] = 1.0
-        Xtr = (Xtr - mu) / sd
-        Xte = (Xte - mu) / sd
+        scale = Xtr.std(axis=0)
+        scale[scale == 0] = 1.0
+        Xtr = (Xtr - mu) / scale
+        Xte = (Xte - mu) / scale
     return Xtr, ytr, ytt, Xte, yte
 
 

@@ -57,6 +57,14 @@ def test_sd_until_stops_after_the_first_round_that_satisfies_it_and_counts_progr
     assert len(E.sd(_Recorder(False), 0.0, 10, until=lambda f: False)) == 11
 
 
+def test_sd_with_a_given_first_fit_does_not_refit_round_0():
+    eng = _Recorder(True)
+    first = eng.fit(5.0)
+    fits = E.sd(eng, 5.0, 2, first=first)
+    assert fits[0] is first and [f.targets for f in fits] == [5.0, 6.0, 7.0]
+    assert [start for _, _, start in eng.calls] == [None, ("state of", 5.0), ("state of", 6.0)]  # one fit of round 0
+
+
 def test_pll_starts_gce_from_the_teacher_and_ce_from_zero():
     eng = _Recorder(False)
     teacher = E.sd(eng, 2.0, 0)[0]
@@ -315,3 +323,22 @@ def test_superclass_noise_with_a_singleton_group_is_theory_s_per_group():
     assert np.array_equal(C[np.ix_([2, 4], [2, 4])], theory.superclass(2, 0.3))
     assert C[1, 1] == 1.0 and C[1].sum() == 1.0 and C[0, 1] == 0.0
     assert np.array_equal(E.noise.superclass_from_groups(4, 0.3, [[0, 1], [2, 3]]), theory.superclass(4, 0.3, 2))
+
+
+@pytest.mark.parametrize("lam", [1e-3, 1e-1])
+def test_soft_engine_follows_the_exact_engine(lam):
+    rng = np.random.default_rng(7)
+    K, N, D = 3, 90, 6
+    y = np.repeat(np.arange(K), N // K)
+    X = rng.normal(size=(N, D)) + 1.5 * np.eye(K, D)[y]
+    Xt = rng.normal(size=(30, D))
+    z = Nm.corrupt_labels(y, Nm.noise_matrix("symmetric", K, 0.3), rng)
+    soft = E.sd(E.SoftExact(X, lam, Xt), Nm.one_hot(z, K), 3)
+    exact = E.sd(E.FeatureExact(X, lam, Xt), Nm.one_hot(z, K), 3)
+    assert len(soft) == len(exact) == 4
+    for s, e in zip(soft, exact):
+        # both solve the same strictly convex problem: fit_soft stops at a gradient of 1e-8 (relative) and an
+        # output change of 1e-9, the exact solver at a fixed-point residual of 1e-10; outputs within 1e-6
+        assert np.max(np.abs(s.outputs - e.outputs)) < 1e-6
+        assert np.max(np.abs(s.fresh_logits - e.fresh_logits)) < 1e-4 * max(1.0, np.max(np.abs(e.fresh_logits)))
+

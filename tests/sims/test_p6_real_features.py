@@ -4,12 +4,8 @@ the runs of the protocol do not depend on the number of workers, the noise-valid
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from sims.engine import noise as noise_mod
-from sims.engine import rounds as sd_rounds
-from sims.engine.fit import FeatureExact
-from sims.engine.noise import one_hot
 from sims.paper_checks import p6_real_features as p6
 from sims.paper_checks._common import rule_text
 
@@ -89,18 +85,3 @@ def test_protocol_runs_do_not_depend_on_the_workers():
     assert a.cells[0].acc("teacher").shape == (2,)
 
 
-@pytest.mark.parametrize("lam", [1e-3, 1e-1])
-def test_soft_features_follow_the_exact_solver(lam):
-    rng = np.random.default_rng(7)
-    K, N, D = 3, 90, 6
-    y = np.repeat(np.arange(K), N // K)
-    X = rng.normal(size=(N, D)) + 1.5 * np.eye(K, D)[y]
-    Xt = rng.normal(size=(30, D))
-    z = noise_mod.corrupt_labels(y, noise_mod.noise_matrix("symmetric", K, 0.3), rng)
-    soft = sd_rounds.sd(p6.SoftFeatures(X, lam, Xt), one_hot(z, K), 3)
-    exact = sd_rounds.sd(FeatureExact(X, lam, Xt), one_hot(z, K), 3)
-    for s, e in zip(soft, exact):
-        # both solve the same strictly convex problem: fit_soft stops at a gradient of 1e-8 (relative) and an
-        # output change of 1e-9, the exact solver at a fixed-point residual of 1e-10; outputs within 1e-6
-        assert np.max(np.abs(s.outputs - e.outputs)) < 1e-6
-        assert np.max(np.abs(s.fresh_logits - e.fresh_logits)) < 1e-4 * max(1.0, np.max(np.abs(e.fresh_logits)))

@@ -315,7 +315,7 @@ def test_the_fit_is_the_exact_optimum():
     X, y, _ = mixture(seed=2, n=60)
     T = np.eye(K)[y].T
     exact = P.fit_stage.fit_features(X, T, 0.1, tol=1e-12)
-    assert np.max(np.abs(P._fit(X, T, 0.1).outputs - exact.outputs)) <= 1e-8
+    assert np.max(np.abs(P.SoftExact(X, 0.1).fit(T).outputs - exact.outputs)) <= 1e-8
     clf = ProbeClassifier(0.1, K).fit(X, y)
     assert np.max(np.abs(clf.predict_proba(X).T - exact.outputs)) <= 1e-8
     assert np.array_equal(clf.predict(X), np.argmax(exact.outputs, axis=0))

@@ -13,7 +13,7 @@ import numpy as np
 
 import sims.engine as engine
 import theory
-from sims.engine import Agreement, BlockExact, FeatureExact, GramExact, LinearModel, StackedLinear
+from sims.engine import Agreement, BlockExact, FeatureExact, GramExact, LinearModel, SoftExact, StackedLinear
 from theory.predictions import one_hot_type_targets
 from tests.contract import (
     BLOCK_BAD,
@@ -242,6 +242,14 @@ TABLE = {
             X_fresh=[Bad(np.zeros((5, 8)), shows="(5, 8)"), Bad(np.zeros(9), shows="(9,)"), Bad(np.full((5, 9), NAN), shows="finite"), Bad("abc")],
         ),
     ),
+    SoftExact: (
+        dict(X=X, lam=1e-3, X_fresh=X[:5]),
+        dict(
+            X=X_BAD,
+            lam=reals(0.0, -1e-3),
+            X_fresh=[Bad(np.zeros((5, 8)), shows="(5, 8)"), Bad(np.zeros(9), shows="(9,)"), Bad(np.full((5, 9), NAN), shows="finite"), Bad("abc")],
+        ),
+    ),
     GramExact: (
         dict(G=G, lam=1e-3, cross=G[:, :5], method="auto"),
         dict(
@@ -266,7 +274,7 @@ TABLE = {
     ),
     # sims.engine.rounds
     engine.sd: (
-        dict(engine=BLOCK, targets=TYPE_TARGETS, rounds=2, until=None, progress=None),
+        dict(engine=BLOCK, targets=TYPE_TARGETS, rounds=2, until=None, progress=None, first=None),
         dict(targets=[Bad(np.eye(3), shows="(3, 3)"), Bad(np.zeros((3, 3, 3)), shows="sums to 0"), Bad("abc")], rounds=ints(0)),
     ),
     engine.pll: (
@@ -312,6 +320,7 @@ NOT_VALIDATED = {
     (engine.sd, "engine"): "any object with the engine interface (fit, next_targets, start_from, warm_rounds)",
     (engine.sd, "until"): "the caller's stopping rule (a callable or None)",
     (engine.sd, "progress"): "the caller's progress callback (a callable or None)",
+    (engine.sd, "first"): "round 0's fit, made by the caller with the same engine (or None)",
     (engine.pll, "engine"): "any object with the engine interface",
     (engine.pll, "teacher"): "a fit returned by the same engine",
     (engine.first_perfect, "fits"): "fits returned by an engine (their outputs are checked with y)",

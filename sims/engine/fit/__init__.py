@@ -8,14 +8,14 @@
 * :mod:`.exact` -- the exact engines, one interface over the three solvers.
 """
 
-from .exact import GCE_Q, BlockExact, ExactFit, FeatureExact, GramExact
+from .exact import GCE_Q, BlockExact, ExactFit, FeatureExact, GramExact, SoftExact
 from .linear import LinearFit, LinearModel, StackedLinear
 from .soft import SoftFit, fit_soft
 from .solver import NotConvergedError, fit_block, fit_features, fit_gram, limit_blas_threads, prepare_gram
 
 __all__ = [
     "LinearFit", "LinearModel", "StackedLinear",
-    "GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact",
+    "GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact", "SoftExact",
     "NotConvergedError", "SoftFit", "fit_soft", "fit_block", "fit_features", "fit_gram", "limit_blas_threads",
     "prepare_gram",
 ]

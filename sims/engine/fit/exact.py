@@ -4,6 +4,9 @@
   type, (K, K, K) with [k, l] the target vector of the instances of (true class k, given label l).
 * :class:`FeatureExact` -- explicit features (``solver.fit_features``, primal); targets (K, N).
 * :class:`GramExact` -- the Gram matrix only (``solver.fit_gram``, G prepared once); targets (K, N).
+* :class:`SoftExact` -- explicit features at scale (:func:`.soft.fit_soft`: the same objective as
+  :class:`FeatureExact`, Hessian-vector products only, stopped on the gradient and the outputs' distance
+  from the optimum instead of the fixed-point residual); targets (K, N).
 
 Every engine has ``fit(targets, loss="ce", start=None) -> ExactFit`` (outputs expanded to instances, the
 solver's residual, fresh logits when the engine has fresh points), ``next_targets(fit)`` (the targets of
@@ -29,8 +32,9 @@ from theory.validate import check_block_correlations, check_int, check_labels, c
 from ..measures import pll_targets
 from . import solver
 from .newton import _as_float_array
+from .soft import fit_soft
 
-__all__ = ["GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact"]
+__all__ = ["GCE_Q", "ExactFit", "BlockExact", "FeatureExact", "GramExact", "SoftExact"]
 
 GCE_Q = 0.7
 
@@ -151,3 +155,15 @@ class GramExact(FeatureExact):
 
     def start_from(self, fit: ExactFit):
         return fit.raw.coef
+
+
+class SoftExact(FeatureExact):
+    """:class:`FeatureExact`'s interface over the scalable solver :func:`.soft.fit_soft` (the probe's: real
+    features at N = 50 000, K = 100, where ``solver.fit_features`` does not fit in memory). ``fit.raw`` is the
+    :class:`.soft.SoftFit`; the residual reported is its fixed-point residual."""
+
+    def fit(self, targets, loss: str = "ce", start=None) -> ExactFit:
+        """``start``: weights W (K, D) to start from."""
+        fit = fit_soft(self.X, targets, self.lam, loss=loss, q=GCE_Q, W0=start)
+        fresh = fit.logits(self.X_fresh) if self.X_fresh is not None else None
+        return ExactFit(np.asarray(targets), np.asarray(fit.outputs), fresh, float(fit.residual), fit)
