@@ -183,6 +183,15 @@ def test_mp_stieltjes_closed_form_matches_quadrature(ratio):
     assert np.abs(v - fd.mp_stieltjes(z, ratio, 0.6)).max() <= 1e-9
 
 
+def test_mp_stieltjes_keeps_its_digits_next_to_the_atom():
+    """Near w = 0 with ratio > 1 the form 2 / (1 - ratio - w - root) cancels (5e-11 relative at w = 1e-6);
+    the closed form's other branch keeps full precision there (reference: quadrature plus the atom)."""
+    ratio, scale = 4.0, 0.6
+    z = np.array([1e-6, 1e-6 + 1e-7j]) * scale
+    v, err = fd.mp_average(lambda x: 1.0 / (scale * x[None, :] - z[:, None]), ratio, quad_tol=1e-12)
+    assert np.max(np.abs(fd.mp_stieltjes(z, ratio, scale) - v) / np.abs(v)) <= 1e-13
+
+
 def test_spike_filters_limit_and_monotone_in_D():
     """D = infinity: the block filters beta^s, g^s, h_s(mu); finite D: the contour result tends to them."""
     K, n, c, d, lam = 4, 25, 0.4, 0.1, 5e-4
@@ -686,6 +695,9 @@ def test_first_perfect_quantiles():
     assert fd.first_perfect_quantiles([0.3, 0.6], 0)["p_equal_block"] == 0.3
     assert fd.first_perfect_quantiles([0.0, 0.05], None) == {"median": None, "q10": None, "q90": None, "p_equal_block": 0.95}
     assert math.isnan(fd.first_perfect_quantiles(cdf, 4)["p_equal_block"])
+    # "least t with CDF >= q": a CDF that reaches a quantile exactly takes that round, not the next
+    q = fd.first_perfect_quantiles([0.1, 0.5, 0.9], 1)
+    assert (q["median"], q["q10"], q["q90"]) == (1, 0, 2)
 
 
 # ------------------------------------------------------------------ independent references of the pieces

@@ -267,29 +267,60 @@ def test_tie_rule_matters_without_noise():
     assert (1, 0) in lowest.tied_pairs and (0, 1) in lowest.tied_pairs
 
 
+def _exact_student_fresh_accuracy(K, n, c, d, lam, counts):
+    """The PLL student's fresh accuracy from explicit N x N matrices in exact rational arithmetic (python-flint):
+    the teacher's deviations (Y - 1/K) A with A = G (G + mu I)^-1, its top two by the "share" rule with exact
+    ties, and the student's fresh logits (T - 1/K)(G + mu I)^-1 g_x (a positive multiple of (T - U)(I - A) g_x)
+    for a fresh class-k sample, g_x = c on class k and d elsewhere. c, d, lambda are read as the theory reads
+    them (theory.rational.rational), so an exact tie is 0 here and fails, as under the tie convention."""
+    import flint
+
+    from theory.rational import rational
+
+    def q(v):
+        v = rational(v)
+        return flint.fmpq(v.numerator, v.denominator)
+
+    N = K * n
+    y = np.repeat(np.arange(K), n)
+    z = labels_from_counts(counts)
+    cq, dq, mu = q(c), q(d), K * N * q(lam)
+    G = flint.fmpq_mat(N, N, [1 if i == j else (cq if y[i] == y[j] else dq) for i in range(N) for j in range(N)])
+    inv = (G + flint.fmpq_mat(N, N, [mu if i == j else 0 for i in range(N) for j in range(N)])).inv()
+    u = flint.fmpq(1, K)
+    dev = flint.fmpq_mat(K, N, [int(z[i] == k) - u for k in range(K) for i in range(N)]) * G * inv
+    T = [[flint.fmpq(0)] * N for _ in range(K)]
+    for i in range(N):
+        col = [dev[k, i] for k in range(K)]
+        first = [k for k in range(K) if col[k] == max(col)]
+        if len(first) >= 2:
+            for k in first:
+                T[k][i] = flint.fmpq(1, len(first))
+            continue
+        rest = [col[k] for k in range(K) if k != first[0]]
+        second = [k for k in range(K) if k != first[0] and col[k] == max(rest)]
+        T[first[0]][i] = flint.fmpq(1, 2)
+        for k in second:
+            T[k][i] = flint.fmpq(1, 2 * len(second))
+    R = flint.fmpq_mat(K, N, [T[k][i] - u for k in range(K) for i in range(N)]) * inv
+    correct = 0
+    for k in range(K):
+        logit = R * flint.fmpq_mat(N, 1, [cq if y[i] == k else dq for i in range(N)])
+        correct += all(logit[k, 0] > logit[j, 0] for j in range(K) if j != k)
+    return correct
+
+
 @given(case=pll_case(max_K=4, max_n=6))
 # class and constant terms of a fresh margin of opposite sign: its sign after one fit differs from that after two
 @example(case=(3, 5, 0.2, 0.1, 0.3, np.array([[1, 1, 3], [5, 0, 0], [1, 2, 2]]), "one fit differs from two"))
 def test_student_fresh_accuracy_matches_explicit(case):
-    """The PLL student's fresh-sample accuracy equals the explicit one: logits (T - U)(I - A) g_x of the student's
-    fit on the brute-force PLL targets, a fresh class-k sample correlating c with class k and d with the rest."""
+    """The PLL student's fresh-sample accuracy equals the explicit one, computed exactly (every example decided,
+    exact ties included: they count as failures on both sides)."""
     K, n, c, d, lam, counts, mode = case
     rep = theory.pll_analysis(K, n, c, d, lam, counts / n)
-    y, z, T, _ = _brute_pll(K, n, c, d, lam, counts, "share")
-    A = explicit_operator(explicit_block_gram(K, n, c, d), K, lam)
-    R = (T - 1.0 / K) @ (np.eye(K * n) - A)
-    cls = np.repeat(np.arange(K), n)
-    correct, undecided = 0, False
-    for k in range(K):
-        gx = np.where(cls == k, c, d)
-        logit = R @ gx
-        m = logit[k] - np.delete(logit, k).max()
-        # explicit products: error ~N eps max|R| sum|g_x| (an exact tie shows up as ~1e-18); 1e-11 leaves room
-        tol = 1e-11 * np.abs(R).max() * np.abs(gx).sum()
-        undecided |= abs(m) <= tol
-        correct += m > tol
-    event("fresh accuracy decided" if not undecided else "fresh margin within round-off")
-    assert rep.student_fresh_accuracy == correct / K or undecided
+    correct = _exact_student_fresh_accuracy(K, n, c, d, lam, counts)
+    event(f"fresh accuracy {correct}/{K}")
+    assert rep.student_fresh_accuracy == correct / K
 
 
 def _teacher_deviations(K, n, c, d, lam, counts):
