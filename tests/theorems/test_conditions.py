@@ -32,6 +32,8 @@ ONE_CLASS = (1, 4, 0.4, 0.1, 1e-3)  # K = 1 with an otherwise valid block model
         lambda: theory.all_correct(*ONE_CLASS, [[1.0]], 0),
         lambda: theory.train_accuracy(*ONE_CLASS, [[1.0]], 0),
         lambda: theory.population_accuracy(*ONE_CLASS, [[1.0]], 0),
+        lambda: theory.noise_threshold("symmetric", 1),  # no superclass size to divide: K's own bound decides
+        lambda: theory.noise_threshold("asymmetric", 1),
     ],
 )
 def test_one_class_is_rejected_as_K(call):

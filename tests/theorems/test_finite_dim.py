@@ -424,7 +424,7 @@ def test_sympy_derivation_matches_shipped_structure():
     u = np.eye(3)[l] - C[k]
     m_val = 3 * n - 3
     Sig = pred.kappa[t] * ((1 - 1 / n) * fd._gamma_matrix(C, n) + (1 - 2 / m_val) * np.outer(u, u))
-    sig_subs = {sp.Symbol(f"s{min(i, j)}{max(i, j)}"): Sig[i, j] for i in range(3) for j in range(3)}
+    sig_subs = {der["Sigma"][i, j]: Sig[i, j] for i in range(3) for j in range(3)}
     M_sym = np.array(der["margin_cov"].subs(sig_subs).evalf(), dtype=float)
     assert np.allclose(pred.margin_cov[t, k, l], M_sym, rtol=1e-12, atol=1e-18)
 

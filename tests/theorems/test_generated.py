@@ -123,3 +123,24 @@ def test_rendered_module_imports_what_its_functions_use(monkeypatch):
     monkeypatch.setattr(generate, "_functions", lambda: twins[:1])
     text = generate.render()
     assert "import math" in text and "import numpy" not in text
+
+
+def test_regenerates_a_broken_module_from_the_files(tmp_path, fresh):
+    """With a broken theory/_generated.py (a truncated write) the theory package cannot be imported;
+    ``python theory/generate.py`` (module doc) loads the derivations from their files and writes the module again.
+    PYTHONPATH puts the broken copy first, so the installed package cannot stand in for it."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    pkg = tmp_path / "theory"
+    shutil.copytree(generate.HERE, pkg, ignore=shutil.ignore_patterns("__pycache__"))
+    (pkg / "_generated.py").write_text("def filters_arith(K, n, c, d, lam):\n    return ((1 - c)\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    broken = subprocess.run([sys.executable, "-c", "import theory"], cwd=tmp_path, env=env, capture_output=True)
+    assert broken.returncode != 0  # the package really is broken
+    done = subprocess.run([sys.executable, str(pkg / "generate.py")], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert (pkg / "_generated.py").read_text() == fresh

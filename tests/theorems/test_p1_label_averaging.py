@@ -132,7 +132,7 @@ def test_verify_all_lists_only_vanishing_residuals():
 def test_block_spectrum_explicit_small(K, n):
     """(c) Explicit sympy matrices, c and d symbolic, every K <= 5 and n <= 4."""
     res = S.verify_block_spectrum_explicit(K, n)
-    assert len(res) == 24 and {"orthogonal_01", "orthogonal_02", "orthogonal_12", "ranks", "gram_unnormalised"} <= set(res)
+    assert len(res) == 24 and {"orthogonal_01", "orthogonal_02", "orthogonal_12", "ranks", "gram_unnormalised", "complete"} <= set(res)
     bad = [name for name, M in res.items() if not M.is_zero_matrix]
     assert not bad
 
