@@ -127,6 +127,16 @@ FIT = dict(loss="ce", q=0.7)
 FIT_BAD = dict(loss=choices("mse", "CE"), q=reals(0.0, -0.5, 1.5))
 
 # callable -> (valid keyword arguments, {parameter: [Bad, ...]})
+# the explicit-feature engines (FeatureExact, SoftExact): the reference call and the invalid values of each parameter
+FEATURE_ENGINE = (
+    dict(X=X, lam=1e-3, X_fresh=X[:5]),
+    dict(
+        X=X_BAD,
+        lam=reals(0.0, -1e-3),
+        X_fresh=[Bad(np.zeros((5, 8)), shows="(5, 8)"), Bad(np.zeros(9), shows="(9,)"), Bad(np.full((5, 9), NAN), shows="finite"), Bad("abc")],
+    ),
+)
+
 TABLE = {
     # sims.engine.features
     engine.block_gram: (dict(K=3, n=4, c=0.4, d=0.1), _bad_of("K", "n", "c", "d")),
@@ -234,22 +244,8 @@ TABLE = {
     engine.prepare_gram: (dict(G=G, method="auto"), dict(G=G_BAD, method=choices("exact", "Dense"))),
     # sims.engine.fit: engines (constructors)
     BlockExact: ({**B, "y": Y, "z": Z}, _bad_of(*BLOCK5, y=LABELS_BAD, z=SECOND_LABELS_BAD)),
-    FeatureExact: (
-        dict(X=X, lam=1e-3, X_fresh=X[:5]),
-        dict(
-            X=X_BAD,
-            lam=reals(0.0, -1e-3),
-            X_fresh=[Bad(np.zeros((5, 8)), shows="(5, 8)"), Bad(np.zeros(9), shows="(9,)"), Bad(np.full((5, 9), NAN), shows="finite"), Bad("abc")],
-        ),
-    ),
-    SoftExact: (
-        dict(X=X, lam=1e-3, X_fresh=X[:5]),
-        dict(
-            X=X_BAD,
-            lam=reals(0.0, -1e-3),
-            X_fresh=[Bad(np.zeros((5, 8)), shows="(5, 8)"), Bad(np.zeros(9), shows="(9,)"), Bad(np.full((5, 9), NAN), shows="finite"), Bad("abc")],
-        ),
-    ),
+    FeatureExact: FEATURE_ENGINE,
+    SoftExact: FEATURE_ENGINE,  # the same interface over the scalable solver
     GramExact: (
         dict(G=G, lam=1e-3, cross=G[:, :5], method="auto"),
         dict(
