@@ -234,3 +234,19 @@ def test_new_points_shape_checked():
     with raises_naming("X_new", "(30, 5)"):
         fit.logits(X[:, :5])
     assert fit.predict_proba(X[:4]).shape == (3, 4)
+
+
+def test_a_step_that_rounding_hides_is_judged_by_its_gradient():
+    """The backtracking rule: Armijo with a 16 eps |f| allowance; where the step's first-order decrease is below
+    that allowance, f cannot rank the points and a smaller gradient accepts them (f up to 64 allowances higher)."""
+    from sims.engine.fit.soft import _accept_step
+
+    f = 3.156423308831776
+    ulp = np.finfo(float).eps * f
+    assert _accept_step(f, f - 1e-6, -1e-3, 1e-3, 2e-3)  # a decrease Armijo sees, whatever the gradient does
+    assert _accept_step(f, f + 10 * ulp, -1e-30, 1e-10, 2e-10)  # within the allowance
+    # the case met at N = 2e5: 29 eps above, first-order decrease far below rounding, the gradient 4000x smaller
+    assert _accept_step(f, f + 29 * ulp, -1e-20, 1.8e-10, 4.4e-14)
+    assert not _accept_step(f, f + 29 * ulp, -1e-20, 1.8e-10, 1.8e-10)  # no smaller gradient: rejected
+    assert not _accept_step(f, f + 29 * ulp, -1e-3, 1.8e-10, 4.4e-14)  # a decrease f could have shown
+    assert not _accept_step(f, f + 2000 * ulp, -1e-20, 1.8e-10, 4.4e-14)  # a rise beyond any rounding

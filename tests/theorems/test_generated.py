@@ -140,7 +140,9 @@ def test_regenerates_a_broken_module_from_the_files(tmp_path, fresh):
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     broken = subprocess.run([sys.executable, "-c", "import theory"], cwd=tmp_path, env=env, capture_output=True)
     assert broken.returncode != 0  # the package really is broken
-    done = subprocess.run([sys.executable, str(pkg / "generate.py")], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    # run from the current folder (mutmut's runtime looks for its configuration there); the script's own folder and
+    # PYTHONPATH come first on sys.path, so the broken copy is the theory package it meets
+    done = subprocess.run([sys.executable, str(pkg / "generate.py")], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
     assert (pkg / "_generated.py").read_text() == fresh
