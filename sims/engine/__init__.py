@@ -4,7 +4,8 @@
   the perturbed Gram, scikit-learn's digits) and :data:`PAPER`, the paper's numerical setting;
 * :mod:`.noise` -- given labels drawn from a corruption matrix (exact counts or sampled), one-hot targets;
 * :mod:`.fit` -- one fit, linearised (:class:`LinearModel`) or exact (:class:`BlockExact`,
-  :class:`FeatureExact`, :class:`GramExact`, :class:`SoftExact` over the solvers of :mod:`.fit.solver`);
+  :class:`FeatureExact`, :class:`GramExact` over the solvers of :mod:`.fit.solver`, :class:`SoftExact` over
+  :mod:`.fit.soft`);
 * :mod:`.rounds` -- the one loop over SD rounds and the PLL student (:func:`sd`, :func:`pll`);
 * :mod:`.measures` -- accuracy with the tie convention, "perfect", PLL targets, :class:`Agreement`.
 

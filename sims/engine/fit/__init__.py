@@ -5,7 +5,7 @@
 * :mod:`.gram` -- the two routes of the Gram-only exact solver;
 * :mod:`.solver` -- the exact solvers: features (primal), Gram (kernel), block model (type-reduced);
 * :mod:`.soft` -- the soft-target primal solver at scale (Hessian-vector products only);
-* :mod:`.exact` -- the exact engines, one interface over the three solvers.
+* :mod:`.exact` -- the exact engines, one interface over the three exact solvers and the soft-target solver.
 """
 
 from .exact import GCE_Q, BlockExact, ExactFit, FeatureExact, GramExact, SoftExact
