@@ -159,7 +159,7 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
     fit0, t0, m0 = measured(lambda: fit_soft(X, T, LAM), repeat)
     out["teacher"] = {"time": t0, "peak_MB": m0, "error": err(fit0.P, ref0.P), "iterations": fit0.iterations,
                       "evaluations": fit0.evaluations, "hessian_products": fit0.hessian_products,
-                      "gradient_norm": fit0.gradient_norm, "output_change": fit0.output_change,
+                      "products": fit0.products, "gradient_norm": fit0.gradient_norm, "output_change": fit0.output_change,
                       "predicted_change": fit0.predicted_change, "residual": fit0.residual, "method": fit0.method,
                       "accuracy_true": float(np.mean(fit0.P.argmax(axis=0) == y))}
     log(f"  K={K} N={N} teacher fit_soft {t0:.2f}s err {out['teacher']['error']:.1e} peak {m0:.0f} MB")
@@ -169,20 +169,21 @@ def run_scale(N, D, K, rounds, baselines=True, log=print):
         out["rounds"].append({"round": r, "time": t, "peak_MB": m, "error": err(fit.P, ref.P),
                               "ratio_to_teacher": t / t0, "iterations": fit.iterations,
                               "evaluations": fit.evaluations, "hessian_products": fit.hessian_products,
-                              "residual": fit.residual, "output_change": fit.output_change,
+                              "products": fit.products, "residual": fit.residual, "output_change": fit.output_change,
                               "predicted_change": fit.predicted_change, "start_distance": err(targets, ref.P)})
         log(f"  K={K} N={N} SD round {r} {t:.2f}s ({t / t0:.2f} x teacher) err {out['rounds'][-1]['error']:.1e}")
     if baselines:
         loose, tl, ml = measured(lambda: fit_soft(X, T, LAM, gtol=1e-6, output_tol=1e-7), repeat)
         out["teacher_loose"] = {"time": tl, "peak_MB": ml, "error": err(loose.P, ref0.P),
                                 "iterations": loose.iterations, "evaluations": loose.evaluations,
-                                "hessian_products": loose.hessian_products, "residual": loose.residual}
+                                "hessian_products": loose.hessian_products, "products": loose.products, "residual": loose.residual}
         log(f"  K={K} N={N} teacher fit_soft gtol 1e-6, output_tol 1e-7: {tl:.2f}s err {err(loose.P, ref0.P):.1e}")
         plain, tu, mu = measured(lambda: fit_soft(X, T, LAM, newton_precondition="none"), repeat)
         plain_rounds = [t / tu for _targets, _fit, t, _m in warm_rounds(X, plain, rounds, newton_precondition="none")]
         out["teacher_unblocked"] = {"time": tu, "peak_MB": mu, "error": err(plain.P, ref0.P),
                                     "iterations": plain.iterations, "evaluations": plain.evaluations,
-                                    "hessian_products": plain.hessian_products, "residual": plain.residual,
+                                    "hessian_products": plain.hessian_products, "products": plain.products,
+                                    "residual": plain.residual,
                                     "round_ratios": plain_rounds}
         log(f"  K={K} N={N} teacher fit_soft without class blocks: {tu:.2f}s; rounds {plain_rounds}")
         clf, ts, ms = measured(lambda: sklearn_teacher(X, yn, LAM), repeat)
@@ -217,14 +218,20 @@ def run_choices(N, D, K, log=print):
                 f0, t0, _ = measured(lambda: fit_soft(X, T, LAM, method=method, precondition=pre))
                 f1, t1, _ = measured(lambda: fit_soft(X, ref0.P, LAM, W0=ref0.W, method=method,
                                                       precondition=pre))
-                row.update(teacher_time=t0, teacher_passes=f0.evaluations + f0.hessian_products,
+                row.update(teacher_time=t0, teacher_passes=f0.products,
                            teacher_error=err(f0.P, ref0.P), warm_time=t1,
-                           warm_passes=f1.evaluations + f1.hessian_products, warm_error=err(f1.P, ref1.P))
+                           warm_passes=f1.products, warm_error=err(f1.P, ref1.P))
             except NotConvergedError as exc:
                 row["failed"] = str(exc)
             rows.append(row)
             log(f"  choices {method}/{pre}: {row}")
     return {"N": N, "D": D, "K": K, "rows": rows}
+
+
+def _work(fit):
+    """The work column: iterations, evaluations, Hessian products and products with X."""
+    return (f"{fit['iterations']} it, {fit['evaluations']} f, {fit['hessian_products']} Hv, "
+            f"{fit['products']} X")
 
 
 def main(argv=None):
@@ -300,22 +307,22 @@ def render(out) -> str:
         rows = []
         t = s["teacher"]
         rows.append(("fit_soft teacher", t["time"], 1.0, t["peak_MB"], t["error"],
-                     f"{t['iterations']} it, {t['evaluations']} f, {t['hessian_products']} Hv", t["residual"]))
+                     _work(t), t["residual"]))
         for r in s["rounds"]:
             rows.append((f"fit_soft SD round {r['round']} (warm)", r["time"], r["ratio_to_teacher"], r["peak_MB"],
-                         r["error"], f"{r['iterations']} it, {r['evaluations']} f, {r['hessian_products']} Hv",
+                         r["error"], _work(r),
                          r["residual"]))
         if "sklearn" in s:
             lo = s["teacher_loose"]
             rows.append(("fit_soft teacher, gtol 1e-6, output_tol 1e-7", lo["time"], lo["time"] / t["time"],
                          lo["peak_MB"], lo["error"],
-                         f"{lo['iterations']} it, {lo['evaluations']} f, {lo['hessian_products']} Hv", lo["residual"]))
+                         _work(lo), lo["residual"]))
             u = s.get("teacher_unblocked")
             if u:
                 ratios = ", ".join(f"{r:.2f}" for r in u["round_ratios"])
                 rows.append((f"fit_soft teacher, Newton CG without class blocks (its warm rounds: {ratios} x)",
                              u["time"], u["time"] / t["time"], u["peak_MB"], u["error"],
-                             f"{u['iterations']} it, {u['evaluations']} f, {u['hessian_products']} Hv", u["residual"]))
+                             _work(u), u["residual"]))
             k = s["sklearn"]
             rows.append(("scikit-learn lbfgs tol 1e-6 (teacher)", k["time"], k["time"] / t["time"], k["peak_MB"],
                          k["error"], f"{k['iterations']} it", None))
@@ -344,8 +351,8 @@ def render(out) -> str:
                  r.get("teacher_error"), r.get("warm_time"), r.get("warm_passes"), r.get("warm_error"),
                  r.get("failed", "")) for r in ch["rows"]]
         sections.append((f"Optimiser and preconditioner (N = {ch['N']}, D = {ch['D']}, K = {ch['K']})",
-                         ["Passes = evaluations of f and its gradient + Hessian-vector products (each two "
-                          "products with X).", ""]
+                         ["Passes = products of a K x D or K x N matrix with X (SoftFit.products), the unit "
+                          "of cost.", ""]
                          + _report.table(("method", "precondition", "teacher (s)", "passes", "error",
                                           "warm round (s)", "passes", "error", "failure"), rows)))
     facts = _report.machine_facts(out.get("load_average_at_start"))

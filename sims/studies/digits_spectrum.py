@@ -14,13 +14,15 @@
   (true labels) and test accuracy per round, next to the isotropic mixture prediction
   :func:`theory.finite_dim.finite_dim_prediction` with the two numbers c, d measured on the training Gram
   (d clipped at 0: centred digits have d < 0, which the mixture cannot realise) and D = 64.
-  ``pll``: the observed PLL student (linearised CE on the round-0 teacher's top-two targets), no prediction.
-  The measured-spectrum prediction of accuracies is not implemented: it needs the class-mean filters of an
-  information-plus-noise Gram (the digits' class means lie inside the noise's span), see
-  :mod:`theory.finite_dim_aniso`. ``mean_span_share``: the share of the within-class variance inside the span of
-  the K class means (0 in the mixture, whose noise is orthogonal to the means). With ``surrogate_reps`` > 0,
-  Monte Carlo on Gaussian classes with the digits' class means and per-class covariances (same sizes, same
-  lambda and noise) separates the Gaussian geometry from non-Gaussian shape: not theory, a control.
+  and the measured-spectrum prediction :func:`theory.finite_dim_classes.classes_prediction` (``train_pred_classes``,
+  ``fresh_pred_classes``): Gaussian classes with the training class means and the pooled training within-class
+  covariance, whose class means lie inside the noise's span (an information-plus-noise Gram);
+  ``pll``: the observed PLL student (linearised CE on the round-0 teacher's top-two targets), no prediction (the
+  classes theory covers SD rounds only). ``mean_span_share``: the share of the within-class variance inside the
+  span of the K class means (0 in the mixture, whose noise is orthogonal to the means). With ``surrogate_reps``
+  > 0, Monte Carlo on that Gaussian model (the digits' class means, the pooled covariance, same sizes, lambda and
+  noise) separates the theory's error on its own model from the model's error on digits (non-Gaussian shape,
+  class-dependent covariances).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import numpy as np
 
 from theory import finite_dim as fdim
 from theory.finite_dim_aniso import aniso_within_spectrum
+from theory.finite_dim_classes import classes_filters, classes_prediction
 
 from ..engine import measures as metrics
 from ..engine import noise as noise_mod
@@ -74,7 +77,7 @@ def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
 
 
 def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0.6), accuracy_lam: float = 5e-4,
-                          surrogate_reps: int = 0, seed: int = 0) -> dict:
+                          surrogate_reps: int = 0, seed: int = 0, class_prob_tol: float = 1e-3) -> dict:
     """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
     # label draws and the Gaussian control on separate streams: the digits' labels do not depend on surrogate_reps
     lab_rng, sur_rng = np.random.default_rng(seed).spawn(2)
@@ -111,8 +114,10 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     Q, _ = np.linalg.qr(means.T)  # the span of the class means
     S_tr = R_tr.T @ R_tr / (N - K)
     mean_span_share = float(np.trace(Q.T @ S_tr @ Q) / np.trace(S_tr))
-    covs = [np.cov(R_tr[dd.y_train == k].T) for k in range(K)]
+    covs = [S_tr] * K  # the model of theory.finite_dim_classes: one pooled covariance
+    filters = classes_filters(means, S_tr, n, accuracy_lam, rounds) if etas else None  # label-free, so shared
     accuracy, pll, lin_res, prob_err = [], [], 0.0, 0.0
+    fp_res, cls_quad, cls_prob = 0.0, 0.0, 0.0
     for eta in etas:
         z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
                                                     eta, rounds, lab_rng)
@@ -129,10 +134,15 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
         # only carries the g-term, absent with exact (balanced) label counts
         pred = fdim.finite_dim_prediction(K, n, c, max(d, 0.0), accuracy_lam, D, counts, rounds=rounds, prob_tol=1e-3)
         prob_err = max(prob_err, float(pred.quadrature_error))
+        cls = classes_prediction(means, S_tr, n, counts, accuracy_lam, rounds, prob_tol=class_prob_tol,
+                                 filters=filters)
+        fp_res, cls_quad = max(fp_res, cls.fixed_point_residual), max(cls_quad, cls.quadrature_error)
+        cls_prob = max(cls_prob, cls.probability_error)
         for t in range(rounds + 1):
             accuracy.append({
                 "eta": float(eta), "round": t, "train_obs": train_obs[t], "test_obs": test_obs[t],
                 "train_pred_iso": float(pred.train_accuracy[t]), "fresh_pred_iso": float(pred.fresh_accuracy[t]),
+                "train_pred_classes": float(cls.train_accuracy[t]), "fresh_pred_classes": float(cls.fresh_accuracy[t]),
                 "train_gaussian_surrogate": None if sur is None else float(sur[0, t]),
                 "test_gaussian_surrogate": None if sur is None else float(sur[1, t]),
             })
@@ -142,4 +152,5 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     return {"within": within, "accuracy": accuracy, "pll": pll, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
             "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()), "mean_span_share": mean_span_share,
             "errors": {"quadrature": quad, "silverstein_residual": resid, "linear_solve": lin_res,
-                       "theory_quadrature": prob_err}}
+                       "theory_quadrature": prob_err, "classes_fixed_point": fp_res, "classes_quadrature": cls_quad,
+                       "classes_probability": cls_prob}}

@@ -27,6 +27,7 @@ import theory.exact_gap
 import theory.exact_level
 import theory.finite_dim as fd
 import theory.finite_dim_aniso as fda
+import theory.finite_dim_classes as fdc
 import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
@@ -36,7 +37,7 @@ from tests.contract import reals as _reals
 from theory import validate as V
 
 MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim",
-           "finite_dim_pll", "finite_dim_aniso", "validate")
+           "finite_dim_pll", "finite_dim_aniso", "finite_dim_classes", "validate")
 
 
 # block model K = 3, n = 4
@@ -141,6 +142,20 @@ SIG_BAD = [
     Bad(np.zeros(0), shows="(0,)"),
     Bad(np.array([0.02, -0.25]), shows="-0.25"),
 ]
+
+# Gaussian classes: K = 2 means in D = 3, the two-level Sigma above, n = 3 (the finite-D counts)
+MEANS = np.array([[0.3, 0.0, 0.1], [0.0, 0.3, 0.1]])
+CLS = dict(means=MEANS, sigma=np.diag(SIG), n=3, lam=1e-2, rounds=2)
+CLS_BAD = {
+    "means": [Bad("abc"), Bad(np.ones(3), shows="(3,)"), Bad(np.zeros((1, 3)), shows="(1, 3)"),
+              Bad(np.full((2, 3), NAN), shows="finite")],
+    "sigma": [Bad("abc"), Bad(np.eye(2), shows="(2, 2)"), Bad(np.array([[0.1, 0.05, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]]),
+              shows="symmetric"), Bad(np.diag([0.1, -0.25, 0.1]), shows="-0.25"), Bad(np.full((3, 3), INF), shows="finite")],
+    "n": _ints(2),
+    "lam": _reals(0.0, -0.25),
+    "rounds": _rounds_bad(),
+}
+OTHER_FILTERS = fdc.classes_filters(MEANS, np.diag(SIG), 3, 2e-2, 2)
 
 # function -> (valid keyword arguments, {parameter: [Bad, ...]}, {parameter as reported: name in the message})
 TABLE = {
@@ -418,6 +433,26 @@ TABLE = {
     fda.aniso_within_spectrum: (
         dict(sigma=SIG, m=5, lam_mu=0.05, rounds=2, tol=1e-11),
         dict(sigma=SIG_BAD, m=_ints(3), lam_mu=_reals(0.0, -0.25), rounds=_rounds_bad(), tol=_reals(0.0, -1e-11)),
+    ),
+    # theory.finite_dim_classes
+    fdc.classes_resolvent: (
+        dict(z=np.array([0.3 + 0.2j, -0.1 - 0.5j]), mv=MEANS, sigma=SIG, n=3),
+        dict(
+            z=[Bad("abc"), Bad(complex(NAN, 0.0), shows="finite"), Bad(np.array([1.0 + 1.0j, INF]), shows="finite")],
+            mv=[Bad("abc"), Bad(np.ones(3), shows="(3,)"), Bad(np.full((2, 3), NAN), shows="finite")],
+            sigma=SIG_BAD + [Bad(np.array([0.1, 0.2]), shows="(2,)")],
+            n=_ints(1),
+        ),
+    ),
+    fdc.classes_filters: (
+        dict(**CLS, tol=1e-10),
+        dict(**CLS_BAD, tol=_reals(0.0, -1e-10)),
+    ),
+    fdc.classes_prediction: (
+        dict(means=MEANS, sigma=np.diag(SIG), n=3, counts=FD_COUNTS, lam=1e-2, rounds=2, tol=1e-10, prob_tol=1e-3,
+             filters=None),
+        dict(**CLS_BAD, counts=FD_COUNTS_BAD, tol=_reals(0.0, -1e-10), prob_tol=_reals(0.0, -1e-3),
+             filters=[Bad("abc"), Bad(OTHER_FILTERS, shows="filters were computed")]),
     ),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
