@@ -149,7 +149,7 @@ CLS = dict(means=MEANS, sigma=np.diag(SIG), n=3, lam=1e-2, rounds=2)
 CLS_BAD = {
     "means": [Bad("abc"), Bad(np.ones(3), shows="(3,)"), Bad(np.zeros((1, 3)), shows="(1, 3)"),
               Bad(np.full((2, 3), NAN), shows="finite")],
-    "sigma": [Bad("abc"), Bad(np.eye(2), shows="(2, 2)"), Bad(np.array([[0.1, 0.05, 0.0], [0.0, 0.1, 0.0], [0.0, 0.0, 0.1]]),
+    "sigma": [Bad("abc"), Bad(np.eye(2), shows="(2, 2)"), Bad(np.array([[0.1, 0.05, 0.0], [0.04, 0.1, 0.0], [0.0, 0.0, 0.1]]),
               shows="symmetric"), Bad(np.diag([0.1, -0.25, 0.1]), shows="-0.25"), Bad(np.full((3, 3), INF), shows="finite")],
     "n": _ints(2),
     "lam": _reals(0.0, -0.25),
