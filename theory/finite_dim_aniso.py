@@ -37,20 +37,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .validate import check_array, check_int, check_positive, check_rounds
+from .validate import check_array, check_int, check_positive, check_real, check_rounds, check_spectrum
 
-__all__ = ["silverstein_stieltjes", "AnisoWithin", "aniso_within_spectrum", "aniso_average"]
-
-
-def _check_sigma(sigma) -> np.ndarray:
-    """The noise covariance's eigenvalues: a non-empty 1-d array of finite numbers >= 0."""
-    sig = check_array("sigma", sigma, ndim=1, dtype=np.float64)
-    if sig.size == 0:
-        raise ValueError(f"sigma has shape {sig.shape}, must hold at least one eigenvalue")
-    if np.any(sig < 0):
-        i = int(np.flatnonzero(sig < 0)[0])
-        raise ValueError(f"sigma[{i}] == {float(sig[i])!r}, must be >= 0 (an eigenvalue of a covariance)")
-    return sig
+__all__ = ["contour_nodes", "silverstein_stieltjes", "AnisoWithin", "aniso_within_spectrum", "aniso_average"]
 
 
 def silverstein_stieltjes(z, sigma, m: int, iters: int = 400):
@@ -58,7 +47,7 @@ def silverstein_stieltjes(z, sigma, m: int, iters: int = 400):
     the spectrum, by ``iters`` damped fixed-point steps from u = -1/z, then Newton. Returns (u, residual): the
     largest |F(u)| / (|z| + |1/u|) of Silverstein's equation F(u) = z + 1/u - sum sigma_a / (1 + m sigma_a u).
     RuntimeError if that exceeds 1e-12 (or is NaN: a diverged solve) or the branch is wrong (Im u Im z < 0)."""
-    sig = _check_sigma(sigma)
+    sig = check_spectrum("sigma", sigma)
     m = check_int("m", m, minimum=1)
     iters = check_int("iters", iters, minimum=0)
     z = np.atleast_1d(check_array("z", z, dtype=np.complex128))
@@ -88,28 +77,43 @@ def silverstein_stieltjes(z, sigma, m: int, iters: int = 400):
     return u, res
 
 
+def contour_nodes(q: int, mu: float, right: float):
+    """Nodes z (q,) and weights w (q,) of the trapezoid rule for -(1 / 2 pi i) contour-integral g(z) dz ~ sum g(z) w
+    on the circle through -mu/2 and ``right`` (> -mu/2), counter-clockwise, the nodes clustered near -mu/2 where
+    the filters (x / (x + mu))^s vary fastest. For g analytic on and outside the circle apart from the real
+    interval it encloses (the spectrum, which starts at 0) the sum converges geometrically in q."""
+    q = check_int("q", q, minimum=1)
+    mu = check_positive("mu", mu)
+    left = -0.5 * mu
+    right = check_real("right", right)
+    if not right > left:
+        raise ValueError(f"right == {right!r}, must be > -mu/2 == {left!r} (the circle's other end)")
+    xc, r = 0.5 * (left + right), 0.5 * (right - left)
+    # no mutate: kappa only clusters the nodes near -mu/2; any kappa gives a smooth periodic parametrization of the
+    # same circle, whose trapezoid sums converge to the same integral, and the callers' doubling loops assert that
+    kappa = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))  # pragma: no mutate
+    tau = 2.0 * math.pi * (np.arange(q) + 0.5) / q
+    th = tau + kappa * np.sin(tau)
+    z = xc + r * np.exp(1j * th)
+    return z, -(z - xc) * (1.0 + kappa * np.cos(tau)) / q
+
+
 def aniso_average(funcs, sigma, m: int, mu: float, tol: float = 1e-11):
     """E over the limit spectral law of A = Z Sigma Z^T (m x m) of each function in funcs, analytic off
     (-inf, -mu]: ``funcs(z)`` maps complex nodes (M,) to values (F, M). Returns (values (F,), quadrature_error,
     silverstein_residual)."""
-    sig = _check_sigma(sigma)
+    sig = check_spectrum("sigma", sigma)
     m = check_int("m", m, minimum=1)
     mu = check_positive("mu", mu)
     tol = check_positive("tol", tol)
     top = (math.sqrt(m * float(sig.max())) + math.sqrt(float(sig.sum()))) ** 2
-    left, right = -0.5 * mu, 1.5 * top + 0.5 * mu
-    xc, r = 0.5 * (left + right), 0.5 * (right - left)
-    # no mutate: kappa only clusters the nodes near -mu/2; any kappa gives a smooth periodic parametrization of the
-    # same circle, whose trapezoid sums converge to the same integral, and the doubling loop below asserts that
-    kappa = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))  # pragma: no mutate
+    right = 1.5 * top + 0.5 * mu
     mean_exact = float(sig.sum())  # E[x] = (1/m) tr E[A] = tr Sigma
 
     def rule(q):
-        tau = 2.0 * math.pi * (np.arange(q) + 0.5) / q
-        th = tau + kappa * np.sin(tau)
-        z = xc + r * np.exp(1j * th)
+        z, w = contour_nodes(q, mu, right)
         u, res = silverstein_stieltjes(z, sig, m)
-        wts = -(z - xc) * (1.0 + kappa * np.cos(tau)) / q * u  # -(1 / 2 pi i) u dz
+        wts = w * u  # -(1 / 2 pi i) u dz
         vals = np.atleast_2d(funcs(z)) @ wts
         return vals, complex(wts.sum()) - 1.0, complex((z * wts).sum()) - mean_exact, res
 

@@ -66,8 +66,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .finite_dim import orthant_probability
-from .finite_dim_aniso import _check_sigma, silverstein_stieltjes
-from .validate import check_array, check_int, check_label_counts, check_positive, check_rounds
+from .finite_dim_aniso import contour_nodes, silverstein_stieltjes
+from .validate import check_array, check_int, check_label_counts, check_positive, check_rounds, check_spectrum
 
 __all__ = ["ClassesFilters", "ClassesPrediction", "classes_filters", "classes_prediction", "classes_resolvent"]
 
@@ -119,20 +119,6 @@ def _check_model(means, sigma, n):
     return mu_k, np.clip(s, 0.0, None), V, K, D, n
 
 
-def _nodes(q, mu, top):
-    left, right = -0.5 * mu, top
-    xc, r = 0.5 * (left + right), 0.5 * (right - left)
-    # no mutate: kappa only clusters the nodes near -mu/2 (any kappa parametrises the same circle; the doubling
-    # loop asserts the integral)
-    kap = 1.0 - min(0.5, math.sqrt(0.5 * mu / r))  # pragma: no mutate
-    tau = 2.0 * math.pi * (np.arange(q) + 0.5) / q
-    th = tau + kap * np.sin(tau)
-    z = xc + r * np.exp(1j * th)
-    # -(1 / 2 pi i) dz: the weight of -(1/2 pi i) contour-integral g(z) dz = sum g(z) w
-    w = -(z - xc) * (1.0 + kap * np.cos(tau)) / q
-    return z, w
-
-
 def _sandwich(mv, diag):
     """mv diag(diag[j]) mv^T for every node j: (M, K, K)."""
     return (mv[None] * diag[:, None, :]) @ mv.T
@@ -144,30 +130,41 @@ def classes_resolvent(z, mv, sigma, n: int):
     residual = the fixed point's last relative change."""
     z = np.atleast_1d(check_array("z", z, dtype=np.complex128))
     mv = check_array("mv", mv, ndim=2)
-    sig = _check_sigma(sigma)
+    sig = check_spectrum("sigma", sigma)
     if sig.shape != (mv.shape[1],):
         raise ValueError(f"sigma has shape {sig.shape}, must be ({mv.shape[1]},) for mv of shape {mv.shape}")
     n = check_int("n", n, minimum=1)
     return _resolvent(z, mv, sig, n)
 
 
+def _noise_blocks(z, mv, sig, n, d, dt):
+    """Li = (-z (I + d Sigma))^-1 (diagonal), MLM = mu Li mu^T and Kinv = ((1 + dt) I / n + MLM)^-1 at (d, dt)."""
+    Li = 1.0 / (-z[:, None] * (1.0 + d[:, None] * sig[None, :]))
+    MLM = _sandwich(mv, Li)
+    Kinv = np.linalg.inv((1.0 + dt)[:, None, None] * np.eye(mv.shape[0])[None] / n + MLM)
+    return Li, MLM, Kinv
+
+
+def _mean_blocks(z, mv, sig, n, d, dt):
+    """a = -z (1 + dt) and Psi = Om (a I + n Om)^-1 / a, Om = mu (I + d Sigma)^-1 mu^T, at (d, dt)."""
+    Om = _sandwich(mv, 1.0 / (1.0 + d[:, None] * sig[None]))
+    a = -z * (1.0 + dt)
+    Psi = Om @ np.linalg.inv(a[:, None, None] * np.eye(mv.shape[0])[None] + n * Om) / a[:, None, None]
+    return a, Psi
+
+
 def _resolvent(z, mv, sig, n):
-    K = mv.shape[0]
-    N = K * n
+    N = mv.shape[0] * n
     d = np.zeros(z.size, np.complex128)
     dt = np.zeros(z.size, np.complex128)
-    eyeK = np.eye(K)
     step = last = np.inf
     damp = 0.0
     for _ in range(_FIXED_POINT_ITERS):
-        Li = 1.0 / (-z[:, None] * (1.0 + d[:, None] * sig[None, :]))  # (-z (I + d Sigma))^-1, diagonal
-        MLM = _sandwich(mv, Li)
-        Kinv = np.linalg.inv((1.0 + dt)[:, None, None] * eyeK[None] / n + MLM)
+        # dt from (d, dt), then d from (d, dt_new): a Gauss-Seidel sweep of step 1's two equations
+        Li, _, Kinv = _noise_blocks(z, mv, sig, n, d, dt)
         MLSLM = _sandwich(mv, Li * sig[None] * Li)
         dt_new = (sig[None] * Li).sum(axis=1) - np.einsum("mkl,mlk->m", Kinv, MLSLM)
-        Om = _sandwich(mv, 1.0 / (1.0 + d[:, None] * sig[None]))
-        a = -z * (1.0 + dt_new)
-        Psi = Om @ np.linalg.inv(a[:, None, None] * eyeK[None] + n * Om) / a[:, None, None]
+        a, Psi = _mean_blocks(z, mv, sig, n, d, dt_new)
         d_new = N / a - n * np.einsum("mkk->m", Psi)
         step = max(float(np.max(np.abs(d_new - d) / (1.0 + np.abs(d_new)))),
                    float(np.max(np.abs(dt_new - dt) / (1.0 + np.abs(dt_new)))))
@@ -178,14 +175,10 @@ def _resolvent(z, mv, sig, n):
         dt = damp * dt + (1.0 - damp) * dt_new
         if step < _FIXED_POINT_TOL:
             break
-    Li = 1.0 / (-z[:, None] * (1.0 + d[:, None] * sig[None, :]))
-    MLM = _sandwich(mv, Li)
-    Kinv = np.linalg.inv((1.0 + dt)[:, None, None] * eyeK[None] / n + MLM)
+    Li, MLM, Kinv = _noise_blocks(z, mv, sig, n, d, dt)
+    a, Psi = _mean_blocks(z, mv, sig, n, d, dt)
     MvLi = mv[None] * Li[:, None, :]
     MTt = (MvLi - MLM @ (Kinv @ MvLi)) / (1.0 + dt)[:, None, None]
-    Om = _sandwich(mv, 1.0 / (1.0 + d[:, None] * sig[None]))
-    a = -z * (1.0 + dt)
-    Psi = Om @ np.linalg.inv(a[:, None, None] * eyeK[None] + n * Om) / a[:, None, None]
     return d, dt, a, Psi, MTt, step
 
 
@@ -194,7 +187,7 @@ def _integrals(mv, sig, n, mu, rounds, q):
     N, m = K * n, K * n - K
     top = 1.5 * (math.sqrt(n * float(np.linalg.eigvalsh(mv @ mv.T).max())) + math.sqrt(N * float(sig.max()))
                  + math.sqrt(float(sig.sum()))) ** 2 + mu
-    z, w = _nodes(q, mu, top)
+    z, w = contour_nodes(q, mu, top)
     d, dt, a, Psi, MTt, res = _resolvent(z, mv, sig, n)
     s = np.arange(1, rounds + 2, dtype=np.float64)[:, None]
     f = (z[None] / (z[None] + mu)) ** s
@@ -207,16 +200,22 @@ def _integrals(mv, sig, n, mu, rounds, q):
     within = (np.vstack([f, f * f]) * u[None]) @ w
     wz = (sig[:, None] ** 2 * u[None] / (1.0 + m * sig[:, None] * u[None])).sum(axis=0)
     tau = (h**2 * wz[None]) @ w
+    # the cross terms of theory.finite_dim_classes_pll: E f_s for s = 1 .. 2 (rounds + 1) over the within-class law
+    # (E f_s f_s' = E f_(s + s')) and tau_ss' = -(1/2 pi i) int h_s h_s' w dz
+    s2 = np.arange(1, 2 * rounds + 3, dtype=np.float64)[:, None]
+    moments = ((z[None] / (z[None] + mu)) ** s2 * u[None]) @ w
+    tau_pairs = np.einsum("sm,rm->sr", h, h * (wz * w)[None])
     mass = max(abs(complex(d @ w) / N - 1.0), abs(complex(u @ w) - 1.0))
-    return phi, PsiS, Ht, tau, within, max(res, ures), mass
+    return phi, PsiS, Ht, tau, within, moments, tau_pairs, max(res, ures), mass
 
 
 @dataclass(frozen=True)
 class ClassesFilters:
     """The label-independent part of the theory (steps 1-4 of the module doc) for rounds 0..rounds: phi (T,),
-    PsiS (T, K, K), Ht (T, K, D) = mu Ht_s in Sigma's eigenbasis (V, sig), tau (T,), kappa (T,); the model's n, lam;
-    fixed_point_residual and quadrature_error as reported. One per (means, sigma, n, lam, rounds): reused for any
-    label counts (:func:`classes_prediction`'s ``filters``)."""
+    PsiS (T, K, K), Ht (T, K, D) = mu Ht_s in Sigma's eigenbasis (V, sig), tau (T,), kappa (T,); moments (2 T,) =
+    E f_s (s = 1 .. 2 T) and tau_pairs (T, T) = tau_ss' over the within-class law (the cross terms of
+    :mod:`theory.finite_dim_classes_pll`); the model's n, lam; fixed_point_residual and quadrature_error as reported.
+    One per (means, sigma, n, lam, rounds): reused for any label counts (:func:`classes_prediction`'s ``filters``)."""
 
     means: np.ndarray
     sigma: np.ndarray
@@ -230,6 +229,8 @@ class ClassesFilters:
     Ht: np.ndarray
     tau: np.ndarray
     kappa: np.ndarray
+    moments: np.ndarray
+    tau_pairs: np.ndarray
     fixed_point_residual: float
     quadrature_error: float
 
@@ -248,21 +249,22 @@ def classes_filters(means, sigma, n: int, lam: float, rounds: int = 10, tol: flo
     while True:
         q *= 2
         cur = _integrals(mv, sig, n, mu, rounds, q)
-        err = max(float(np.max(np.abs(x - y) / np.maximum(1.0, np.abs(x)))) for x, y in zip(cur[:5], prev[:5]))
-        imag = max(float(np.max(np.abs(x.imag) / np.maximum(1.0, np.abs(x)))) for x in cur[:5])
-        if cur[5] > 1e-12:
-            raise RuntimeError(f"the deterministic equivalent's fixed point did not converge (residual {cur[5]:.3g})")
-        if max(err, imag, cur[6]) <= tol:
+        err = max(float(np.max(np.abs(x - y) / np.maximum(1.0, np.abs(x)))) for x, y in zip(cur[:7], prev[:7]))
+        imag = max(float(np.max(np.abs(x.imag) / np.maximum(1.0, np.abs(x)))) for x in cur[:7])
+        if cur[7] > 1e-12:
+            raise RuntimeError(f"the deterministic equivalent's fixed point did not converge (residual {cur[7]:.3g})")
+        if max(err, imag, cur[8]) <= tol:
             break
         if q >= _MAX_NODES:
             raise RuntimeError(f"contour integrals did not converge: difference {err:.3g}, imaginary part {imag:.3g}, "
-                               f"mass residual {cur[6]:.3g} (tol {tol:.3g})")
+                               f"mass residual {cur[8]:.3g} (tol {tol:.3g})")
         prev = cur
-    phi, PsiS, Ht, tau, within = (x.real for x in cur[:5])
+    phi, PsiS, Ht, tau, within, moments, tau_pairs = (x.real for x in cur[:7])
     fits = rounds + 1
     var = np.maximum(within[fits:] - within[:fits] ** 2, 0.0)
     kappa = m * var / ((m - 1.0) * (m + 2.0))  # the Haar constant of theory.finite_dim step 4
-    return ClassesFilters(mu_k, np.asarray(sigma, dtype=np.float64), n, lam, rounds, V, sig, phi, PsiS, Ht, tau, kappa, cur[5], max(err, imag, cur[6]))
+    return ClassesFilters(mu_k, np.asarray(sigma, dtype=np.float64), n, lam, rounds, V, sig, phi, PsiS, Ht, tau, kappa,
+                          moments, tau_pairs, cur[7], max(err, imag, cur[8]))
 
 
 def classes_prediction(means, sigma, n: int, counts, lam: float, rounds: int = 10, tol: float = 1e-10,

@@ -24,6 +24,7 @@ __all__ = [
     "check_bool",
     "check_within_correlation",
     "check_array",
+    "check_spectrum",
     "check_labels",
     "check_generator",
 ]
@@ -180,6 +181,17 @@ def check_array(name: str, value, ndim: int | None = None, dtype=np.float64) -> 
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} has non-finite entries, must be finite")
     return arr
+
+
+def check_spectrum(name: str, value) -> np.ndarray:
+    """A covariance's eigenvalues: a non-empty 1-d array of finite numbers >= 0."""
+    sig = check_array(name, value, ndim=1, dtype=np.float64)
+    if sig.size == 0:
+        raise ValueError(f"{name} has shape {sig.shape}, must hold at least one eigenvalue")
+    if np.any(sig < 0):
+        i = int(np.flatnonzero(sig < 0)[0])
+        raise ValueError(f"{name}[{i}] == {float(sig[i])!r}, must be >= 0 (an eigenvalue of a covariance)")
+    return sig
 
 
 def check_labels(name: str, labels, K: int, size: int | None = None) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from theory import finite_dim as fd
@@ -50,7 +50,11 @@ def test_without_noise_the_equivalent_is_exact_on_drawn_problems(K, n, D, seed, 
     d, dt, a, Psi, MTt, res = classes_resolvent([z], mv, np.zeros(D), n)
     J = np.repeat(np.eye(K), n, axis=0)
     M = J @ mv
-    Q = np.linalg.inv(M @ M.T - z * np.eye(K * n))
+    G = M @ M.T
+    # informative: rank-deficient class means (D < K), and a node over the spectrum, where the resolvent is largest
+    event("means of rank D < K" if D < K else "means of rank K")
+    event("node over the spectrum" if 0.0 <= x <= np.linalg.eigvalsh(G).max() else "node beside the spectrum")
+    Q = np.linalg.inv(G - z * np.eye(K * n))
     # |Q| <= 1 / Im z <= 20; 1e-10 absolute leaves room for the conditioning of the K x K inverses
     assert np.abs(Q - (np.eye(K * n) / a[0] - J @ Psi[0] @ J.T)).max() <= 1e-10
     assert abs(np.trace(Q) - d[0]) <= 1e-10 * K * n

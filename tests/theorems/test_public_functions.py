@@ -426,6 +426,10 @@ TABLE = {
             iters=_ints(0),
         ),
     ),
+    fda.contour_nodes: (
+        dict(q=8, mu=0.05, right=2.0),
+        dict(q=_ints(1), mu=_reals(0.0, -0.25), right=[Bad(NAN), Bad("abc"), Bad(-0.025, shows="-mu/2"), Bad(-1.0, shows="-mu/2")]),
+    ),
     fda.aniso_average: (
         dict(funcs=lambda z: np.vstack([z, z * z]), sigma=SIG, m=5, mu=0.05, tol=1e-11),
         dict(sigma=SIG_BAD, m=_ints(1), mu=_reals(0.0, -0.25), tol=_reals(0.0, -1e-11)),
@@ -469,6 +473,11 @@ TABLE = {
         dict(name="gamma", value=[1.0, 2.0], ndim=1, dtype=np.float64),
         dict(value=[Bad("abc"), Bad([1.0, NAN], shows="finite"), Bad([1.0, -INF], shows="finite"), Bad([[1.0]], shows="(1, 1)")]),
     ),
+    theory.validate.check_spectrum: (
+        dict(name="gamma", value=[0.0, 2.0]),
+        dict(value=[Bad("abc"), Bad([1.0, NAN], shows="finite"), Bad([[1.0]], shows="(1, 1)"), Bad([], shows="(0,)"),
+                    Bad([1.0, -0.5], shows=("[1]", "-0.5"))]),
+    ),
     theory.validate.check_labels: (
         dict(name="gamma", labels=[0, 2, 1], K=3, size=3),
         dict(
@@ -501,6 +510,7 @@ REPORTED_AS = {
     (theory.validate.check_label_counts, "counts"): "gamma",
     (theory.validate.check_within_correlation, "value"): "gamma",
     (theory.validate.check_array, "value"): "gamma",
+    (theory.validate.check_spectrum, "value"): "gamma",
     (theory.validate.check_labels, "labels"): "gamma",
     (theory.validate.check_generator, "value"): "gamma",
     (theory.exact_boundary, "etas"): "eta",
@@ -527,6 +537,7 @@ NOT_VALIDATED = {
     (theory.validate.check_array, "name"): "the caller's parameter name",
     (theory.validate.check_array, "ndim"): "a shape chosen by the caller",
     (theory.validate.check_array, "dtype"): "a number type chosen by the caller",
+    (theory.validate.check_spectrum, "name"): "the caller's parameter name",
     (theory.validate.check_labels, "name"): "the caller's parameter name",
     (theory.validate.check_labels, "K"): "the caller's validated K",
     (theory.validate.check_labels, "size"): "the caller's count of instances",
@@ -627,6 +638,10 @@ UNBAL = np.array([[0.5, 0.5, 0.0], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5]])
         lambda: fda.silverstein_stieltjes(-1.0 + 1.0j, [0.5], 1, iters=0)[1] <= 1e-12,
         lambda: fda.aniso_average(lambda z: np.vstack([z]), [0.5], 1, 0.1)[0][0] > 0,
         lambda: fda.aniso_within_spectrum([0.5], 3, 0.1, 0).phi.shape == (1,),
+        # -(1 / 2 pi i) times the contour integral: of 1 it is 0, of 1 / (z - 0.3) (a pole inside the circle) it is -1
+        lambda: abs(fda.contour_nodes(64, 0.1, 1.0)[1].sum()) < 1e-12,
+        lambda: abs((fda.contour_nodes(64, 0.1, 1.0)[1] / (fda.contour_nodes(64, 0.1, 1.0)[0] - 0.3)).sum() + 1.0) < 1e-12,
+        lambda: fda.contour_nodes(1, 0.1, 1.0)[0].shape == (1,),
         lambda: V.check_int("K", 2, minimum=2, maximum=2) == 2,
         lambda: V.check_int("K", 4.0) == 4,
         lambda: V.check_fraction("eta", 0.0) == 0.0,
