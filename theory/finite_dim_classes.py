@@ -267,20 +267,25 @@ def classes_filters(means, sigma, n: int, lam: float, rounds: int = 10, tol: flo
                           moments, tau_pairs, cur[7], max(err, imag, cur[8]))
 
 
+def _filters_for(means, sigma, n, lam, rounds, tol, filters, at_least=False):
+    """``filters`` checked against the model (rounds equal, or at least ``rounds`` with ``at_least``), or computed."""
+    if filters is None:
+        return classes_filters(means, sigma, n, lam, rounds, tol)
+    if not isinstance(filters, ClassesFilters):
+        raise TypeError(f"filters == {filters!r}, must be None or the ClassesFilters of classes_filters")
+    if not (filters.n == n and filters.lam == lam and (filters.rounds >= rounds if at_least else filters.rounds == rounds)
+            and np.array_equal(filters.means, np.asarray(means, dtype=np.float64))
+            and np.array_equal(filters.sigma, np.asarray(sigma, dtype=np.float64))):
+        raise ValueError("filters were computed for other means, sigma, n, lam or rounds than the ones given")
+    return filters
+
+
 def classes_prediction(means, sigma, n: int, counts, lam: float, rounds: int = 10, tol: float = 1e-10,
                        prob_tol: float = 1e-4, filters: ClassesFilters | None = None) -> ClassesPrediction:
     """The theory of the module doc for rounds 0..rounds: counts[k, l] = training instances of class k given
     label l (rows sum to n), lam the ridge penalty (mu = K N lam). ``filters``: :func:`classes_filters` of the same
     means, sigma, n, lam and rounds, when already computed (they do not depend on the counts)."""
-    if filters is None:
-        filters = classes_filters(means, sigma, n, lam, rounds, tol)
-    elif not isinstance(filters, ClassesFilters):
-        raise TypeError(f"filters == {filters!r}, must be None or the ClassesFilters of classes_filters")
-    elif not (filters.n == n and filters.lam == lam and filters.rounds == rounds
-              and np.array_equal(filters.means, np.asarray(means, dtype=np.float64))
-              and np.array_equal(filters.sigma, np.asarray(sigma, dtype=np.float64))):
-        raise ValueError("filters were computed for other means, sigma, n, lam or rounds than the ones given")
-    F = filters
+    F = _filters_for(means, sigma, n, lam, rounds, tol, filters)
     K = F.means.shape[0]
     counts = check_label_counts(counts, n)
     if counts.shape != (K, K):

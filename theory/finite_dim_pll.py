@@ -151,6 +151,124 @@ def _orthant_gradient(mean: np.ndarray, cov: np.ndarray, tol: float):
     return grad, err
 
 
+def _student_correct(k: int, pairs: tuple, mean_o: np.ndarray, mean_s: np.ndarray, cov: np.ndarray, prob_tol: float):
+    """P(student correct) for a class-k instance (step 3): the teacher's output o and the student's s jointly
+    Gaussian, mean_o (K,), mean_s[p] (P, K) the student's mean when the top two are pairs[p], cov (2 K, 2 K) of
+    (o, s); the sum over pairs of P(top two of o = pair, k the strict maximum of s). Returns (probability, error)."""
+    from . import finite_dim as fd
+
+    K = mean_o.size
+    R = _margin_rows(K, k)
+    means, covs = [], []
+    for p, (a, b) in enumerate(pairs):
+        for Ap in _pair_blocks(K, a, b):
+            A = np.block([[Ap, np.zeros((K - 1, K))], [np.zeros((K - 1, K)), R]])
+            means.append(A @ np.concatenate([mean_o, mean_s[p]]))
+            covs.append(A @ cov @ A.T)
+    pr, er = fd.orthant_probability(np.array(means), np.array(covs), prob_tol, max_points=1 << 18)
+    return float(pr.sum()), float(er.sum())
+
+
+@dataclass(frozen=True)
+class _TopTwo:
+    pairs: tuple
+    tvec: np.ndarray
+    pair_prob: np.ndarray
+    contains: np.ndarray
+    Tbar: np.ndarray
+    Gam_AE: np.ndarray
+    Gam_EE: np.ndarray
+    Jbar: np.ndarray
+    Gam_nu: np.ndarray
+    error: float
+
+
+def _pairs(K: int):
+    """The candidate top-two pairs (a, b), a < b, and their targets (e_a + e_b) / 2, (P, K)."""
+    eye = np.eye(K)
+    pairs = tuple(combinations(range(K), 2))
+    return pairs, np.array([(eye[a] + eye[b]) / 2.0 for a, b in pairs])
+
+
+def _top_two(counts: np.ndarray, means_o: np.ndarray, covs_o: np.ndarray, prob_tol: float) -> _TopTwo:
+    """The teacher's top two per type (steps 2, 3 and 5) from its Gaussian output per type: means_o[k, l] (K,) and
+    covs_o[k, l] (K, K) for the present types. Shared with :mod:`theory.finite_dim_classes_pll`, whose teacher
+    has another Gaussian output and the same top-two targets."""
+    from . import finite_dim as fd
+
+    K = counts.shape[0]
+    present = counts > 0
+    pairs, tvec = _pairs(K)
+    perr = 0.0
+
+    # teacher's top two, per type: orthant probabilities of its Gaussian output (finite_dim steps 3-4)
+    pair_prob = np.full((K, K, len(pairs)), np.nan)
+    jac = np.zeros((K, K, K, K))  # d E[t | type] / d (teacher's mean output), per type
+    for k in range(K):
+        for l in np.flatnonzero(present[k]):
+            mean, cov = means_o[k, l], covs_o[k, l]
+            if K == 2:
+                pair_prob[k, l, 0] = 1.0
+                continue
+            A = np.stack([_pair_blocks(K, a, b) for a, b in pairs])  # (P, K - 2, K - 1, K)
+            Am, AS = A @ mean, A @ cov @ np.swapaxes(A, -1, -2)
+            pr, er = fd.orthant_probability(Am, AS, prob_tol, max_points=1 << 18)
+            pair_prob[k, l] = pr.sum(axis=1)
+            if abs(pair_prob[k, l].sum() - 1.0) > 10.0 * prob_tol + float(er.sum()):
+                # the pairs partition the outcomes unless two classes tie with no variance between them
+                raise ValueError(
+                    f"counts: type (true {k}, given {l}) has wrong classes whose teacher outputs tie exactly, without "
+                    f"fluctuation at this model's order (its top-two probabilities sum to {pair_prob[k, l].sum():.3g}); "
+                    "the runner-up is decided beyond the model")
+            P_, B_ = A.shape[:2]
+            gr, eg = _orthant_gradient(Am.reshape(P_ * B_, K - 1), AS.reshape(P_ * B_, K - 1, K - 1), prob_tol)
+            # J[r, q] = d E[t_r] / d mean_q = sum over pairs of t_pair[r] * (A^T grad)[q]
+            gq = np.einsum("pbrq,pbr->pq", A, gr.reshape(P_, B_, K - 1))
+            jac[k, l] = tvec.T @ gq
+            perr = max(perr, float(er.sum(axis=1).max()), eg)
+    return _target_statistics(counts, pairs, tvec, pair_prob, jac, covs_o, perr)
+
+
+def _target_statistics(counts, pairs, tvec, pair_prob, jac, covs_o, error) -> _TopTwo:
+    """Steps 2 and 5 from the teacher's top-two probabilities pair_prob[k, l, p] and their Jacobians jac[k, l]
+    (d E[t | type] / d mean output) per type."""
+    K = counts.shape[0]
+    n = int(counts[0].sum())
+    N = K * n
+    C = counts / n
+    present = counts > 0
+    eye = np.eye(K)
+    contains = np.full((K, K), np.nan)
+    for k in range(K):
+        has_k = np.array([k in p for p in pairs])
+        contains[k, present[k]] = pair_prob[k, present[k]][:, has_k].sum(axis=1)
+
+    # class averages of the targets and the within-class Grams of the labels A = Y_perp and the
+    # expected targets E = E[t | type]_perp (step 2)
+    pp = np.where(present[:, :, None], pair_prob, 0.0)
+    Et = pp @ tvec  # (K, K, K): E[t | type]
+    Ett = np.einsum("klp,pa,pb->klab", pp, tvec, tvec)
+    Tbar = np.einsum("kl,kla->ka", C, Et)
+    Gam_AE = n * (np.einsum("kl,la,klb->ab", C, eye, Et) - C.T @ Tbar)
+    Gam_EE = n * (np.einsum("kl,kla,klb->ab", C, Et, Et) - Tbar.T @ Tbar)
+    # the residual nu_j = t_j - E[t_j] - J_j (o_j - E o_j): uncorrelated with o_j (Stein), covariance
+    # Cov(t | type) - J Sigma_o J^T
+    # The chain term below uses the count-average Jbar of the J_j; the rest of the linear response,
+    # (J_j - Jbar) do_j, has mean 0 over the instances and alternates with the types, so it is counted
+    # with nu as independent noise.
+    Jbar = np.einsum("kl,klrq->rq", counts, jac) / N
+    Gam_nu = np.zeros((K, K))
+    for k in range(K):
+        for l in np.flatnonzero(present[k]):
+            cov_o = covs_o[k, l]
+            cov_t = Ett[k, l] - np.outer(Et[k, l], Et[k, l])
+            dJ = jac[k, l] - Jbar
+            Gam_nu += counts[k, l] * (cov_t - jac[k, l] @ cov_o @ jac[k, l].T + dJ @ cov_o @ dJ.T)
+    w_, V_ = np.linalg.eigh(0.5 * (Gam_nu + Gam_nu.T))
+    Gam_nu = (V_ * np.clip(w_, 0.0, None)) @ V_.T
+    return _TopTwo(pairs, tvec, pair_prob, contains, Tbar, Gam_AE, Gam_EE, Jbar, Gam_nu, error)
+
+
 def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, counts, prob_tol: float = 1e-4,
                    quad_tol: float = 1e-12) -> FiniteDimPLL:
     """The finite-D linearised PLL student and its teacher (see the module doc); D > 0 finite."""
@@ -183,8 +301,6 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     f_class, f_const, h_class_d, h_const_d, _ = fd.spike_filters(K, n, c, d, lam, D, 0, max(quad_tol, 1e-10))
     f_class, f_const, h_class_d, h_const_d = float(f_class[0]), float(f_const[0]), float(h_class_d[0]), float(h_const_d[0])
     eye = np.eye(K)
-    pairs = tuple(combinations(range(K), 2))
-    tvec = np.array([(eye[a] + eye[b]) / 2.0 for a, b in pairs])  # (P, K)
     bb, c2 = 1.0 - 1.0 / n, 1.0 - 2.0 / m
     Gam_Y = n * (np.diag(C.sum(axis=0)) - C.T @ C)
     if K > 2 and not np.any(np.abs(Gam_Y) > 1e-12 * n):
@@ -193,65 +309,16 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
         # decided by fluctuations beyond the model (measured by sims.pll_mixture)
         raise ValueError("counts: no given label is shared by two true classes (e.g. no label noise); the teacher's "
                          "runner-up is then decided beyond this model: theory.pll_analysis gives the tie rule's answer")
-    perr = 0.0
-
-    # teacher's top two, per type: orthant probabilities of its Gaussian output (finite_dim steps 3-4)
-    pair_prob = np.full((K, K, len(pairs)), np.nan)
-    jac = np.zeros((K, K, K, K))  # d E[t | type] / d (teacher's mean output), per type
+    means_o = np.full((K, K, K), np.nan)
+    covs_o = np.full((K, K, K, K), np.nan)
     for k in range(K):
         for l in np.flatnonzero(present[k]):
             u = eye[l] - C[k]
-            mean = U + phi * u + f_class * (C[k] - Cbar) + f_const * (Cbar - U)
-            cov = kappa * (bb * Gam_Y + c2 * np.outer(u, u))
-            if K == 2:
-                pair_prob[k, l, 0] = 1.0
-                continue
-            A = np.stack([_pair_blocks(K, a, b) for a, b in pairs])  # (P, K - 2, K - 1, K)
-            Am, AS = A @ mean, A @ cov @ np.swapaxes(A, -1, -2)
-            pr, er = fd.orthant_probability(Am, AS, prob_tol, max_points=1 << 18)
-            pair_prob[k, l] = pr.sum(axis=1)
-            if abs(pair_prob[k, l].sum() - 1.0) > 10.0 * prob_tol + float(er.sum()):
-                # the pairs partition the outcomes unless two classes tie with no variance between them
-                raise ValueError(
-                    f"counts: type (true {k}, given {l}) has wrong classes whose teacher outputs tie exactly, without "
-                    f"fluctuation at this model's order (its top-two probabilities sum to {pair_prob[k, l].sum():.3g}); "
-                    "the runner-up is decided beyond the model")
-            P_, B_ = A.shape[:2]
-            gr, eg = _orthant_gradient(Am.reshape(P_ * B_, K - 1), AS.reshape(P_ * B_, K - 1, K - 1), prob_tol)
-            # J[r, q] = d E[t_r] / d mean_q = sum over pairs of t_pair[r] * (A^T grad)[q]
-            gq = np.einsum("pbrq,pbr->pq", A, gr.reshape(P_, B_, K - 1))
-            jac[k, l] = tvec.T @ gq
-            perr = max(perr, float(er.sum(axis=1).max()), eg)
-    contains = np.full((K, K), np.nan)
-    for k in range(K):
-        has_k = np.array([k in p for p in pairs])
-        contains[k, present[k]] = pair_prob[k, present[k]][:, has_k].sum(axis=1)
-
-    # class averages of the targets and the within-class Grams of the labels A = Y_perp and the
-    # expected targets E = E[t | type]_perp (step 2)
-    pp = np.where(present[:, :, None], pair_prob, 0.0)
-    Et = pp @ tvec  # (K, K, K): E[t | type]
-    Ett = np.einsum("klp,pa,pb->klab", pp, tvec, tvec)
-    Tbar = np.einsum("kl,kla->ka", C, Et)
-    Tbb = Tbar.mean(axis=0)
-    Gam_AE = n * (np.einsum("kl,la,klb->ab", C, eye, Et) - C.T @ Tbar)
-    Gam_EE = n * (np.einsum("kl,kla,klb->ab", C, Et, Et) - Tbar.T @ Tbar)
-    # the residual nu_j = t_j - E[t_j] - J_j (o_j - E o_j): uncorrelated with o_j (Stein), covariance
-    # Cov(t | type) - J Sigma_o J^T
-    # The chain term below uses the count-average Jbar of the J_j; the rest of the linear response,
-    # (J_j - Jbar) do_j, has mean 0 over the instances and alternates with the types, so it is counted
-    # with nu as independent noise.
-    Jbar = np.einsum("kl,klrq->rq", counts, jac) / N
-    Gam_nu = np.zeros((K, K))
-    for k in range(K):
-        for l in np.flatnonzero(present[k]):
-            u = eye[l] - C[k]
-            cov_o = kappa * (bb * Gam_Y + c2 * np.outer(u, u))
-            cov_t = Ett[k, l] - np.outer(Et[k, l], Et[k, l])
-            dJ = jac[k, l] - Jbar
-            Gam_nu += counts[k, l] * (cov_t - jac[k, l] @ cov_o @ jac[k, l].T + dJ @ cov_o @ dJ.T)
-    w_, V_ = np.linalg.eigh(0.5 * (Gam_nu + Gam_nu.T))
-    Gam_nu = (V_ * np.clip(w_, 0.0, None)) @ V_.T
+            means_o[k, l] = U + phi * u + f_class * (C[k] - Cbar) + f_const * (Cbar - U)
+            covs_o[k, l] = kappa * (bb * Gam_Y + c2 * np.outer(u, u))
+    tt = _top_two(counts, means_o, covs_o, prob_tol)
+    pairs, tvec, pair_prob, contains, Tbar = tt.pairs, tt.tvec, tt.pair_prob, tt.contains, tt.Tbar
+    Tbb, Gam_AE, Gam_EE, Jbar, Gam_nu, perr = Tbar.mean(axis=0), tt.Gam_AE, tt.Gam_EE, tt.Jbar, tt.Gam_nu, tt.error
     # spectral moments of f = f_1 and f^2 over the within-class spectrum (Haar constants kappa_fg)
     mom, qerr = fd.mp_average(lambda x: _powers(sig2 * x, mu), m / D, quad_tol)
     Ef, Ef2, Ef3, Ef4, Eq, Efq, Ef2q = mom
@@ -266,7 +333,6 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     student = np.full((K, K), np.nan)
     Z = np.zeros((K, K))
     for k in range(K):
-        R = _margin_rows(K, k)
         for l in np.flatnonzero(present[k]):
             if K == 2:
                 student[k, l] = 0.0  # outputs exactly U: a tie
@@ -282,17 +348,10 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
             L = np.block([[eye, Z, Z, Z], [-2.0 * phi * Jbar, Jbar, eye, eye]])
             cov = L @ SX @ L.T
             meanY = U + phi * uY + f_class * (C[k] - Cbar) + f_const * (Cbar - U)
-            means, covs = [], []
-            for p, (a, b) in enumerate(pairs):
-                meanT = (U + phi * (tvec[p] - Tbar[k]) + varf * (Jbar @ uY) + f_class * (Tbar[k] - Tbb)
-                         + f_const * (Tbb - U))
-                for Ap in _pair_blocks(K, a, b):
-                    A = np.block([[Ap, np.zeros((K - 1, K))], [np.zeros((K - 1, K)), R]])
-                    means.append(A @ np.concatenate([meanY, meanT]))
-                    covs.append(A @ cov @ A.T)
-            pr, er = fd.orthant_probability(np.array(means), np.array(covs), prob_tol, max_points=1 << 18)
-            student[k, l] = float(pr.sum())
-            perr = max(perr, float(er.sum()))
+            meanT = (U + phi * (tvec - Tbar[k]) + varf * (Jbar @ uY) + f_class * (Tbar[k] - Tbb)
+                     + f_const * (Tbb - U))
+            student[k, l], er = _student_correct(k, pairs, meanY, meanT, cov, prob_tol)
+            perr = max(perr, er)
 
     # fresh samples (step 4): N lambda times the logits of a fresh class-k sample, s = 1; the targets'
     # within part E + Jbar A (F' - phi) + nu weights the fresh noise by q, (f - phi) q and (f - phi)^2 q

@@ -17,8 +17,9 @@
   and the measured-spectrum prediction :func:`theory.finite_dim_classes.classes_prediction` (``train_pred_classes``,
   ``fresh_pred_classes``): Gaussian classes with the training class means and the pooled training within-class
   covariance, whose class means lie inside the noise's span (an information-plus-noise Gram);
-  ``pll``: the observed PLL student (linearised CE on the round-0 teacher's top-two targets), no prediction (the
-  classes theory covers SD rounds only). ``mean_span_share``: the share of the within-class variance inside the
+  ``pll``: the PLL student (linearised CE on the round-0 teacher's top-two targets), observed on the digits and on
+  the Gaussian model, next to :func:`theory.finite_dim_classes_pll.classes_pll` on that model (``train_pred_classes``,
+  ``fresh_pred_classes``, at ``pll_prob_tol``). ``mean_span_share``: the share of the within-class variance inside the
   span of the K class means (0 in the mixture, whose noise is orthogonal to the means). With ``surrogate_reps``
   > 0, Monte Carlo on that Gaussian model (the digits' class means, the pooled covariance, same sizes, lambda and
   noise) separates the theory's error on its own model from the model's error on digits (non-Gaussian shape,
@@ -32,6 +33,7 @@ import numpy as np
 from theory import finite_dim as fdim
 from theory.finite_dim_aniso import aniso_within_spectrum
 from theory.finite_dim_classes import classes_filters, classes_prediction
+from theory.finite_dim_classes_pll import classes_pll
 
 from ..engine import measures as metrics
 from ..engine import noise as noise_mod
@@ -77,10 +79,11 @@ def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
 
 
 def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0.6), accuracy_lam: float = 5e-4,
-                          surrogate_reps: int = 0, seed: int = 0, class_prob_tol: float = 1e-3) -> dict:
+                          surrogate_reps: int = 0, seed: int = 0, class_prob_tol: float = 1e-3,
+                          pll_prob_tol: float = 3e-3) -> dict:
     """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
     # label draws and the Gaussian control on separate streams: the digits' labels do not depend on surrogate_reps
-    lab_rng, sur_rng = np.random.default_rng(seed).spawn(2)
+    lab_rng, sur_rng, pll_rng = np.random.default_rng(seed).spawn(3)  # the first two as with spawn(2)
     dd = load_digits_data()
     K, n = dd.K, dd.n
     N, m, D = K * n, K * n - K, dd.X_train.shape[1]
@@ -117,7 +120,7 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     covs = [S_tr] * K  # the model of theory.finite_dim_classes: one pooled covariance
     filters = classes_filters(means, S_tr, n, accuracy_lam, rounds) if etas else None  # label-free, so shared
     accuracy, pll, lin_res, prob_err = [], [], 0.0, 0.0
-    fp_res, cls_quad, cls_prob = 0.0, 0.0, 0.0
+    fp_res, cls_quad, cls_prob, pll_prob = 0.0, 0.0, 0.0, 0.0
     for eta in etas:
         z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
                                                     eta, rounds, lab_rng)
@@ -146,11 +149,18 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                 "train_gaussian_surrogate": None if sur is None else float(sur[0, t]),
                 "test_gaussian_surrogate": None if sur is None else float(sur[1, t]),
             })
+        # the theory's Gaussian draws take an int seed (as theory.finite_dim.orthant_probability), drawn from the stream
+        cpll = classes_pll(means, S_tr, n, counts, accuracy_lam, prob_tol=pll_prob_tol,
+                           filters=filters if rounds >= 1 else None, seed=int(pll_rng.integers(2**31)))
+        pll_prob = max(pll_prob, cpll.probability_error)
         pll.append({"eta": float(eta), "train_obs": train_obs[-1], "test_obs": test_obs[-1],
                     "train_gaussian_surrogate": None if sur is None else float(sur[0, -1]),
-                    "test_gaussian_surrogate": None if sur is None else float(sur[1, -1])})
+                    "test_gaussian_surrogate": None if sur is None else float(sur[1, -1]),
+                    "train_pred_classes": cpll.student_train_accuracy, "fresh_pred_classes": cpll.student_fresh_accuracy,
+                    "teacher_train_pred_classes": cpll.teacher_train_accuracy,
+                    "teacher_fresh_pred_classes": cpll.teacher_fresh_accuracy})
     return {"within": within, "accuracy": accuracy, "pll": pll, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
             "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()), "mean_span_share": mean_span_share,
             "errors": {"quadrature": quad, "silverstein_residual": resid, "linear_solve": lin_res,
                        "theory_quadrature": prob_err, "classes_fixed_point": fp_res, "classes_quadrature": cls_quad,
-                       "classes_probability": cls_prob}}
+                       "classes_probability": cls_prob, "classes_pll_probability": pll_prob}}

@@ -39,3 +39,9 @@ def test_observed_accuracies_per_round_and_pll_are_reported_and_the_isotropic_mi
     # is 5-12 points; 1 point is far beyond the ~1 % sampling spread of one label draw)
     assert all(a["train_pred_iso"] > a["train_obs"] + 0.01 for a in acc)
     assert 0.0 < r["mean_span_share"] < 1.0 and r["errors"]["linear_solve"] <= 1e-10
+    # the PLL student under the same Gaussian model: within 2 points of its 2 draws (measured 0.1-0.3 points at 20
+    # draws), and its teacher is the round-0 SD prediction (to the two orthant tolerances, 3e-3 and 1e-3)
+    p = r["pll"][0]
+    assert abs(p["train_pred_classes"] - p["train_gaussian_surrogate"]) <= 0.02
+    assert abs(p["fresh_pred_classes"] - p["test_gaussian_surrogate"]) <= 0.02
+    assert abs(p["teacher_train_pred_classes"] - acc[0]["train_pred_classes"]) <= 4e-3

@@ -28,6 +28,7 @@ import theory.exact_level
 import theory.finite_dim as fd
 import theory.finite_dim_aniso as fda
 import theory.finite_dim_classes as fdc
+import theory.finite_dim_classes_pll as fdcp
 import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
@@ -37,7 +38,7 @@ from tests.contract import reals as _reals
 from theory import validate as V
 
 MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim",
-           "finite_dim_pll", "finite_dim_aniso", "finite_dim_classes", "validate")
+           "finite_dim_pll", "finite_dim_aniso", "finite_dim_classes", "finite_dim_classes_pll", "validate")
 
 
 # block model K = 3, n = 4
@@ -457,6 +458,13 @@ TABLE = {
              filters=None),
         dict(**CLS_BAD, counts=FD_COUNTS_BAD, tol=_reals(0.0, -1e-10), prob_tol=_reals(0.0, -1e-3),
              filters=[Bad("abc"), Bad(OTHER_FILTERS, shows="filters were computed")]),
+    ),
+    fdcp.classes_pll: (
+        dict(means=MEANS, sigma=np.diag(SIG), n=3, counts=FD_COUNTS, lam=1e-2, tol=1e-10, prob_tol=5e-3, filters=None,
+             seed=0),
+        dict(**{k: v for k, v in CLS_BAD.items() if k != "rounds"}, counts=FD_COUNTS_BAD, tol=_reals(0.0, -1e-10),
+             prob_tol=_reals(0.0, -1e-3), filters=[Bad("abc"), Bad(OTHER_FILTERS, shows="filters were computed")],
+             seed=_ints(0)),
     ),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
