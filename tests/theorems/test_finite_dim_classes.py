@@ -20,6 +20,8 @@ from theory import finite_dim as fd
 from theory.finite_dim_aniso import silverstein_stieltjes
 from theory.finite_dim_classes import classes_filters, classes_prediction, classes_resolvent
 
+from .classes_settings import gram_draws, mixture_means, noisy_counts
+
 Z = np.array([-0.7 + 0.2j, 3.0 + 1.0j, 10.0 - 2.0j, -0.2 - 0.05j])
 
 
@@ -106,24 +108,13 @@ def test_the_equivalent_against_monte_carlo_resolvents_with_means_in_the_noise_s
     assert res <= 1e-13
 
 
-def _mixture_means(K, c, d, dims):
-    return np.sqrt(d) * np.eye(dims)[0][None, :] + np.sqrt(c - d) * np.eye(dims)[1:K + 1]
-
-
-def _counts(K, n, eta):
-    off = round(n * eta / (K - 1))
-    counts = np.full((K, K), off)
-    np.fill_diagonal(counts, n - off * (K - 1))
-    return counts
-
-
 def test_orthogonal_means_reduce_to_the_mixture_theory():
     K, n, c, d, lam, D, eta = 4, 30, 0.4, 0.1, 1e-3, 100, 0.45
     dims = D + K + 1  # the means in the first K + 1 coordinates, the noise in the other D
     sigma = np.zeros((dims, dims))
     sigma[K + 1:, K + 1:] = (1 - c) / D * np.eye(D)
-    counts = _counts(K, n, eta)
-    p = classes_prediction(_mixture_means(K, c, d, dims), sigma, n, counts, lam, 6, prob_tol=1e-4)
+    counts = noisy_counts(K, n, eta)
+    p = classes_prediction(mixture_means(K, c, d, dims), sigma, n, counts, lam, 6, prob_tol=1e-4)
     q = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=6, prob_tol=1e-4)
     # same within-class law, two quadratures
     assert np.abs(p.kappa - q.kappa).max() <= 1e-9 * q.kappa.max()
@@ -140,21 +131,12 @@ def test_orthogonal_means_reduce_to_the_mixture_theory():
 def _monte_carlo(means, sigma, n, counts, lam, rounds, reps, rng, per_test=100):
     """Training and fresh accuracy of linearised SD on sampled Gaussian classes (own sampler: eigendecomposition of
     the Gram, f_s and h_s applied to its eigenvalues)."""
-    K, D = means.shape
-    N = K * n
-    mu = K * N * lam
-    L = np.linalg.cholesky(sigma)
-    y = np.repeat(np.arange(K), n)
-    given = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
-    y_test = np.repeat(np.arange(K), per_test)
-    Y = np.eye(K)[given] - 1.0 / K
+    K = means.shape[0]
+    mu = K * K * n * lam
+    y, y_test, Y, draws = gram_draws(means, sigma, n, counts, reps, rng, per_test)
     train, fresh = np.zeros((reps, rounds + 1)), np.zeros((reps, rounds + 1))
-    for r in range(reps):
-        X = means[y] + rng.standard_normal((N, D)) @ L.T
-        Xt = means[y_test] + rng.standard_normal((K * per_test, D)) @ L.T
-        ev, U = np.linalg.eigh(X @ X.T)
-        ev = np.clip(ev, 0.0, None)
-        B, cross = U.T @ Y, U.T @ (X @ Xt.T)
+    for r, (ev, U, cross) in enumerate(draws):
+        B = U.T @ Y
         for t in range(rounds + 1):
             s = t + 1
             train[r, t] = np.mean((U @ (((ev / (ev + mu)) ** s)[:, None] * B)).argmax(axis=1) == y)
@@ -167,9 +149,9 @@ def test_means_inside_the_noise_span_against_monte_carlo():
     # the mixture as the issue writes it: phi = sqrt(d) u_0 + sqrt(c - d) u_k + xi, xi ~ N(0, (1 - c) / D I_D) over
     # all D coordinates, so the noise overlaps the means (cross terms of order 1 / sqrt(D))
     K, n, c, d, lam, D, eta = 3, 40, 0.3, 0.05, 1e-3, 60, 0.4
-    means = _mixture_means(K, c, d, D)
+    means = mixture_means(K, c, d, D)
     sigma = (1 - c) / D * np.eye(D)
-    counts = _counts(K, n, eta)
+    counts = noisy_counts(K, n, eta)
     rounds = 6
     p = classes_prediction(means, sigma, n, counts, lam, rounds, prob_tol=1e-4)
     tr, fr, se_tr, se_fr = _monte_carlo(means, sigma, n, counts, lam, rounds, 300, np.random.default_rng(11))
@@ -212,7 +194,7 @@ def test_filters_are_reused_only_for_their_own_model():
     K, n, D = 3, 10, 6
     means = rng.standard_normal((K, D)) * 0.3
     sigma = np.diag(rng.uniform(0.01, 0.1, D))
-    counts = _counts(K, n, 0.2)
+    counts = noisy_counts(K, n, 0.2)
     F = classes_filters(means, sigma, n, 1e-2, 3)
     a = classes_prediction(means, sigma, n, counts, 1e-2, 3)
     b = classes_prediction(means, sigma, n, counts, 1e-2, 3, filters=F)
@@ -223,7 +205,7 @@ def test_filters_are_reused_only_for_their_own_model():
     assert np.array_equal(np.isnan(c.p_correct), np.broadcast_to(few == 0, c.p_correct.shape))
     assert np.allclose(c.train_accuracy, np.einsum("tkl,kl->t", np.nan_to_num(c.p_correct), few) / (K * n),
                        rtol=0, atol=1e-15)
-    for kwargs in ({"n": n + 1, "counts": _counts(K, n + 1, 0.2)}, {"lam": 2e-2}, {"rounds": 2},
+    for kwargs in ({"n": n + 1, "counts": noisy_counts(K, n + 1, 0.2)}, {"lam": 2e-2}, {"rounds": 2},
                    {"means": means + 1e-3}, {"sigma": sigma * 1.01}):
         args = {"means": means, "sigma": sigma, "n": n, "counts": counts, "lam": 1e-2, "rounds": 3} | kwargs
         with pytest.raises(ValueError, match="filters were computed for other"):

@@ -17,35 +17,18 @@ from theory import finite_dim_pll as fdp
 from theory.finite_dim_classes import classes_filters
 from theory.finite_dim_classes_pll import _teacher_targets, classes_pll
 
-
-def _mixture_means(K, c, d, dims):
-    return np.sqrt(d) * np.eye(dims)[0][None, :] + np.sqrt(c - d) * np.eye(dims)[1:K + 1]
-
-
-def _counts(K, n, eta):
-    off = round(n * eta / (K - 1))
-    counts = np.full((K, K), off)
-    np.fill_diagonal(counts, n - off * (K - 1))
-    return counts
+from .classes_settings import gram_draws, mixture_means, noisy_counts
 
 
 def _monte_carlo(means, sigma, n, counts, lam, reps, rng, per_test=100):
     """Teacher and PLL student accuracy (train, then fresh) of the linearised fits on sampled Gaussian classes: the
     Gram's eigendecomposition, f_1 on its eigenvalues, the teacher's top two as targets (own sampler)."""
-    K, D = means.shape
+    K = means.shape[0]
     N = K * n
     mu = K * N * lam
-    L = np.linalg.cholesky(sigma)
-    y = np.repeat(np.arange(K), n)
-    given = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
-    y_test = np.repeat(np.arange(K), per_test)
-    Y = np.eye(K)[given] - 1.0 / K
+    y, y_test, Y, draws = gram_draws(means, sigma, n, counts, reps, rng, per_test)
     out = np.zeros((reps, 4))
-    for r in range(reps):
-        X = means[y] + rng.standard_normal((N, D)) @ L.T
-        Xt = means[y_test] + rng.standard_normal((K * per_test, D)) @ L.T
-        ev, V = np.linalg.eigh(X @ X.T)
-        ev = np.clip(ev, 0.0, None)
+    for r, (ev, V, cross) in enumerate(draws):
         f, h = ev / (ev + mu), 1.0 / (ev + mu)
         B = V.T @ Y
         O = V @ (f[:, None] * B)
@@ -53,7 +36,6 @@ def _monte_carlo(means, sigma, n, counts, lam, reps, rng, per_test=100):
         T = np.zeros((N, K))
         T[np.arange(N)[:, None], top] = 0.5
         BT = V.T @ (T - 1.0 / K)
-        cross = V.T @ (X @ Xt.T)
         out[r] = [np.mean(O.argmax(1) == y), np.mean((V @ (f[:, None] * BT)).argmax(1) == y),
                   np.mean((cross.T @ (h[:, None] * B)).argmax(1) == y_test),
                   np.mean((cross.T @ (h[:, None] * BT)).argmax(1) == y_test)]
@@ -88,8 +70,8 @@ def test_orthogonal_means_reproduce_the_mixture_pll():
     dims = D + K + 1  # the means in the first K + 1 coordinates, the noise in the other D
     sigma = np.zeros((dims, dims))
     sigma[K + 1:, K + 1:] = (1 - c) / D * np.eye(D)
-    counts = _counts(K, n, eta)
-    p = classes_pll(_mixture_means(K, c, d, dims), sigma, n, counts, lam, prob_tol=2e-3)
+    counts = noisy_counts(K, n, eta)
+    p = classes_pll(mixture_means(K, c, d, dims), sigma, n, counts, lam, prob_tol=2e-3)
     q = fdp.pll_finite_dim(K, n, c, d, lam, D, counts, prob_tol=1e-4)
     # the two theories differ at O(1/n) (theory.finite_dim_classes's test) plus this module's sampling error
     # (2e-3 per probability): measured 1.3e-3 in the pair probabilities, 1.8e-3 in the student's per type, 5.2e-3 in
@@ -105,9 +87,9 @@ def test_orthogonal_means_reproduce_the_mixture_pll():
 def test_means_inside_the_noise_span_against_monte_carlo():
     # the mixture as issue 16 writes it, the noise over all D coordinates (D = 60 < N = 120)
     K, n, c, d, lam, D, eta = 3, 40, 0.3, 0.05, 1e-3, 60, 0.4
-    means = _mixture_means(K, c, d, D)
+    means = mixture_means(K, c, d, D)
     sigma = (1 - c) / D * np.eye(D)
-    counts = _counts(K, n, eta)
+    counts = noisy_counts(K, n, eta)
     p = classes_pll(means, sigma, n, counts, lam, prob_tol=2e-3)
     mc, se = _monte_carlo(means, sigma, n, counts, lam, 150, np.random.default_rng(11))
     pred = [p.teacher_train_accuracy, p.student_train_accuracy, p.teacher_fresh_accuracy, p.student_fresh_accuracy]
@@ -126,7 +108,7 @@ def test_the_seed_fixes_the_result_and_filters_are_reused():
     K, n, D = 3, 10, 6
     means = rng.standard_normal((K, D)) * 0.3
     sigma = np.diag(rng.uniform(0.01, 0.1, D))
-    counts = _counts(K, n, 0.2)
+    counts = noisy_counts(K, n, 0.2)
     F = classes_filters(means, sigma, n, 1e-2, 3)
     a = classes_pll(means, sigma, n, counts, 1e-2, prob_tol=5e-3, seed=1)
     b = classes_pll(means, sigma, n, counts, 1e-2, prob_tol=5e-3, seed=1, filters=F)  # rounds >= 1 serve
@@ -146,7 +128,7 @@ def test_the_seed_fixes_the_result_and_filters_are_reused():
 def test_two_classes_are_a_tie():
     rng = np.random.default_rng(5)
     means = rng.standard_normal((2, 4)) * 0.4
-    p = classes_pll(means, np.eye(4) * 0.05, 8, _counts(2, 8, 0.25), 1e-2)
+    p = classes_pll(means, np.eye(4) * 0.05, 8, noisy_counts(2, 8, 0.25), 1e-2)
     assert p.student_train_accuracy == 0.0 and p.student_fresh_accuracy == 0.0 and p.teacher_train_accuracy > 0.5
 
 
@@ -166,7 +148,7 @@ def test_invalid_input_is_refused(kwargs, error, shows):
     means, sigma, n = rng.standard_normal((3, 4)) * 0.3, np.eye(4) * 0.05, 10
     if kwargs.get("filters") == "rounds0":
         kwargs = {"filters": classes_filters(means, sigma, n, 1e-2, 0)}
-    args = {"means": means, "sigma": sigma, "n": n, "counts": _counts(3, n, 0.2), "lam": 1e-2} | kwargs
+    args = {"means": means, "sigma": sigma, "n": n, "counts": noisy_counts(3, n, 0.2), "lam": 1e-2} | kwargs
     with pytest.raises(error) as err:
         classes_pll(**args)
     assert shows in str(err.value)
