@@ -23,7 +23,7 @@ def test_measured_spectrum_predicts_the_within_class_filter_and_the_isotropic_la
 
 
 def test_observed_accuracies_per_round_and_pll_are_reported_and_the_isotropic_mixture_overshoots():
-    r = digits_spectrum_check(lams=(5e-4,), rounds=2, etas=(0.3,), surrogate_reps=2)
+    r = digits_spectrum_check(lams=(5e-4,), rounds=2, etas=(0.3,), surrogate_reps=2, pll_prob_tol=5e-3)
     acc = r["accuracy"]
     # the measured-spectrum theory predicts its own Gaussian model (the digits' means and pooled covariance): 2 draws
     # of 1200 training / 590 test images give a standard error of ~0.4 / 0.5 points, the theory's measured error on
@@ -40,8 +40,8 @@ def test_observed_accuracies_per_round_and_pll_are_reported_and_the_isotropic_mi
     assert all(a["train_pred_iso"] > a["train_obs"] + 0.01 for a in acc)
     assert 0.0 < r["mean_span_share"] < 1.0 and r["errors"]["linear_solve"] <= 1e-10
     # the PLL student under the same Gaussian model: within 2 points of its 2 draws (measured 0.1-0.3 points at 20
-    # draws), and its teacher is the round-0 SD prediction (to the two orthant tolerances, 3e-3 and 1e-3)
+    # draws), and its teacher is the round-0 SD prediction (to the two orthant tolerances, 5e-3 and 1e-3)
     p = r["pll"][0]
     assert abs(p["train_pred_classes"] - p["train_gaussian_surrogate"]) <= 0.02
     assert abs(p["fresh_pred_classes"] - p["test_gaussian_surrogate"]) <= 0.02
-    assert abs(p["teacher_train_pred_classes"] - acc[0]["train_pred_classes"]) <= 4e-3
+    assert abs(p["teacher_train_pred_classes"] - acc[0]["train_pred_classes"]) <= 6e-3
