@@ -40,6 +40,10 @@ SOURCES = {
     "convergence_paper": Source(
         "convergence_paper", "python -m sims.convergence --paper", "results/convergence-paper/convergence.json",
         "Gaussian mixture against the exact block model at the paper's setting (n=500, lambda=1e-5), D up to 1e7"),
+    "finite_dim_default": Source(
+        "finite_dim_default", "python -m sims.finite_dim", "results/finite_dim/finite_dim.json",
+        "The finite-D theory (theory.finite_dim) and the exact-level theory (theory.finite_dim_exact) against the "
+        "linearised and the exact softmax Monte Carlo on the default grid of the finite-D study"),
 }
 
 
@@ -77,7 +81,53 @@ def _load_convergence(data: dict) -> Evidence:
     return Evidence(lines, nums)
 
 
-_LOADERS = {"convergence_paper": _load_convergence}
+def _load_finite_dim(data: dict) -> Evidence:
+    from ._common import rnd
+
+    st, ex = data["study"], data["exact"]
+    settings = ", ".join(f"{a} {b:g}" for a, b in st["settings"])
+    lines = [
+        f"Setting: K={st['K']}, n={st['n']}, c={st['c']}, d={st['d']}, lambda={st['lam']:g}, sampled labels; "
+        f"{settings}; D/N in {', '.join(f'{r:g}' for r in st['ratios'])}; {st['samples']} linearised samples per cell, "
+        f"the exact softmax on {', '.join(str(v) for v in ex['samples_per_cell'])} of them; rounds 0-{st['max_rounds']}.",
+        "",
+        f"- Linearised: the theory's median lies outside the Monte Carlo's 95 % interval in "
+        f"{data['median_outside_interval']} of {data['cells_total']} cells; "
+        + "; ".join(f"{k}: KS mean {v['mean_ks']:.3f}, max {v['max_ks']:.3f}" for k, v in data["per_noise"].items())
+        + ".",
+        f"- Exact softmax, median first perfect round outside its 95 % interval: the linearised theory in "
+        f"{ex['pred_outside_exact_interval']} of {ex['cells_with_interval']} cells; the linearised theory plus the "
+        f"exact block model's lag in {ex['combined_outside_exact_interval']} of {ex['combined_cells']}; the "
+        f"exact-level theory (theory.finite_dim_exact) in {ex['exact_theory_outside_exact_interval']} of "
+        f"{ex['exact_theory_cells']} (largest KS distance {ex['exact_theory_max_ks']:.3f}; {ex['uncalibrated_draws']} "
+        f"cell draws without a calibration). The exact softmax lags the linearised fits on the same samples by "
+        f"{ex['mean_lag']:.1f} rounds on average ({ex['min_lag']:g} to {ex['max_lag']:g}).",
+    ]
+    # where the exact-level theory misses: by D/N below and above 2 (the calibration is made at D = infinity)
+    cells = [c for c in data.get("cells", []) if c.get("exact_theory_outside_exact") is not None]
+    if cells:
+        small = [c for c in cells if c["D_over_N"] < 2]
+        large = [c for c in cells if c["D_over_N"] >= 2]
+        gaps = [(abs(c["fresh_accuracy_last_exact"] - c["fresh_accuracy_last_exact_pred"]), c) for c in cells
+                if c["fresh_accuracy_last_exact_pred"] is not None]
+        worst, wc = max(gaps, key=lambda g: g[0]) if gaps else (None, None)
+        lines.append(
+            f"- Exact-level theory outside the exact interval at D/N < 2: {sum(c['exact_theory_outside_exact'] for c in small)}"
+            f" of {len(small)} cells; at D/N >= 2: {sum(c['exact_theory_outside_exact'] for c in large)} of {len(large)}."
+            + ("" if wc is None else
+               f" Its fresh accuracy at the last round (the linearised one at lambda_eff) is at most {100 * worst:.1f} "
+               f"points from the exact softmax's ({wc['noise']} {wc['eta']:g}, D/N = {wc['D_over_N']:g}: "
+               f"{100 * wc['fresh_accuracy_last_exact_pred']:.1f} % predicted, {100 * wc['fresh_accuracy_last_exact']:.1f} % "
+               "observed)."))
+    nums = {"median_outside": f"{data['median_outside_interval']}/{data['cells_total']}",
+            "exact_pred_outside": f"{ex['pred_outside_exact_interval']}/{ex['cells_with_interval']}",
+            "combined_outside": f"{ex['combined_outside_exact_interval']}/{ex['combined_cells']}",
+            "exact_theory_outside": f"{ex['exact_theory_outside_exact_interval']}/{ex['exact_theory_cells']}",
+            "mean_exact_lag": rnd(ex["mean_lag"], 3)}
+    return Evidence(lines, nums)
+
+
+_LOADERS = {"convergence_paper": _load_convergence, "finite_dim_default": _load_finite_dim}
 
 
 def load_all(root: Path | None = None) -> dict:

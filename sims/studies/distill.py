@@ -33,7 +33,10 @@ corruption matrix: exact for ``block``, the idealisation that ``gmm`` and
 linearised level) for the run's K, n, c, d, lam, D and sampled label counts --
 ``first_perfect_round`` = {median, q10, q90, p_equal_block} (null: beyond the
 rounds), ``block_first_round``, and per round t = 0..R ``train_accuracy``
-(expected, against the true labels), ``p_all_correct`` and ``fresh_accuracy``.
+(expected, against the true labels), ``p_all_correct`` and ``fresh_accuracy``; and ``finite_dim_exact``
+(:func:`theory.finite_dim_exact.exact_finite_dim_prediction`): ``lam_eff``, ``lam_eff_ratio``,
+``block_exact_first_round`` (certified) and the exact softmax's predicted ``first_perfect_round`` =
+{median, q10, q90} (null without a calibration).
 
 Measures per (method, level, round):
 
@@ -272,6 +275,22 @@ def _finite_dim_summary(s: Scenario, prob: Problem) -> dict:
     }
 
 
+def _finite_dim_exact_summary(s: Scenario, prob: Problem) -> dict:
+    """theory.finite_dim_exact for the run (the exact softmax's first perfect round at finite D, calibrated on
+    the certified exact block model with the run's label counts); first_perfect_round null without a
+    calibration (the exact block model not perfect within the rounds)."""
+    from theory.finite_dim_exact import exact_finite_dim_prediction
+
+    cal, pred = exact_finite_dim_prediction(prob.K, prob.n, prob.c, prob.d, s.lam, prob.dim, prob.counts,
+                                            rounds=s.rounds)
+    fp = None
+    if pred is not None:
+        fp = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in pred.first_perfect.items()
+              if k != "p_equal_block"}
+    return {"level": "exact (calibrated)", "D": prob.dim, "lam_eff": cal.lam_eff, "lam_eff_ratio": cal.ratio,
+            "block_exact_first_round": cal.exact_first, "first_perfect_round": fp}
+
+
 def _theory_summary(s: Scenario, prob: Problem) -> dict:
     """Block-model theory for the sample's empirical corruption matrix (null for digits); for gmm also the
     finite-D theory (``theory.finite_dim``) for the run's dimension and label counts."""
@@ -296,10 +315,11 @@ def _theory_summary(s: Scenario, prob: Problem) -> dict:
     out["min_rounds_exact"] = mre if mre is None or isinstance(mre, str) else int(mre)
     if prob.features == "gmm":
         if prob.n < 2:
-            out["finite_dim"] = None
+            out["finite_dim"] = out["finite_dim_exact"] = None
             out["finite_dim_note"] = "theory.finite_dim needs n >= 2 (the within-class spectrum is empty at n = 1)"
         else:
             out["finite_dim"] = _finite_dim_summary(s, prob)
+            out["finite_dim_exact"] = _finite_dim_exact_summary(s, prob)
     return out
 
 
@@ -461,6 +481,18 @@ def _fmt(v, pct=True):
     return f"{100 * v:7.2f}" if pct else f"{v:9.2e}"
 
 
+def _finite_dim_exact_lines(fe) -> list:
+    if not fe:
+        return []
+    if fe["first_perfect_round"] is None:
+        return [f"finite-D exact-level theory: no calibration (the exact block model is not perfect by round "
+                f"{fe['block_exact_first_round']!s})"]
+    fp = fe["first_perfect_round"]
+    return [f"finite-D exact-level theory (calibrated, lambda_eff = {fe['lam_eff_ratio']:.3f} lambda; exact block "
+            f"round {fe['block_exact_first_round']}): first perfect round median={fp['median']} q10={fp['q10']} "
+            f"q90={fp['q90']}"]
+
+
 def _finite_dim_lines(fd) -> list:
     if not fd:
         return []
@@ -483,6 +515,7 @@ def format_table(result: dict) -> str:
         f"theory: min_rounds={th.get('min_rounds')}"
         + (f" filters(alpha, beta, g)={[round(v, 6) for v in th['filters']]}" if th.get("filters") else ""),
         *_finite_dim_lines(th.get("finite_dim")),
+        *_finite_dim_exact_lines(th.get("finite_dim_exact")),
         "accuracies in %; train/clean/noisy = training instances vs true labels; fresh = population/held-out",
         f"{'method':6} {'level':6} {'round':>5} {'train':>7} {'clean':>7} {'noisy':>7} {'fresh':>7} {'residual':>9}",
     ]

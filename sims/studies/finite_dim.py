@@ -18,7 +18,11 @@ self-distillation on sampled mixture Gram matrices:
   linearised theory's distance from the exact softmax on the same samples, and the exact lag per sample
   (exact minus linearised first perfect round). Combined prediction: the finite-D linearised median plus
   the block model's exact lag (:func:`theory.min_rounds_exact` minus :func:`theory.min_rounds` on the
-  expected label counts of the setting).
+  expected label counts of the setting). Exact-level theory: for each of those draws,
+  :func:`theory.finite_dim_exact.effective_lambda` on the draw's own counts (the ridge at which the
+  linearised block model reaches 100 % at the certified exact round) and the finite-D theory at that
+  ridge; the cell's prediction is the mean of their first-round CDFs (a draw whose exact block model is
+  not perfect within R is predicted not perfect within R), compared with the exact samples' median.
 * Theory: :func:`theory.finite_dim.finite_dim_prediction` on label draw b's own counts; the cell's
   prediction is the average over the label draws of the per-draw predictions (training and fresh
   accuracy, P(all correct), the CDF of the first perfect round). Every Monte Carlo sample belongs to
@@ -49,6 +53,7 @@ Command line: ``python -m sims.finite_dim --help``.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sys
@@ -96,11 +101,12 @@ INTERVAL_LEVEL = 0.95
 RETRY_FACTOR = 10.0
 
 UNIT_COLUMNS = ("kind", "noise", "eta", "D", "draw", "sample", "block_first", "first", "train_accuracy",
-                "fresh_accuracy", "p_all_correct", "first_cdf", "error", "prob_tol")
+                "fresh_accuracy", "p_all_correct", "first_cdf", "error", "prob_tol", "lam_eff")
 COLUMNS = ("noise", "eta", "D", "D_over_N", "round", "train_accuracy_pred", "train_accuracy_obs",
            "train_accuracy_se", "fresh_accuracy_pred", "fresh_accuracy_obs", "fresh_accuracy_se",
            "p_all_correct_pred", "p_all_correct_obs", "first_cdf_pred", "first_cdf_obs",
-           "train_accuracy_exact", "fresh_accuracy_exact", "first_cdf_exact")
+           "train_accuracy_exact", "fresh_accuracy_exact", "first_cdf_exact", "train_accuracy_exact_pred",
+           "fresh_accuracy_exact_pred", "first_cdf_exact_pred")
 CELL_COLUMNS = ("noise", "eta", "D", "D_over_N", "samples", "label_draws", "block_first_expected",
                 "block_first_median", "pred_median", "pred_q10", "pred_q90", "obs_median", "obs_q10", "obs_q90",
                 "obs_median_lo", "obs_median_hi", "median_outside", "pred_p_equal_block", "obs_p_equal_block",
@@ -111,7 +117,8 @@ CELL_COLUMNS = ("noise", "eta", "D", "D_over_N", "samples", "label_draws", "bloc
                 "exact_samples", "exact_median", "exact_median_lo", "exact_median_hi", "pred_outside_exact",
                 "lin_median_same_samples", "exact_lag_mean", "exact_lag_min", "exact_lag_max", "block_exact_expected",
                 "combined_pred_median", "combined_outside_exact", "fresh_accuracy_0_exact", "fresh_accuracy_last_exact",
-                "max_exact_residual")
+                "max_exact_residual", "exact_theory_draws", "exact_theory_uncalibrated", "lam_eff_ratio_mean",
+                "exact_theory_median", "exact_theory_outside_exact", "exact_theory_ks", "fresh_accuracy_last_exact_pred")
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,8 @@ def _code_fingerprint() -> str:
     import hashlib
     import inspect
 
-    unit_code = "".join(inspect.getsource(f) for f in (_labels, _cap, _prediction, _floats, run_unit, _run_unit))
+    unit_code = "".join(inspect.getsource(f) for f in (_labels, _cap, _prediction, _calibration, _exact_theory_row,
+                                                         _floats, run_unit, _run_unit))
     return code_fingerprint() + hashlib.sha256(unit_code.encode()).hexdigest()
 
 
@@ -235,12 +243,13 @@ def _cap(t, R: int):
     return None if t is None or t > R else int(t)
 
 
-def _prediction(study: Study, D: int, counts):
-    """(prediction, tolerance used): the theory at ``prob_tol``, once more at RETRY_FACTOR x on an
-    unconverged orthant integral (the caller counts it); a second failure propagates."""
+def _prediction(study: Study, D: int, counts, lam: float | None = None):
+    """(prediction, tolerance used): the theory at ``prob_tol`` (at ridge ``lam``, default the study's), once
+    more at RETRY_FACTOR x on an unconverged orthant integral (the caller counts it); a second failure
+    propagates."""
     from theory.finite_dim import finite_dim_prediction
 
-    args = (study.K, study.n, study.c, study.d, study.lam, float(D), counts)
+    args = (study.K, study.n, study.c, study.d, study.lam if lam is None else lam, float(D), counts)
     try:
         return finite_dim_prediction(*args, rounds=study.max_rounds, prob_tol=study.prob_tol), study.prob_tol
     except RuntimeError as err:
@@ -248,6 +257,35 @@ def _prediction(study: Study, D: int, counts):
             raise
     tol = study.prob_tol * RETRY_FACTOR
     return finite_dim_prediction(*args, rounds=study.max_rounds, prob_tol=tol), tol
+
+
+@functools.lru_cache(maxsize=4096)
+def _calibration(K: int, n: int, c: float, d: float, lam: float, counts: tuple, R: int):
+    """theory.finite_dim_exact.effective_lambda on one draw's counts, once per process (every D of a draw
+    shares it)."""
+    from theory.finite_dim_exact import effective_lambda
+
+    return effective_lambda(K, n, c, d, lam, np.array(counts, dtype=np.int64).reshape(K, K), R)
+
+
+def _exact_theory_row(study: Study, D: int, draw: int, noise: str, eta: float, counts) -> dict:
+    """The exact softmax's predicted first rounds for one draw: the finite-D theory at the draw's effective
+    ridge (theory.finite_dim_exact). A draw whose exact block model does not reach 100 % within R (nothing
+    to calibrate on) is predicted not to reach it within R at finite D either: its CDF is 0 (the finite-D
+    lag is not smaller than the block model's in any measured cell)."""
+    R = study.max_rounds
+    cal = _calibration(study.K, study.n, study.c, study.d, study.lam,
+                       tuple(int(v) for v in np.asarray(counts).ravel()), R)
+    row = {"kind": "theory_exact", "noise": noise, "eta": float(eta), "D": int(D), "draw": int(draw), "sample": None,
+           "block_first": cal.exact_first if isinstance(cal.exact_first, int) else None, "first": None,
+           "p_all_correct": None, "lam_eff": cal.lam_eff}
+    if cal.lam_eff is None:
+        return {**row, "train_accuracy": None, "fresh_accuracy": None, "first_cdf": [0.0] * (R + 1), "error": 0.0,
+                "prob_tol": None}
+    pred, tol = _prediction(study, D, counts, lam=cal.lam_eff)
+    return {**row, "train_accuracy": _floats(pred.train_accuracy), "fresh_accuracy": _floats(pred.fresh_accuracy),
+            "first_cdf": _floats(pred.first_perfect_cdf),
+            "error": float(max(pred.quadrature_error, pred.probability_error)), "prob_tol": float(tol)}
 
 
 def _floats(a) -> list:
@@ -279,7 +317,10 @@ def _run_unit(study: Study, D: int, draw: int) -> list[dict]:
             "train_accuracy": _floats(pred.train_accuracy), "fresh_accuracy": _floats(pred.fresh_accuracy),
             "p_all_correct": _floats(pred.p_all_correct), "first_cdf": _floats(pred.first_perfect_cdf),
             "error": float(max(pred.quadrature_error, pred.probability_error)), "prob_tol": float(tol),
+            "lam_eff": None,
         })
+        if draw < study.exact_draws:
+            rows.append(_exact_theory_row(study, D, draw, noise, eta, counts))
     y = labels[0][0]
     targets = np.vstack([one_hot(z, K) for _, z, _ in labels])
     for j in range(study.samples_per_draw):
@@ -298,7 +339,7 @@ def _run_unit(study: Study, D: int, draw: int) -> list[dict]:
                 "kind": "mc", "noise": noise, "eta": float(eta), "D": int(D), "draw": int(draw), "sample": int(s),
                 "block_first": blocks[i], "first": metrics.first_perfect_round(train),
                 "train_accuracy": train, "fresh_accuracy": fresh, "p_all_correct": None, "first_cdf": None,
-                "error": float(max(float(f.residual[i]) for f in fits)), "prob_tol": None,
+                "error": float(max(float(f.residual[i]) for f in fits)), "prob_tol": None, "lam_eff": None,
             })
         if j == 0 and draw < study.exact_draws:
             exact = GramExact(gram.G, study.lam, cross=gram.cross)  # G prepared once for every setting
@@ -311,7 +352,7 @@ def _run_unit(study: Study, D: int, draw: int) -> list[dict]:
                     "train_accuracy": train,
                     "fresh_accuracy": [metrics.accuracy(f.fresh_logits, gram.y_fresh) for f in efits],
                     "p_all_correct": None, "first_cdf": None,
-                    "error": float(max(f.residual for f in efits)), "prob_tol": None,
+                    "error": float(max(f.residual for f in efits)), "prob_tol": None, "lam_eff": None,
                 })
     return rows
 
@@ -360,7 +401,7 @@ def _cells(study: Study, rows: list[dict]):
     T = R + 1
     groups: dict = {}
     for r in rows:
-        groups.setdefault((r["noise"], r["eta"], r["D"]), {"theory": [], "mc": [], "exact": []})[r["kind"]].append(r)
+        groups.setdefault((r["noise"], r["eta"], r["D"]), {"theory": [], "mc": [], "exact": [], "theory_exact": []})[r["kind"]].append(r)
     round_rows, cell_rows = [], []
     for noise, eta in study.settings:
         C = noise_mod.noise_matrix(noise, study.K, eta, study.superclass_size)
@@ -388,7 +429,7 @@ def _cells(study: Study, rows: list[dict]):
             pm = _num(pq["median"], R)
             se_train = train.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.full(T, np.nan)
             se_fresh = fresh.std(axis=0, ddof=1) / math.sqrt(S) if S > 1 else np.full(T, np.nan)
-            ex = _exact_summary(g["exact"], mc, pm, block_exp, block_exact, R)
+            ex = _exact_summary(g["exact"], mc, pm, block_exp, block_exact, R, g["theory_exact"], study.lam)
             ex_rounds = ex.pop("per_round")
             for t in range(T):
                 round_rows.append({
@@ -438,15 +479,18 @@ def _block_exact(study: Study, C):
     return first if isinstance(first, int) else None
 
 
-def _exact_summary(ex: list[dict], mc: list[dict], pred_median: float, block_lin, block_exact, R: int) -> dict:
+def _exact_summary(ex: list[dict], mc: list[dict], pred_median: float, block_lin, block_exact, R: int,
+                   th_ex: list[dict], lam: float) -> dict:
     """Cell fields of the exact-softmax level (None without exact rows): its median first round and 95 %
-    interval, whether the linearised theory's median (and the combined prediction: that median plus the
-    block model's exact lag) lies outside it, the paired lag exact - linearised on the same samples
+    interval, whether the linearised theory's median, the combined prediction (that median plus the block
+    model's exact lag) and the exact-level theory (theory.finite_dim_exact, the mean of its CDFs over the
+    exact samples' label draws) lie outside it, the paired lag exact - linearised on the same samples
     ("not within R" counted as R + 1), and the per-round means."""
     none = {k: None for k in CELL_COLUMNS[CELL_COLUMNS.index("exact_samples"):]}
     if not ex:
         return {**none, "exact_samples": 0, "per_round": {"train_accuracy_exact": None, "fresh_accuracy_exact": None,
-                                                        "first_cdf_exact": None}}
+                                                        "first_cdf_exact": None, "train_accuracy_exact_pred": None,
+                                                        "fresh_accuracy_exact_pred": None, "first_cdf_exact_pred": None}}
     T = R + 1
     lin = {(r["draw"], r["sample"]): r["first"] for r in mc}
     firsts = [r["first"] for r in ex]
@@ -465,6 +509,18 @@ def _exact_summary(ex: list[dict], mc: list[dict], pred_median: float, block_lin
 
     train = np.array([r["train_accuracy"] for r in ex], dtype=np.float64)
     fresh = np.array([r["fresh_accuracy"] for r in ex], dtype=np.float64)
+    draws = {r["draw"] for r in ex}
+    th_ex = [r for r in th_ex if r["draw"] in draws]
+    if {r["draw"] for r in th_ex} != draws:
+        raise ValueError(f"exact-level theory rows missing for some of the draws {sorted(draws)}")
+    # weighted by the exact samples per draw (one each): the prediction is for the same label draws; the
+    # accuracies only over the calibrated draws (an uncalibrated draw has a CDF, 0, but no accuracies)
+    p_cdf = np.mean([r["first_cdf"] for r in th_ex], axis=0)
+    calibrated = [r for r in th_ex if r["lam_eff"] is not None]
+    ratios = [r["lam_eff"] for r in calibrated]
+    p_train = np.mean([r["train_accuracy"] for r in calibrated], axis=0) if calibrated else None
+    p_fresh = np.mean([r["fresh_accuracy"] for r in calibrated], axis=0) if calibrated else None
+    th_median = quantiles(p_cdf)["median"]
     return {
         "exact_samples": len(ex), "exact_median": quantiles(cdf)["median"],
         "exact_median_lo": _round_or_none(lo, R) if finite else None,
@@ -476,8 +532,13 @@ def _exact_summary(ex: list[dict], mc: list[dict], pred_median: float, block_lin
         "combined_outside_exact": outside(combined),
         "fresh_accuracy_0_exact": float(fresh[:, 0].mean()), "fresh_accuracy_last_exact": float(fresh[:, -1].mean()),
         "max_exact_residual": float(max(r["error"] for r in ex)),
+        "exact_theory_draws": len(th_ex), "exact_theory_uncalibrated": len(th_ex) - len(ratios),
+        "lam_eff_ratio_mean": float(np.mean(ratios)) / lam if ratios else None,
+        "exact_theory_median": th_median, "exact_theory_outside_exact": outside(_num(th_median, R)),
+        "exact_theory_ks": float(np.max(np.abs(p_cdf - cdf))), "fresh_accuracy_last_exact_pred": None if p_fresh is None else float(p_fresh[-1]),
         "per_round": {"train_accuracy_exact": train.mean(axis=0), "fresh_accuracy_exact": fresh.mean(axis=0),
-                      "first_cdf_exact": cdf},
+                      "first_cdf_exact": cdf, "train_accuracy_exact_pred": p_train,
+                      "fresh_accuracy_exact_pred": p_fresh, "first_cdf_exact_pred": p_cdf},
     }
 
 
@@ -536,7 +597,9 @@ def summarize(study: Study, cell_rows: list[dict], elapsed: float, jobs) -> dict
             "perfect round; block model: theory.min_rounds on the draw's counts (block_first_expected: on the "
             "expected label shares C); exact: the exact softmax on the first Gram sample of the first exact_draws "
             "label draws, lag = exact - linearised first round on the same sample (not within R counted as R + 1), "
-            "combined = the linearised theory's median + the exact block model's lag on the expected counts"),
+            "combined = the linearised theory's median + the exact block model's lag on the expected counts; "
+            "exact_theory = theory.finite_dim_exact: the finite-D theory at each exact draw's effective ridge "
+            "(calibrated on its certified exact block model), averaged over the exact samples' draws"),
     }
 
 
@@ -555,6 +618,10 @@ def _exact_totals(cell_rows: list[dict]) -> dict:
         "pred_outside_exact_interval": int(sum(c["pred_outside_exact"] for c in informative)),
         "combined_cells": len(comb),
         "combined_outside_exact_interval": int(sum(c["combined_outside_exact"] for c in comb)),
+        "exact_theory_cells": len(informative),
+        "exact_theory_outside_exact_interval": int(sum(c["exact_theory_outside_exact"] for c in informative)),
+        "exact_theory_max_ks": float(max(c["exact_theory_ks"] for c in cells)),
+        "uncalibrated_draws": int(sum(c["exact_theory_uncalibrated"] for c in cells)),
         "mean_lag": float(np.mean([c["exact_lag_mean"] for c in cells])),
         "min_lag": float(min(c["exact_lag_min"] for c in cells)),
         "max_lag": float(max(c["exact_lag_max"] for c in cells)),
@@ -634,7 +701,9 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
                           "^", color=color, ms=5, mfc="none")
                 comb = [(xv * 1.25, c["combined_pred_median"]) for xv, c in ex_cells if c["combined_pred_median"] is not None]
                 if comb:  # the linearised theory plus the exact block model's lag
-                    ax_m.plot(*zip(*comb), "--", color=color, lw=0.9)
+                    ax_m.plot(*zip(*comb), ":", color=color, lw=0.9)
+                ax_m.plot([xv * 1.25 for xv, _ in ex_cells],  # the exact-level theory (effective ridge)
+                          [_num(c["exact_theory_median"], R) for _, c in ex_cells], "--", color=color, lw=1.2)
             # the label draws are the same at every D: one block-model value per setting
             ax_m.axhline(_num(cells[0]["block_first_median"], R), color=color, ls=":", lw=1)
             ax_t.plot(x, [c["train_accuracy_0_pred"] for c in cells], "-", color=color, lw=1.4)
@@ -649,8 +718,8 @@ def plot(study: Study, round_rows: list[dict], cell_rows: list[dict], path_png: 
         ax_m.set_ylim(-1, R + 4)
         ax_m.set_ylabel("median first round with 100 % training accuracy")
         ax_m.set_title(f"{noise} noise: linearised theory (lines) vs Monte Carlo (dots, 95 % interval\n"
-                       "of the median; x: theory outside it), exact softmax (triangles; dashed: theory\n"
-                       "+ the block model's exact lag); dotted: block model (D = inf)",
+                       "of the median; x: theory outside it), exact softmax (triangles; dashed: theory at\n"
+                       "the effective ridge, dotted: + the block model's exact lag); flat dotted: block model",
                        fontsize=9)
         ax_m.legend(fontsize=7, loc="best")
         ax_t.set_ylabel("teacher (round 0) training accuracy, true labels")

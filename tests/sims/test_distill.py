@@ -156,6 +156,17 @@ def test_cli_gmm_reports_finite_dim_theory(capsys):
 
     direct = finite_dim_prediction(4, 60, s.c, s.d, 5e-5, 60, prob.counts, rounds=12)
     assert fd["train_accuracy"] == [float(v) for v in direct.train_accuracy]
+    # the exact level at finite D, calibrated on the certified exact block model with the same counts
+    from theory.finite_dim_exact import effective_lambda
+
+    fe = res["theory"]["finite_dim_exact"]
+    cal = effective_lambda(4, 60, s.c, s.d, 5e-5, prob.counts, 12)
+    assert fe["block_exact_first_round"] == cal.exact_first == res["theory"]["min_rounds_exact"]
+    assert fe["lam_eff"] == cal.lam_eff
+    if cal.lam_eff is None:
+        assert fe["first_perfect_round"] is None
+    else:
+        assert set(fe["first_perfect_round"]) == {"median", "q10", "q90"}
     obs = {r["round"]: r for r in res["records"] if r["method"] == "sd"}
     clean_share = float(np.trace(prob.counts)) / prob.counts.sum()
     assert obs[0]["train_accuracy"] > clean_share + 0.1

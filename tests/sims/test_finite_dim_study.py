@@ -187,6 +187,25 @@ def test_exact_level_fields_and_totals(quick):
     assert ex["max_lag"] == max(float(c["exact_lag_max"]) for c in cells)
     # the exact softmax lags the linearised fits somewhere on this grid (the block model's exact level lags too)
     assert ex["max_lag"] > 0
+    # the exact-level theory (theory.finite_dim_exact): one calibrated row per exact draw, its totals recounted
+    assert all(int(c["exact_theory_draws"]) == study.exact_draws for c in cells)
+    assert ex["exact_theory_outside_exact_interval"] == sum(c["exact_theory_outside_exact"] == "true" for c in cells)
+    assert ex["uncalibrated_draws"] == sum(int(c["exact_theory_uncalibrated"]) for c in cells)
+    assert all(0.3 < float(c["lam_eff_ratio_mean"]) < 1.0 for c in cells)  # the exact level lags: a smaller ridge
+
+
+def test_exact_level_theory_inside_the_exact_interval_where_the_linearised_theory_is_not(quick):
+    """On the quick grid's seeded samples (6 exact samples per cell: the 95 % interval is their full range)
+    the exact-level theory's median is inside the exact softmax's interval in every cell, while the linearised
+    theory's is outside it in some (so the comparison could fail), and at D/N = 1e5 it equals the exact
+    median to within one round."""
+    out, _ = quick
+    cells = _read(out / "finite_dim_quick_cells.csv")
+    assert all(c["exact_theory_outside_exact"] == "false" for c in cells)
+    assert any(c["pred_outside_exact"] == "true" for c in cells)
+    for c in cells:
+        if float(c["D_over_N"]) == 1e5 and c["exact_median"] != "":
+            assert abs(int(c["exact_theory_median"]) - int(c["exact_median"])) <= 1
 
 
 def test_exact_and_linearised_agree_on_every_sample_where_the_logits_are_small():

@@ -68,10 +68,11 @@ def test_missing_block_is_an_error():
 def test_cached_evidence_missing_is_reported_not_failed():
     recorded = {"cached": {"convergence_paper": {"slope": -0.5}}}
     diffs, notes = pc.compare_cached(recorded, {})
-    assert diffs == [] and len(notes) == 1 and notes[0].startswith("not verified: convergence_paper")
+    assert diffs == [] and len(notes) == len(evidence.SOURCES) and notes[0].startswith("not verified: convergence_paper")
+    assert any(n.startswith("not verified: finite_dim_default") and "python -m sims.finite_dim" in n for n in notes)
     ev = evidence.Evidence(["x"], {"slope": -0.4})
     diffs, notes = pc.compare_cached(recorded, {"convergence_paper": ev})
-    assert notes == [] and len(diffs) == 1 and "slope" in diffs[0]
+    assert len(notes) == len(evidence.SOURCES) - 1 and len(diffs) == 1 and "slope" in diffs[0]
     diffs, notes = pc.compare_cached({}, {"convergence_paper": ev})
     assert diffs and "not in the file" in diffs[0]
 
@@ -101,6 +102,35 @@ def test_cached_evidence_is_read_and_a_corrupt_cache_is_named(tmp_path):
     assert not any("12.5" in line for line in ev.lines)  # the run's time is not part of the report
     path.write_text("{not json")
     with pytest.raises(ValueError, match=re.escape(str(path))):
+        evidence.load_all(tmp_path)
+
+
+def _finite_dim_json():
+    return {"study": {"K": 4, "n": 100, "c": 0.4, "d": 0.1, "lam": 5e-5, "settings": [["symmetric", 0.3]],
+                      "ratios": [0.05, 1e5], "samples": 200, "max_rounds": 40},
+            "median_outside_interval": 1, "cells_total": 2,
+            "per_noise": {"symmetric": {"cells": 2, "median_outside_interval": 1, "mean_ks": 0.02, "max_ks": 0.05}},
+            "exact": {"cells": 2, "samples_per_cell": [10], "cells_with_interval": 2, "pred_outside_exact_interval": 2,
+                      "combined_cells": 1, "combined_outside_exact_interval": 1, "exact_theory_cells": 2,
+                      "exact_theory_outside_exact_interval": 0, "exact_theory_max_ks": 0.3, "uncalibrated_draws": 3,
+                      "mean_lag": 5.25, "min_lag": 0.0, "max_lag": 12.0, "max_exact_residual": 1e-10},
+            "runtime_seconds": 900.0}
+
+
+def test_cached_finite_dim_evidence_reports_the_three_predictions_of_the_exact_level(tmp_path):
+    path = tmp_path / evidence.SOURCES["finite_dim_default"].path
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(_finite_dim_json()))
+    ev = evidence.load_all(tmp_path)["finite_dim_default"]
+    assert ev.numbers == {"median_outside": "1/2", "exact_pred_outside": "2/2", "combined_outside": "1/1",
+                          "exact_theory_outside": "0/2", "mean_exact_lag": 5.25}
+    text = " ".join(ev.lines)
+    assert "in 2 of 2 cells" in text and "in 1 of 1" in text and "in 0 of 2" in text and "3 cell draws" in text
+    assert "900" not in text  # the run's time is not part of the report
+    bad = _finite_dim_json()
+    del bad["exact"]["exact_theory_cells"]  # a cache of the study before the exact-level theory
+    path.write_text(json.dumps(bad))
+    with pytest.raises(ValueError, match="finite_dim.json"):
         evidence.load_all(tmp_path)
 
 

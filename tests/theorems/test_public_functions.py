@@ -29,6 +29,7 @@ import theory.finite_dim as fd
 import theory.finite_dim_aniso as fda
 import theory.finite_dim_classes as fdc
 import theory.finite_dim_classes_pll as fdcp
+import theory.finite_dim_exact as fde
 import theory.finite_dim_pll as fdp
 import theory.predictions
 import theory.validate
@@ -38,7 +39,7 @@ from tests.contract import reals as _reals
 from theory import validate as V
 
 MODULES = ("block_model", "conditions", "corruption", "predictions", "pll", "exact_level", "exact_gap", "finite_dim",
-           "finite_dim_pll", "finite_dim_aniso", "finite_dim_classes", "finite_dim_classes_pll", "validate")
+           "finite_dim_pll", "finite_dim_aniso", "finite_dim_classes", "finite_dim_classes_pll", "finite_dim_exact", "validate")
 
 
 # block model K = 3, n = 4
@@ -465,6 +466,17 @@ TABLE = {
         dict(**{k: v for k, v in CLS_BAD.items() if k != "rounds"}, counts=FD_COUNTS_BAD, tol=_reals(0.0, -1e-10),
              prob_tol=_reals(0.0, -1e-3), filters=[Bad("abc"), Bad(OTHER_FILTERS, shows="filters were computed")],
              seed=_ints(0)),
+    ),
+    # theory.finite_dim_exact (K = 2, n = 3: not perfect within 3 rounds, so no calibration; inputs checked anyway)
+    fde.effective_lambda: (
+        {**{k: FD[k] for k in BLOCK5}, "counts": FD_COUNTS, "rounds": 3, "rel_tol": 1e-3},
+        {**{k: FD_BAD[k] for k in BLOCK5}, "counts": FD_COUNTS_BAD, "rounds": _rounds_bad(),
+         "rel_tol": _reals(0.0, -1e-3, 1.0, 1.5)},
+    ),
+    fde.exact_finite_dim_prediction: (
+        {**FD, "counts": FD_COUNTS, "rounds": 3, "prob_tol": 1e-4, "calibration": None},
+        {**FD_BAD, "counts": FD_COUNTS_BAD, "rounds": _rounds_bad(), "prob_tol": _reals(0.0, -1e-4),
+         "calibration": [Bad("abc"), Bad(1e-3, shows="EffectiveLambda")]},
     ),
     # theory.validate: the parameter is reported under the name passed in
     theory.validate.check_int: (dict(name="gamma", value=3, minimum=2, maximum=5), dict(value=[Bad("3"), Bad(2.5), Bad(True), Bad(False), Bad(NAN), Bad(1), Bad(6)])),
