@@ -25,9 +25,9 @@ counts whose exact block model reaches 100 % within ``rounds`` (else there is no
 ``lam_eff`` is None) and whose linearised first round takes that value at some ridge within a factor
 ``SEARCH_FACTOR`` of lam.
 
-The search is a bisection in log lambda to a relative width ``rel_tol`` (default 1e-3); each step is one
-:func:`theory.min_rounds` call (exact rational arithmetic at the sign decisions), so the interval's ends
-are exact up to that width.
+The search is a bisection in log lambda to a relative width ``rel_tol`` (default 1e-3), on the float64
+closed form of the linearised outputs; the midpoint ``lam_eff`` is then checked with :func:`theory.min_rounds`
+(exact rational arithmetic at the sign decisions), and on a disagreement the bisection is redone with it.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ def effective_lambda(K: int, n: int, c: float, d: float, lam: float, counts, rou
     exact = min_rounds_exact(K, n, c, d, lam, counts, rounds)
     t0 = min_rounds(K, n, c, d, lam, C)
     none = EffectiveLambda(lam, exact, t0, None, None, None, rel_tol)
+    t0 = math.inf if t0 is None else t0
     if not isinstance(exact, int):
         return none
     exact_first = {}
@@ -157,16 +158,20 @@ def effective_lambda(K: int, n: int, c: float, d: float, lam: float, counts, rou
             exact_first[lm] = math.inf if t is None else t
         return exact_first[lm]
 
+    exact_first[lam] = t0
+
     def first_float(lm: float) -> float:  # rounds beyond exact + 1 do not matter to the predicates
         return _first_float(K, n, c, d, lm, C, exact + 1)
 
+    # the float64 search, its midpoint checked in exact arithmetic; on a disagreement (a near-tie that
+    # float64 misjudged) the whole search again with the exact min_rounds, its ends checked too
     ends = _interval(first_float, exact, lam, rel_tol)
-    if ends is None or first_exact(ends[0]) != exact or first_exact(ends[1]) != exact:
-        ends = _interval(first_exact, exact, lam, rel_tol)  # float64 misjudged a near-tie: the exact search
-    if ends is None or first_exact(ends[0]) != exact or first_exact(ends[1]) != exact:
-        return none  # the linearised round jumps over the exact one
+    if ends is None or first_exact(math.sqrt(ends[0] * ends[1])) != exact:
+        ends = _interval(first_exact, exact, lam, rel_tol)
+        if ends is None or first_exact(ends[0]) != exact or first_exact(ends[1]) != exact:
+            return none  # the linearised round jumps over the exact one
     lo, hi = ends
-    return EffectiveLambda(lam, exact, t0, float(math.sqrt(lo * hi)), float(lo), float(hi), rel_tol)
+    return EffectiveLambda(lam, exact, none.linear_first, float(math.sqrt(lo * hi)), float(lo), float(hi), rel_tol)
 
 
 def exact_finite_dim_prediction(K: int, n: int, c: float, d: float, lam: float, D: float, counts, rounds: int = 60,
