@@ -11,8 +11,8 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 DOCS = sorted((ROOT / "docs").glob("*.md"))
 
-MAIN_JOB = "python -m venv .venv && . .venv/bin/activate && pip install --no-compile -e . && python -m sims.phase_diagram"
-TESTS = 'python -m venv .venv && . .venv/bin/activate && pip install --no-compile -e ".[test]" && pytest -n auto'
+MAIN_JOB = "python -m venv .venv && . .venv/bin/activate && pip install -e . && python -m sims.phase_diagram"
+TESTS = 'python -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && pytest -n auto'
 CI_MARK = 'keep in sync with README.md "Run the tests"'
 
 
