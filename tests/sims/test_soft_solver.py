@@ -108,6 +108,46 @@ def test_warm_start_at_the_optimum_and_row_mean_removed():
     assert again.iterations <= 2
 
 
+def test_warm_start_at_its_own_outputs_returns_the_full_gradient():
+    """A start whose outputs are the targets skips the gradient's data term in its first evaluation; when that
+    start is returned (lam W0 is already below gtol), its gradient is computed in full."""
+    X, _ = mixture(90, 10, 3, seed=12)
+    lam = 1e-3
+    W0 = np.random.default_rng(3).normal(size=(3, 10)) * 1e-9
+    W0 -= W0.mean(axis=0)
+    Z = W0 @ X.T
+    T = np.exp(Z - Z.max(axis=0))
+    T /= T.sum(axis=0)
+    fit = fit_soft(X, T, lam, W0=W0)
+    assert fit.newton_steps == 0
+    G = (fit.P - T) @ X / X.shape[0] + lam * fit.W
+    assert abs(fit.gradient_norm - np.max(np.abs(G))) <= 1e-12 * np.max(np.abs(G))
+    assert np.max(np.abs(fit.P - T)) <= OUT_TOL
+
+
+def test_sd_round_goes_straight_to_the_newton_steps():
+    """An SD round's start (gradient lam W0, below the handover here) needs no optimiser iteration; the outputs
+    are the reference's."""
+    X, T = mixture(200, 12, 5, seed=13, soft=False)
+    lam = 1e-3
+    teacher = fit_soft(X, T, lam)
+    warm = fit_soft(X, teacher.P, lam, W0=teacher.W)
+    assert warm.newton_steps >= 1 and warm.iterations == warm.newton_steps
+    assert np.max(np.abs(warm.P - fit_features(X, teacher.P, lam, tol=1e-12).outputs)) <= OUT_TOL
+
+
+def test_class_blocks_regroup_by_the_outputs():
+    X, T = mixture(60, 5, 3, seed=14, soft=False)
+    blocks = ClassBlocks(X, T, X.T @ X / 60, 1e-3)
+    assert not blocks.regroup(T)  # the same groups: nothing recomputed
+    P = np.roll(T, 1, axis=0)
+    assert blocks.regroup(P) and np.array_equal(blocks.groups, np.argmax(P, axis=0))
+    P2 = P.copy()
+    P2[:, 0] = np.roll(P2[:, 0], 1)
+    assert not blocks.regroup(P2, share=0.05)  # 1 of 60 changed: below the share
+    assert blocks.regroup(P2) and blocks.regroups == 2
+
+
 def test_methods_and_preconditioners_agree():
     X, T = mixture(100, 12, 5, seed=5)
     lam = 1e-3

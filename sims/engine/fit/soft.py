@@ -27,11 +27,20 @@ conjugate gradients with ``hessp`` to relative residual r, Armijo backtracking t
 its gradient where rounding hides its decrease in f) until the stopping rule holds. The CG is
 hand-written (:func:`_pcg`) so that it keeps its directions' logits W X^T: a trial point's logits are
 then the current ones plus a multiple of the step's, and its evaluation costs one product with X, not
-two (measured at N = 50 000, D = 512, K = 100: 49 products for the teacher instead of 55, 31 instead of
-37 for a warm round). For CE (K <= 256, whitened coordinates) the CG is preconditioned by the class-block model of
-the Hessian of :mod:`.soft_blocks`, refreshed at every Newton step, with h = r = 1e-3 (r the largest rtol); otherwise it is
-not, with h = 1e-5, r = 1e-2 ("newton_precondition"). "auto" is "lbfgs": measured as fast as the
-trust-region methods and never slower (benchmarks/bench_probe_solver.py). Memory: X, the targets and a
+two (measured at N = 50 000, D = 512, K = 100, with the settings of then: 49 products for the teacher
+instead of 55, 31 instead of 37 for a warm round). For CE (K <= 256, whitened coordinates) the CG is
+preconditioned by the class-block model of the Hessian of :mod:`.soft_blocks`, refreshed at every Newton
+step, its instances grouped by the argmax of the current outputs, with h = 1e-2, r = 1e-1 (r the largest
+rtol: the forcing below sets tighter ones near the optimum); otherwise it is not, with h = 1e-5, r = 1e-2
+("newton_precondition"). With the class blocks an SD round's warm start (gradient lam W0, below h on the
+benchmark) goes to the Newton steps at once, and the teacher after one L-BFGS-B iteration or none. A warm
+start's logits take one product with X (they also give kappa); when its outputs are its targets to within
+1e-3 gtol (an SD round), the gradient's data term, at most that times gscale, is left out of the first
+evaluation (gradient lam W0, no second product); a point so evaluated is never returned.
+Measured at N = 50 000, D = 512, noise 0.3 (benchmarks/bench_probe_solver.py, one thread): K = 100,
+teacher 29 products with X, each warm round 25 (before: h = r = 1e-3 and groups by the targets' argmax,
+49 and 27-31); K = 10, teacher 35, warm rounds 28-31 (before 53 and 34-37). "auto" is "lbfgs": measured as
+fast as the trust-region methods and never slower (benchmarks/bench_probe_solver.py). Memory: X, the targets and a
 few K x N arrays, O(K D + D^2), plus K^3 for the class blocks.
 
 Stopping rule (both must hold at the returned point; scipy's own tests are switched off):
@@ -85,12 +94,14 @@ _DEFAULT_MAX_ITER = 5000
 _NEWTON_STEPS = 12
 _CG_MAXITER = 100
 # The optimiser hands over to those Newton steps once max |grad f| <= max(gtol, handover) * gscale, and CG
-# solves each Newton system to relative residual rtol. With the class-block preconditioner (CE,
-# :mod:`.soft_blocks`) a CG iteration removes far more of the residual, so the Newton steps start earlier
-# and are solved more accurately (measured at N = 50 000, D = 512, K = 100: 30 passes over X instead of 46
-# for the teacher, 19 instead of 37 for a warm round).
-_HANDOVER = {"classes": 1e-3, "none": 1e-5}
-_CG_RTOL = {"classes": 1e-3, "none": 1e-2}
+# solves each Newton system to relative residual at most rtol. With the class-block preconditioner (CE,
+# :mod:`.soft_blocks`) a CG iteration removes far more of the residual, so the Newton steps start much
+# earlier (measured at N = 50 000, D = 512, K = 100: teacher 29 products with X; at N = 10 000, handover
+# 1e-3: 35, 3e-3: 37, 1e-2: 30, Newton from W = 0: 42), and the first, far from the optimum, where the
+# quadratic model is poor, need not be solved accurately (rtol 1e-1 instead of 1e-3 at N = 10 000: teacher
+# 35 products instead of 37 at handover 1e-3; warm rounds from their start 26-28 instead of 32-34).
+_HANDOVER = {"classes": 1e-2, "none": 1e-5}
+_CG_RTOL = {"classes": 1e-1, "none": 1e-2}
 NEWTON_PRECONDITIONERS = ("auto", "classes", "none")
 # With the class blocks, the Newton steps also stop once the preconditioned step's predicted output change
 # is at most this share of output_tol (module docstring), and CG's rtol never goes below _CG_RTOL_MIN.
@@ -101,6 +112,12 @@ _CG_RTOL_MIN = 1e-10
 _ROUNDING_CAP = 64.0
 # Rows of X checked for finiteness per block (a bounded temporary, also for a memory-mapped X).
 _CHUNK = 8192
+# The class blocks regroup the instances by the argmax of the outputs (:meth:`.ClassBlocks.regroup`) when more than
+# this share of them changed group since the last grouping (a regrouping costs an O(D^3) eigendecomposition).
+_REGROUP_SHARE = 0.01
+# A warm start whose outputs are its targets (an SD round) to within this share of gtol: the data term of the
+# gradient, at most max |P - T| gscale, is left out there (the gradient is lam W0), which saves one product.
+_AT_TARGETS_SHARE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -280,7 +297,7 @@ def _log_softmax_and_softmax(Z):
 class _Evaluation:
     """The loss and its derivatives at one point, columns = instances."""
 
-    __slots__ = ("x", "f", "grad", "gW", "W", "P", "logP", "a", "A")
+    __slots__ = ("x", "f", "grad", "gW", "W", "P", "logP", "a", "A", "partial")
 
 
 # Rows of X used for the covariance of the preconditioner (a strided subset: it only has to be close).
@@ -383,11 +400,13 @@ class _Problem:
     def _pull_back(self, gW):
         return (gW @ self.U if self.U is not None else gW) * self.s
 
-    def evaluate(self, x, logits=None):
+    def evaluate(self, x, logits=None, at_targets=None):
         """f, its gradient and the outputs at V = x. ``logits``: the logits W X^T at x up to a shift per
         column (softmax ignores it), when the caller has them without a product with X (a Newton step's
         trial point: the last point's log-outputs plus t times the step's accumulated directional logits,
-        :func:`_pcg`); they are overwritten."""
+        :func:`_pcg`); they are overwritten. ``at_targets`` (CE, a warm start's first evaluation): when
+        max |P - T| <= at_targets, the gradient's data term (P - T) X / N, at most at_targets x gscale, is left
+        out (no product with X; ``partial`` is set, and a partial evaluation is never returned)."""
         ev = _Evaluation()
         ev.x = x.copy()
         W = self._to_W(x.reshape(self.K, self.D))
@@ -410,8 +429,13 @@ class _Problem:
             G = P * A - a
             ev.a, ev.A = a, A
         ev.f = data / self.N + 0.5 * self.lam * float(np.vdot(W, W))
-        ev.gW = (G @ self.X) / self.N + self.lam * W
-        self.nprod += 1
+        # CE at outputs within at_targets of the targets: the data term, at most max |P - T| gscale, left out
+        ev.partial = at_targets is not None and self.loss == "ce" and float(np.max(np.abs(G))) <= at_targets
+        if ev.partial:
+            ev.gW = self.lam * W
+        else:
+            ev.gW = (G @ self.X) / self.N + self.lam * W
+            self.nprod += 1
         ev.grad = self._pull_back(ev.gW).ravel()
         ev.W, ev.P, ev.logP = W, P, logP
         self.nfev += 1
@@ -458,7 +482,7 @@ class _Problem:
                 if np.array_equal(ev.x, x):
                     return ev
             logits, self._start_logits = self._start_logits, None  # the warm start's, at x0 only
-            ev = self.evaluate(x, logits)
+            ev = self.evaluate(x, logits, None if logits is None else _AT_TARGETS_SHARE * gtol)
             cache.append(ev)
             del cache[:-keep]
             return ev
@@ -498,6 +522,8 @@ class _Problem:
         # popped: the Newton steps hold the only reference, so each point's K x N arrays go once it is left
         ev, newton, change, predicted = self._newton_finish(state.pop("ev"), state["change"], gtarget, output_tol,
                                                             budget)
+        if ev.partial:  # the warm start is returned: its gradient in full
+            ev = self.evaluate(ev.x)
         gmax = self._gradient_max(ev)
         near = change <= output_tol or predicted <= _PREDICTED_SHARE * output_tol  # nan compares False
         state.update(ev=ev, change=change, gmax=gmax, done=gmax <= gtarget and near)
@@ -516,11 +542,12 @@ class _Problem:
                        state["it"], True, self.loss, self.q, method, self.precondition, self.gscale,
                        self.nfev, self.nhess, ev.f, newton, self.newton_precondition, predicted, self.nprod)
 
-    def _class_blocks(self):
-        """The class-block model (:mod:`.soft_blocks`) in the whitened coordinates' basis."""
+    def _class_blocks(self, P):
+        """The class-block model (:mod:`.soft_blocks`) in the whitened coordinates' basis, the instances grouped
+        by the argmax of the outputs P."""
         U = self.U
         cov = (U * self.cov_eig) @ U.T
-        blocks = ClassBlocks(self.X, self.T, cov, self.lam)
+        blocks = ClassBlocks(self.X, P, cov, self.lam)
         self._rotation = U.T @ blocks.E  # V-side rows (r / s) U^T E = (r / s) F
         return blocks
 
@@ -542,6 +569,8 @@ class _Problem:
         the direction M^-1 (-grad f) in V and its directional logits): preconditioned CG's first direction,
         so that its first Hessian product needs one product with X instead of two (:func:`_pcg`).
         """
+        if blocks.regroup(ev.P, _REGROUP_SHARE):
+            self._rotation = self.U.T @ blocks.E
         blocks.refresh(ev.P)
         z = self._block_solve(blocks, -ev.grad)
         Ud = self.direction_logits(z)
@@ -564,7 +593,7 @@ class _Problem:
         predicted change at the returned point or nan).
         """
         steps = 0
-        blocks = self._class_blocks() if self.newton_precondition == "classes" else None
+        blocks = self._class_blocks(ev.P) if self.newton_precondition == "classes" else None
         rtol = _CG_RTOL[self.newton_precondition]
         predicted = np.nan
         for _ in range(min(_NEWTON_STEPS, budget)):
