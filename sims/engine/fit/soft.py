@@ -410,7 +410,9 @@ class _Problem:
         ev = _Evaluation()
         ev.x = x.copy()
         W = self._to_W(x.reshape(self.K, self.D))
-        if logits is None:
+        if logits is None and not W.any():  # W = 0 (a cold start): the logits are zero, no product needed
+            logits = np.zeros((self.K, self.N))
+        elif logits is None:
             # (K, D) @ (D, N) with X^T a view: measured 1.3-1.6x faster with OpenBLAS than X @ W^T
             logits = W @ self.X.T
             self.nprod += 1
