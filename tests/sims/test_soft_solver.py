@@ -148,6 +148,26 @@ def test_class_blocks_regroup_by_the_outputs():
     assert blocks.regroup(P2) and blocks.regroups == 2
 
 
+def test_limited_memory_update_of_the_preconditioner():
+    """_lmp_solve: symmetric positive definite, and exact on CG's pairs for the matrix they came from."""
+    from sims.engine.fit.soft import _lmp_solve, _pcg
+
+    rng = np.random.default_rng(5)
+    n = 12
+    A = rng.normal(size=(n, n))
+    H = A @ A.T + 0.5 * np.eye(n)
+    M = lambda r: r / np.diag(H)  # noqa: E731  (a Jacobi preconditioner)
+    pairs = []
+    _pcg(lambda v, Ud=None: H @ v, lambda v: np.zeros(1), rng.normal(size=n), M, 1e-12, 4, pairs=pairs)
+    assert len(pairs) == 4
+    for sv, yv, _rho in pairs:
+        np.testing.assert_allclose(_lmp_solve(M, pairs, yv), sv, rtol=1e-8, atol=1e-10 * np.abs(sv).max())
+    B = np.stack([_lmp_solve(M, pairs, e) for e in np.eye(n)], axis=1)
+    np.testing.assert_allclose(B, B.T, atol=1e-10 * np.abs(B).max())
+    assert np.linalg.eigvalsh((B + B.T) / 2).min() > 0
+    assert _lmp_solve(M, [], np.ones(n)) is not None
+
+
 def test_methods_and_preconditioners_agree():
     X, T = mixture(100, 12, 5, seed=5)
     lam = 1e-3
