@@ -38,9 +38,13 @@ benchmark) goes to the Newton steps at once, and the teacher after one L-BFGS-B 
 start's logits take one product with X (they also give kappa); when its outputs are its targets to within
 1e-3 gtol (an SD round), the gradient's data term, at most that times gscale, is left out of the first
 evaluation (gradient lam W0, no second product); a point so evaluated is never returned.
-Measured at N = 50 000, D = 512, noise 0.3 (benchmarks/bench_probe_solver.py, one thread): K = 100,
-teacher 29 products with X, each warm round 25 (before: h = r = 1e-3 and groups by the targets' argmax,
-49 and 27-31); K = 10, teacher 35, warm rounds 28-31 (before 53 and 34-37). "auto" is "lbfgs": measured as
+Measured at N = 50 000, D = 512, lam = 1e-4, noise 0.3 (benchmarks/bench_probe_solver.py, one thread,
+the machine shared): K = 100, teacher 24 products with X, 7.6 s (scikit-learn's lbfgs at tol 1e-6 in the
+same run 8.2 s, its outputs 2e-4 from the optimum, ours 2e-10), each warm round 23, 7.5-8.3 s (before:
+h = r = 1e-3, groups by the targets' argmax, no CG pairs: 49 and 27-31); K = 10, teacher 34, 2.0 s
+(scikit-learn 2.8 s), warm rounds 26-29, 1.9-2.0 s (before 53 and 34-37). A warm round still costs about
+as much as the teacher: its start is as far from its optimum, in Newton steps, as the teacher's
+handover point. "auto" is "lbfgs": measured as
 fast as the trust-region methods and never slower (benchmarks/bench_probe_solver.py). Memory: X, the targets and a
 few K x N arrays, O(K D + D^2), plus K^3 for the class blocks.
 
@@ -97,10 +101,11 @@ _CG_MAXITER = 100
 # The optimiser hands over to those Newton steps once max |grad f| <= max(gtol, handover) * gscale, and CG
 # solves each Newton system to relative residual at most rtol. With the class-block preconditioner (CE,
 # :mod:`.soft_blocks`) a CG iteration removes far more of the residual, so the Newton steps start much
-# earlier (measured at N = 50 000, D = 512, K = 100: teacher 29 products with X; at N = 10 000, handover
-# 1e-3: 35, 3e-3: 37, 1e-2: 30, Newton from W = 0: 42), and the first, far from the optimum, where the
-# quadratic model is poor, need not be solved accurately (rtol 1e-1 instead of 1e-3 at N = 10 000: teacher
-# 35 products instead of 37 at handover 1e-3; warm rounds from their start 26-28 instead of 32-34).
+# earlier (measured before the CG pairs below, D = 512, K = 100: teacher 29 products with X at N = 50 000; at
+# N = 10 000, handover 1e-3: 35, 3e-3: 37, 1e-2: 30, Newton from W = 0: 42), and the first ones, far from the
+# optimum, where the quadratic model is poor, need not be solved accurately (rtol 1e-1 instead of 1e-3 at
+# N = 10 000: teacher 35 products instead of 37 at handover 1e-3; warm rounds from their start 26-28 instead
+# of 32-34).
 _HANDOVER = {"classes": 1e-2, "none": 1e-5}
 _CG_RTOL = {"classes": 1e-1, "none": 1e-2}
 NEWTON_PRECONDITIONERS = ("auto", "classes", "none")
