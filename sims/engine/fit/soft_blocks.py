@@ -31,7 +31,7 @@ products instead of 23, 37 products with X in all instead of 61. Regrouping (O(N
 means and an eigendecomposition of Wp) happens only when more than 1% of the instances changed group.
 Each block is inverted by the Woodbury identity in the eigenbasis of Wp (a K x K system per class,
 inverted once per refresh), so one application costs O(K D^2 + K^3). The off-diagonal blocks are left out. The result is
-used only as the preconditioner of conjugate gradients (scipy.sparse.linalg.cg's ``M``): it changes how
+used only as the preconditioner of the Newton steps' conjugate gradients (:func:`.soft._pcg`): it changes how
 many Hessian products a Newton step needs, never the point the solver converges to, which is judged by
 the gradient and the output change as before.
 
