@@ -182,7 +182,9 @@ def main(argv=None) -> int:
             "sampled": len(chosen), "generated": sum(map(len, by_file.values())),
             "blas_threads": {var: _mutmut_env()[var] for var in BLAS_THREAD_VARS},
             "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}))
-        print(f"running {len(chosen)} of {sum(map(len, by_file.values()))} mutants", flush=True)
+        print(f"running {len(chosen)} of {sum(map(len, by_file.values()))} mutants (mutmut's counter below counts "
+              f"the mutants of every file, {len(res)}, with the results of earlier runs; only the sample runs)",
+              flush=True)
         start = time.monotonic()
         subprocess.run(["mutmut", "run", "--max-children", str(args.max_children), *chosen], check=False,
                        env=_mutmut_env())

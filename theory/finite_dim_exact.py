@@ -72,8 +72,7 @@ class EffectiveLambda:
 
 
 def _check(K, n, c, d, lam, counts, rounds, rel_tol):
-    K = check_int("K", K, minimum=2)
-    n = check_int("n", n, minimum=2)  # the finite-D theory needs a within-class spectrum
+    n = check_int("n", n, minimum=2)  # the finite-D theory needs a within-class spectrum (K: _check_cell)
     K, n, c, d, lam, counts = _check_cell(K, n, c, d, lam, counts)
     rounds = check_int("rounds", rounds, minimum=0)
     rel_tol = check_positive("rel_tol", rel_tol)

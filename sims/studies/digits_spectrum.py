@@ -23,7 +23,10 @@
   span of the K class means (0 in the mixture, whose noise is orthogonal to the means). With ``surrogate_reps``
   > 0, Monte Carlo on that Gaussian model (the digits' class means, the pooled covariance, same sizes, lambda and
   noise) separates the theory's error on its own model from the model's error on digits (non-Gaussian shape,
-  class-dependent covariances).
+  class-dependent covariances); a second Monte Carlo with each class's own training covariance
+  (``*_gaussian_per_class``: :func:`class_covariances`; same means, sizes, draws) separates those two: the part of the
+  digits' miss that class-dependent covariances explain, and the rest (the non-Gaussian shape). The theory has no
+  class-dependent covariances; this control is Monte Carlo only.
 """
 
 from __future__ import annotations
@@ -67,6 +70,12 @@ def _gaussian_surrogate(means, covs, per_class: int, rng):
     return X, y
 
 
+def class_covariances(X, y, K) -> list:
+    """Each class's sample covariance of its training points (divisor n_k - 1); their (n_k - 1)-weighted mean is the
+    pooled within-class covariance R^T R / (N - K) of the model of theory.finite_dim_classes."""
+    return [np.cov(X[y == k], rowvar=False, ddof=1) for k in range(K)]
+
+
 def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
     C = noise_mod.noise_matrix("symmetric", K, eta)
     z = noise_mod.corrupt_labels(y, C, rng, exact=True)
@@ -83,7 +92,8 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                           pll_prob_tol: float = 3e-3) -> dict:
     """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
     # label draws and the Gaussian control on separate streams: the digits' labels do not depend on surrogate_reps
-    lab_rng, sur_rng, pll_rng = np.random.default_rng(seed).spawn(3)  # the first two as with spawn(2)
+    # (spawned children do not depend on how many are spawned: the first three as with spawn(3))
+    lab_rng, sur_rng, pll_rng, cls_rng = np.random.default_rng(seed).spawn(4)
     dd = load_digits_data()
     K, n = dd.K, dd.n
     N, m, D = K * n, K * n - K, dd.X_train.shape[1]
@@ -118,6 +128,7 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     S_tr = R_tr.T @ R_tr / (N - K)
     mean_span_share = float(np.trace(Q.T @ S_tr @ Q) / np.trace(S_tr))
     covs = [S_tr] * K  # the model of theory.finite_dim_classes: one pooled covariance
+    covs_k = class_covariances(dd.X_train, dd.y_train, K) if surrogate_reps else None  # the per-class control
     filters = classes_filters(means, S_tr, n, accuracy_lam, rounds) if etas else None  # label-free, so shared
     accuracy, pll, lin_res, prob_err = [], [], 0.0, 0.0
     fp_res, cls_quad, cls_prob, pll_prob = 0.0, 0.0, 0.0, 0.0
@@ -125,13 +136,19 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
         z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
                                                     eta, rounds, lab_rng)
         lin_res = max(lin_res, max(f.residual for f in fits))
-        sur = []
-        for _ in range(surrogate_reps):  # Gaussian classes with the digits' means and per-class covariances
+        sur, sur_k = [], []
+        for _ in range(surrogate_reps):  # Gaussian classes with the digits' means and the pooled covariance
             Xs, ys = _gaussian_surrogate(means, covs, n, sur_rng)
             Xt, yt = _gaussian_surrogate(means, covs, len(dd.y_test) // K, sur_rng)
             _, _, a_tr, a_te = _sd_accuracy(Xs, ys, Xt, yt, K, accuracy_lam, eta, rounds, sur_rng)
             sur.append((a_tr, a_te))
+        for _ in range(surrogate_reps):  # ... and with each class's own covariance (own stream: the above unchanged)
+            Xs, ys = _gaussian_surrogate(means, covs_k, n, cls_rng)
+            Xt, yt = _gaussian_surrogate(means, covs_k, len(dd.y_test) // K, cls_rng)
+            _, _, a_tr, a_te = _sd_accuracy(Xs, ys, Xt, yt, K, accuracy_lam, eta, rounds, cls_rng)
+            sur_k.append((a_tr, a_te))
         sur = np.array(sur, dtype=np.float64).mean(axis=0) if sur else None
+        sur_k = np.array(sur_k, dtype=np.float64).mean(axis=0) if sur_k else None
         counts = noise_mod.label_counts(dd.y_train, z, K)
         # the mixture needs d >= 0 (a squared mean length); centred digits have d < 0: the constant direction
         # only carries the g-term, absent with exact (balanced) label counts
@@ -148,6 +165,8 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                 "train_pred_classes": float(cls.train_accuracy[t]), "fresh_pred_classes": float(cls.fresh_accuracy[t]),
                 "train_gaussian_surrogate": None if sur is None else float(sur[0, t]),
                 "test_gaussian_surrogate": None if sur is None else float(sur[1, t]),
+                "train_gaussian_per_class": None if sur_k is None else float(sur_k[0, t]),
+                "test_gaussian_per_class": None if sur_k is None else float(sur_k[1, t]),
             })
         # the theory's Gaussian draws take an int seed (as theory.finite_dim.orthant_probability), drawn from the stream
         cpll = classes_pll(means, S_tr, n, counts, accuracy_lam, prob_tol=pll_prob_tol,
@@ -156,6 +175,8 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
         pll.append({"eta": float(eta), "train_obs": train_obs[-1], "test_obs": test_obs[-1],
                     "train_gaussian_surrogate": None if sur is None else float(sur[0, -1]),
                     "test_gaussian_surrogate": None if sur is None else float(sur[1, -1]),
+                    "train_gaussian_per_class": None if sur_k is None else float(sur_k[0, -1]),
+                    "test_gaussian_per_class": None if sur_k is None else float(sur_k[1, -1]),
                     "train_pred_classes": cpll.student_train_accuracy, "fresh_pred_classes": cpll.student_fresh_accuracy,
                     "teacher_train_pred_classes": cpll.teacher_train_accuracy,
                     "teacher_fresh_pred_classes": cpll.teacher_fresh_accuracy})

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from sims.studies.digits_spectrum import digits_spectrum_check
+from sims.engine.features import load_digits_data
+from sims.studies.digits_spectrum import _residuals, class_covariances, digits_spectrum_check
 
 
 def test_measured_spectrum_predicts_the_within_class_filter_and_the_isotropic_law_does_not():
@@ -45,3 +46,30 @@ def test_observed_accuracies_per_round_and_pll_are_reported_and_the_isotropic_mi
     assert abs(p["train_pred_classes"] - p["train_gaussian_surrogate"]) <= 0.02
     assert abs(p["fresh_pred_classes"] - p["test_gaussian_surrogate"]) <= 0.02
     assert abs(p["teacher_train_pred_classes"] - acc[0]["train_pred_classes"]) <= 6e-3
+
+
+def test_class_covariances_average_to_the_pooled_covariance_and_differ_between_classes():
+    dd = load_digits_data()
+    X, y, K = dd.X_train, dd.y_train, dd.K
+    covs = class_covariances(X, y, K)
+    sizes = np.bincount(y, minlength=K)
+    R = _residuals(X, y, K)
+    pooled = R.T @ R / (len(y) - K)
+    # the (n_k - 1)-weighted mean of the class covariances is the pooled one: equal up to float64 round-off on
+    # entries of size ~1e-2 summed over 1200 images (1e-14 absolute)
+    mean = sum((n - 1) * C for n, C in zip(sizes, covs)) / (len(y) - K)
+    assert np.max(np.abs(mean - pooled)) <= 1e-14
+    # each is its class's own: class 0 alone has a covariance far from the pooled one (the control is informative)
+    assert np.allclose(covs[0], np.cov(X[y == 0].T)) and np.linalg.norm(covs[0] - pooled) > 0.2 * np.linalg.norm(pooled)
+
+
+def test_per_class_covariance_control_is_reported_next_to_the_pooled_model():
+    r = digits_spectrum_check(lams=(5e-4,), rounds=1, etas=(0.3,), surrogate_reps=1, pll_prob_tol=1e-2)
+    for row in r["accuracy"] + r["pll"]:
+        for key in ("train_gaussian_per_class", "test_gaussian_per_class"):
+            assert 0.0 <= row[key] <= 1.0
+        # a different model: not the pooled control's numbers
+        assert (row["train_gaussian_per_class"], row["test_gaussian_per_class"]) != (
+            row["train_gaussian_surrogate"], row["test_gaussian_surrogate"])
+    none = digits_spectrum_check(lams=(5e-4,), rounds=1, etas=(0.3,), surrogate_reps=0, pll_prob_tol=1e-2)
+    assert all(row["train_gaussian_per_class"] is None for row in none["accuracy"] + none["pll"])

@@ -107,3 +107,113 @@ def test_calibration_of_another_ridge_is_refused(calibrations):
     with pytest.raises(TypeError, match="EffectiveLambda"):
         exact_finite_dim_prediction(**p, D=1e3, counts=counts, rounds=40, calibration=(1e-4, 1e-4))
     assert isinstance(cal, EffectiveLambda)
+
+
+# ---------------------------------------------------------------- the search, on first-round functions of known shape
+# (the theory's own first rounds always agree between the float search and min_rounds, so the fallback to the exact
+# search, the ends of the search range and a jump over the exact round are reached with stand-ins)
+
+import theory.finite_dim_exact as fde  # noqa: E402
+
+P = dict(K=4, n=40, c=0.4, d=0.1, lam=1e-3, counts=np.diag([40] * 4), rounds=10)
+
+
+def _stand_in(monkeypatch, exact, steps, float_offset=0):
+    """min_rounds_exact -> exact; min_rounds (and the float search, plus float_offset) -> the step function
+    ``steps``: first(lambda) = the value of the first (edge, value) with lambda < edge, else 0. Returns the list of
+    ridges at which min_rounds was called."""
+    calls = []
+
+    def first(lm):
+        return next((v for edge, v in steps if lm < edge), 0)
+
+    monkeypatch.setattr(fde, "min_rounds_exact", lambda *a, **k: exact)
+    monkeypatch.setattr(fde, "min_rounds", lambda K, n, c, d, lm, C: calls.append(lm) or first(lm))
+    monkeypatch.setattr(fde, "_first_float", lambda K, n, c, d, lm, C, cap: first(lm) + float_offset)
+    return calls
+
+
+def test_search_finds_a_step_of_known_ends_with_one_exact_call_beyond_lambda(monkeypatch):
+    # rounds: 5 below 2e-4, 3 on [2e-4, 5e-3), 1 from 5e-3: the exact round 3 holds on [2e-4, 5e-3)
+    calls = _stand_in(monkeypatch, 3, [(2e-4, 5), (5e-3, 3), (math.inf, 1)])
+    cal = effective_lambda(**P, rel_tol=1e-4)
+    assert cal.exact_first == 3 and cal.linear_first == 3
+    assert 2e-4 <= cal.lo <= 2e-4 * (1 + 1e-4) and 5e-3 / (1 + 1e-4) <= cal.hi < 5e-3
+    assert cal.lam_eff == pytest.approx(math.sqrt(cal.lo * cal.hi), rel=1e-15)
+    # the float search decided; min_rounds ran at lam and at the midpoint only
+    assert calls == [P["lam"], cal.lam_eff]
+
+
+def test_a_float_search_that_disagrees_falls_back_to_the_exact_search(monkeypatch):
+    steps = [(2e-4, 5), (5e-3, 3), (math.inf, 1)]
+    _stand_in(monkeypatch, 3, steps)
+    right = effective_lambda(**P, rel_tol=1e-4)
+    calls = _stand_in(monkeypatch, 3, steps, float_offset=1)  # float64 one round late everywhere
+    cal = effective_lambda(**P, rel_tol=1e-4)
+    assert (cal.lo, cal.hi, cal.lam_eff) == (right.lo, right.hi, right.lam_eff) and cal.exact_first == 3
+    assert len(calls) > 20  # the bisections ran on min_rounds
+
+
+def test_interval_reaching_the_ends_of_the_search_range(monkeypatch):
+    # the same round at every ridge: the interval is the whole range, its midpoint lam itself
+    _stand_in(monkeypatch, 2, [(math.inf, 2)])
+    cal = effective_lambda(**P)
+    assert (cal.lo, cal.hi) == (P["lam"] / fde.SEARCH_FACTOR, P["lam"] * fde.SEARCH_FACTOR)
+    assert cal.lam_eff == pytest.approx(P["lam"], rel=1e-12)
+    # a step only above lam: lo is the range's lower end, hi the step
+    _stand_in(monkeypatch, 2, [(3e-2, 2), (math.inf, 0)])
+    cal = effective_lambda(**P, rel_tol=1e-4)
+    assert cal.lo == P["lam"] / fde.SEARCH_FACTOR and 3e-2 / (1 + 1e-4) <= cal.hi < 3e-2
+
+
+def test_a_linearised_round_that_jumps_over_the_exact_one_gives_no_calibration(monkeypatch):
+    _stand_in(monkeypatch, 3, [(1e-3, 5), (math.inf, 1)])  # 5 rounds below 1e-3, 1 from there: never 3
+    cal = effective_lambda(**P)
+    assert cal.exact_first == 3 and cal.linear_first == 1
+    assert (cal.lam_eff, cal.lo, cal.hi) == (None, None, None)
+    _, pred = exact_finite_dim_prediction(**{k: v for k, v in P.items() if k != "rounds"}, D=1e4, rounds=10,
+                                          calibration=cal)
+    assert pred is None
+
+
+def test_prediction_uses_the_given_probability_tolerance(calibrations):
+    from theory.finite_dim import finite_dim_prediction
+
+    name = "symmetric 0.3, expected counts"
+    (p, counts), cal = CASES[name], calibrations[name]
+    _, pred = exact_finite_dim_prediction(**p, D=200.0, counts=counts, rounds=40, prob_tol=1e-2, calibration=cal)
+    ref, coarser = (finite_dim_prediction(p["K"], p["n"], p["c"], p["d"], cal.lam_eff, 200.0, counts, rounds=40,
+                                          prob_tol=tol) for tol in (1e-2, 3e-2))
+    assert np.array_equal(pred.train_accuracy, ref.train_accuracy)
+    assert pred.probability_error == ref.probability_error != coarser.probability_error
+
+
+def test_a_linearised_model_never_perfect_at_lambda_still_calibrates_through_the_exact_search(monkeypatch):
+    # min_rounds is None (never perfect) at lam = 1e-3; 3 rounds on [2e-3, 5e-2); the float search one round late
+    calls = _stand_in(monkeypatch, 3, [(2e-3, None), (5e-2, 3), (math.inf, 1)], float_offset=1)
+    monkeypatch.setattr(fde, "_first_float", lambda K, n, c, d, lm, C, cap: (
+        math.inf if lm < 2e-3 else (4 if lm < 5e-2 else 2)))
+    cal = effective_lambda(**P, rel_tol=1e-4)
+    assert cal.linear_first is None and cal.exact_first == 3 and len(calls) > 20
+    assert 2e-3 <= cal.lo <= 2e-3 * (1 + 1e-4) and 5e-2 / (1 + 1e-4) <= cal.hi < 5e-2
+
+
+def test_the_default_horizon_is_60_rounds(monkeypatch):
+    _stand_in(monkeypatch, 3, [(2e-4, 5), (5e-3, 3), (math.inf, 1)])
+    monkeypatch.setattr(fde, "min_rounds_exact", lambda K, n, c, d, lam, counts, rounds: 3 if rounds <= 60 else 99)
+    assert effective_lambda(**{k: v for k, v in P.items() if k != "rounds"}).exact_first == 3
+    assert effective_lambda(**{k: v for k, v in P.items() if k != "rounds"}, rounds=61).exact_first == 99
+
+
+def test_float_first_round_is_found_at_its_horizon_and_smallest_class_size():
+    # the horizon is the last round searched: a first round equal to it is found, one beyond it is not
+    p, counts = CASES["superclass 0.3, expected counts"]
+    C = counts / p["n"]
+    args = (p["K"], p["n"], p["c"], p["d"], p["lam"], C)
+    t = _first_float(*args, 60)
+    assert 1 <= t < 60 and _first_float(*args, int(t)) == t and _first_float(*args, int(t) - 1) == math.inf
+    # n = 2 is the smallest class size with a within-class spectrum; n = 1 is refused by name
+    two = effective_lambda(3, 2, 0.5, 0.2, 1e-3, np.diag([2, 2, 2]), rounds=5)
+    assert two.exact_first == 0
+    with pytest.raises(ValueError, match="n =="):
+        effective_lambda(3, 1, 0.5, 0.2, 1e-3, np.diag([1, 1, 1]), rounds=5)
