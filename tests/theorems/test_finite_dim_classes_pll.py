@@ -123,6 +123,15 @@ def test_the_seed_fixes_the_result_and_filters_are_reused():
     e = classes_pll(means, sigma, n, few, 1e-2, prob_tol=5e-3, filters=F)
     assert np.array_equal(np.isnan(e.student_p_correct), few == 0)
     assert e.student_fresh_mean.shape == (K, K) and np.abs(e.student_fresh_mean.sum(axis=1) - 1.0).max() <= 1e-12
+    # the teacher's per-type probabilities are the round-0 SD prediction's (theory.finite_dim_classes), nan where
+    # absent; the mean targets are each class's average top-two target: rows of probabilities (two halves)
+    from theory.finite_dim_classes import classes_prediction
+
+    t = classes_prediction(means, sigma, n, few, 1e-2, 3, prob_tol=5e-3, filters=F)
+    assert np.array_equal(np.isnan(e.teacher_p_correct), few == 0)
+    assert np.allclose(e.teacher_p_correct[few > 0], t.p_correct[0][few > 0], rtol=0, atol=1e-12)
+    assert e.mean_targets.shape == (K, K) and np.allclose(e.mean_targets.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    assert np.all((e.mean_targets >= 0) & (e.mean_targets <= 0.5 + 1e-12))
 
 
 def test_two_classes_are_a_tie():
@@ -130,6 +139,8 @@ def test_two_classes_are_a_tie():
     means = rng.standard_normal((2, 4)) * 0.4
     p = classes_pll(means, np.eye(4) * 0.05, 8, noisy_counts(2, 8, 0.25), 1e-2)
     assert p.student_train_accuracy == 0.0 and p.student_fresh_accuracy == 0.0 and p.teacher_train_accuracy > 0.5
+    # the one pair of two classes is every present type's top two, with probability one
+    assert np.array_equal(p.pair_prob[noisy_counts(2, 8, 0.25) > 0], np.ones((4, 1)))
 
 
 @pytest.mark.parametrize(
@@ -140,6 +151,7 @@ def test_two_classes_are_a_tie():
         ({"seed": -1}, ValueError, "seed"),
         ({"prob_tol": 0.0}, ValueError, "prob_tol"),
         ({"counts": np.array([[10, 0], [0, 10]])}, ValueError, "(3, 3)"),
+        ({"counts": np.array([[9, 1, 1], [0, 10, 0], [0, 0, 10]])}, ValueError, "counts"),  # a row sums to 11, not n
         ({"lam": -1.0}, ValueError, "lam"),
     ],
 )
@@ -152,3 +164,16 @@ def test_invalid_input_is_refused(kwargs, error, shows):
     with pytest.raises(error) as err:
         classes_pll(**args)
     assert shows in str(err.value)
+
+
+def test_unconverged_top_two_probabilities_raise(monkeypatch):
+    """Never an unconverged result: with the draws capped at 8 batches, a tolerance of 1e-6 (3 s.e. of a proportion
+    needs ~10^11 draws for it) is refused with the number of draws and the error reached."""
+    import theory.finite_dim_classes_pll as cpll
+
+    monkeypatch.setattr(cpll, "_MAX_DRAWS", 8 * cpll._CHUNK)
+    K = 4
+    pairs, tvec = fdp._pairs(K)
+    cov = (np.eye(K) - 1.0 / K) * 0.01
+    with pytest.raises(RuntimeError, match=f"after {8 * cpll._CHUNK} draws"):
+        _teacher_targets(np.array([0.4, 0.3, 0.2, 0.1]), cov, tvec, 1e-6, np.random.default_rng(0))
