@@ -38,11 +38,10 @@ benchmark) goes to the Newton steps at once, and the teacher after one L-BFGS-B 
 start's logits take one product with X (they also give kappa); when its outputs are its targets to within
 1e-3 gtol (an SD round), the gradient's data term, at most that times gscale, is left out of the first
 evaluation (gradient lam W0, no second product); a point so evaluated is never returned.
-Measured at N = 50 000, D = 512, lam = 1e-4, noise 0.3 (benchmarks/bench_probe_solver.py, one thread,
-the machine shared): K = 100, teacher 24 products with X, 7.6 s (scikit-learn's lbfgs at tol 1e-6 in the
-same run 8.2 s, its outputs 2e-4 from the optimum, ours 2e-10), each warm round 23, 7.5-8.3 s (before:
-h = r = 1e-3, groups by the targets' argmax, no CG pairs: 49 and 27-31); K = 10, teacher 34, 2.0 s
-(scikit-learn 2.8 s), warm rounds 26-29, 1.9-2.0 s (before 53 and 34-37). A warm round still costs about
+Products with X at N = 50 000, D = 512, lam = 1e-4, noise 0.3 (benchmarks/bench_probe_solver.py; its
+times, against scikit-learn's lbfgs in the same run, are in docs/benchmarks_probe_solver.md): K = 100,
+teacher 24, each warm round 23 (before: h = r = 1e-3, groups by the targets' argmax, no CG pairs: 49 and
+27-31); K = 10, teacher 34, warm rounds 26-29 (before 53 and 34-37). A warm round still costs about
 as much as the teacher: its start is as far from its optimum, in Newton steps, as the teacher's
 handover point. "auto" is "lbfgs": measured as
 fast as the trust-region methods and never slower (benchmarks/bench_probe_solver.py). Memory: X, the targets and a
