@@ -89,8 +89,9 @@ def _sd_accuracy(X, y, X_test, y_test, K, lam, eta, rounds, rng):
 
 def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0.6), accuracy_lam: float = 5e-4,
                           surrogate_reps: int = 0, seed: int = 0, class_prob_tol: float = 1e-3,
-                          pll_prob_tol: float = 3e-3) -> dict:
-    """See the module doc. Returns {"within": [...], "accuracy": [...], "c": c, "d": d, "errors": {...}}."""
+                          pll_prob_tol: float = 3e-3, pll: bool = True) -> dict:
+    """See the module doc. Returns {"within": [...], "accuracy": [...], "pll": [...], "c": c, "d": d, "errors": {...}};
+    ``pll=False`` leaves out the PLL student (``pll`` is then empty; its theory is the costliest part)."""
     # label draws and the Gaussian control on separate streams: the digits' labels do not depend on surrogate_reps
     # (spawned children do not depend on how many are spawned: the first three as with spawn(3))
     lab_rng, sur_rng, pll_rng, cls_rng = np.random.default_rng(seed).spawn(4)
@@ -130,7 +131,7 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
     covs = [S_tr] * K  # the model of theory.finite_dim_classes: one pooled covariance
     covs_k = class_covariances(dd.X_train, dd.y_train, K) if surrogate_reps else None  # the per-class control
     filters = classes_filters(means, S_tr, n, accuracy_lam, rounds) if etas else None  # label-free, so shared
-    accuracy, pll, lin_res, prob_err = [], [], 0.0, 0.0
+    accuracy, pll_rows, lin_res, prob_err = [], [], 0.0, 0.0
     fp_res, cls_quad, cls_prob, pll_prob = 0.0, 0.0, 0.0, 0.0
     for eta in etas:
         z, fits, train_obs, test_obs = _sd_accuracy(dd.X_train, dd.y_train, dd.X_test, dd.y_test, K, accuracy_lam,
@@ -168,11 +169,13 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                 "train_gaussian_per_class": None if sur_k is None else float(sur_k[0, t]),
                 "test_gaussian_per_class": None if sur_k is None else float(sur_k[1, t]),
             })
+        if not pll:
+            continue
         # the theory's Gaussian draws take an int seed (as theory.finite_dim.orthant_probability), drawn from the stream
         cpll = classes_pll(means, S_tr, n, counts, accuracy_lam, prob_tol=pll_prob_tol,
                            filters=filters if rounds >= 1 else None, seed=int(pll_rng.integers(2**31)))
         pll_prob = max(pll_prob, cpll.probability_error)
-        pll.append({"eta": float(eta), "train_obs": train_obs[-1], "test_obs": test_obs[-1],
+        pll_rows.append({"eta": float(eta), "train_obs": train_obs[-1], "test_obs": test_obs[-1],
                     "train_gaussian_surrogate": None if sur is None else float(sur[0, -1]),
                     "test_gaussian_surrogate": None if sur is None else float(sur[1, -1]),
                     "train_gaussian_per_class": None if sur_k is None else float(sur_k[0, -1]),
@@ -180,7 +183,7 @@ def digits_spectrum_check(lams=(5e-5, 5e-4), rounds: int = 10, etas=(0.0, 0.3, 0
                     "train_pred_classes": cpll.student_train_accuracy, "fresh_pred_classes": cpll.student_fresh_accuracy,
                     "teacher_train_pred_classes": cpll.teacher_train_accuracy,
                     "teacher_fresh_pred_classes": cpll.teacher_fresh_accuracy})
-    return {"within": within, "accuracy": accuracy, "pll": pll, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
+    return {"within": within, "accuracy": accuracy, "pll": pll_rows, "accuracy_lam": accuracy_lam, "c": c, "d": d, "d_used": max(d, 0.0), "D": D, "N": N, "m": m,
             "sigma_effective_rank": float(sig_te.sum() ** 2 / (sig_te**2).sum()), "mean_span_share": mean_span_share,
             "errors": {"quadrature": quad, "silverstein_residual": resid, "linear_solve": lin_res,
                        "theory_quadrature": prob_err, "classes_fixed_point": fp_res, "classes_quadrature": cls_quad,

@@ -753,7 +753,7 @@ def build_parser():
         prog=PROG,
         description="The finite-D (deterministic-equivalent) linearised theory of self-distillation on the Gaussian "
         "mixture against Monte Carlo on sampled mixture Gram matrices, per noise setting and D/N: first perfect "
-        "round (median, q10, q90, P(= block model's round), KS distance, 95 %% interval of the Monte Carlo median), "
+        "round (median, q10, q90, P(= block model's round), KS distance, 95 % interval of the Monte Carlo median), "
         "training and fresh accuracy per round. Writes finite_dim.csv (cell x round), finite_dim_cells.csv, "
         "finite_dim.json and finite_dim.png (finite_dim_quick.* with --quick) to --out. Runs resume from the "
         "cache under --out; Ctrl-C keeps the finished units.",

@@ -72,6 +72,7 @@ Three forms:
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -208,10 +209,20 @@ def limit_blas_threads(threads: int | None):
     if threads is None:
         return contextlib.nullcontext()
     threads = check_int("blas_threads", threads, minimum=1)
-    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that the limit below covers it)
-    from threadpoolctl import threadpool_limits
+    return _blas_controller().limit(limits=threads, user_api="blas")
 
-    return threadpool_limits(limits=threads, user_api="blas")
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller():
+    """One threadpoolctl controller per process, made after scipy's BLAS is loaded.
+
+    ``threadpool_limits`` rescans the process's shared libraries at every call (about 6 ms here); the
+    protocol makes thousands of fits, each inside a limit, and the rescan was a quarter of its time. The
+    libraries do not change after scipy.linalg is imported, so one scan serves every later limit."""
+    import scipy.linalg  # noqa: F401  (loads scipy's BLAS so that the controller covers it)
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
 
 
 def _fit_features(X, T, lam, loss, q, W0, tol, max_iter):
