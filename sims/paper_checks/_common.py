@@ -147,3 +147,44 @@ def block_sd(K, n, c, d, lam, counts, rounds):
 
 def block_accuracies(fits, y):
     return [metrics.accuracy(f.outputs, y) for f in fits]
+
+
+# ----------------------------------------------------------------------------- finite-D levels (P3, P4, F3)
+
+# A finite-D level compares the deterministic-equivalent theory with Monte Carlo on sampled mixture Gram matrices.
+# Its verdict counts a comparison as outside when |theory - Monte Carlo mean| > z SE + FD_SLACK, z the two-sided
+# normal quantile Bonferroni-corrected over the level's comparisons at FD_FAMILY_ALPHA: a theory that were exact
+# would fail a level with probability at most about FD_FAMILY_ALPHA. FD_SLACK (accuracy points / 100) allows for what
+# the theory neglects (O(1/m) Wishart terms) and for its orthant probabilities' tolerance, where the Monte Carlo
+# spread is zero (accuracy 1 in every sample); the same allowance as tests/sims/test_finite_dim_study.py.
+FD_FAMILY_ALPHA = 0.01
+FD_SLACK = 2e-3
+
+
+def fd_outside(comparisons) -> tuple[list, float]:
+    """(labels outside, z) for comparisons (label, theory, Monte Carlo mean, its standard error): outside where
+    |theory - mean| > z SE + FD_SLACK, z = the two-sided normal quantile at FD_FAMILY_ALPHA / (2 x comparisons)."""
+    from scipy.special import ndtri
+
+    comparisons = list(comparisons)
+    if not comparisons:
+        raise ValueError("comparisons is empty, must hold at least one (label, theory, mean, se)")
+    z = float(-ndtri(FD_FAMILY_ALPHA / (2 * len(comparisons))))
+    bad = [label for label, pred, mean, se in comparisons if not abs(pred - mean) <= z * se + FD_SLACK]
+    return bad, z
+
+
+def verdict_finite_dim(outside_linear: list, outside_exact: list | None = None) -> str:
+    """'holds' if every prediction of the finite-D level lies within its Monte Carlo interval: for accuracies
+    |theory - Monte Carlo mean| <= z SE + 0.002 (z: the two-sided normal quantile Bonferroni-corrected over the
+    level's comparisons at family level 1 %, so that an exact theory fails with probability at most about 1 %;
+    0.002 for the theory's neglected O(1/m) terms and its orthant tolerance, where the Monte Carlo spread is 0); for a
+    first perfect round the theory's median inside the 95 % order-statistic interval of the Monte Carlo median.
+    Where an exact-softmax level is compared too: 'holds at the linearised level only' if the linearised
+    predictions hold and some exact-level prediction lies outside the exact softmax's interval. Otherwise 'fails at:'
+    followed by the comparisons outside."""
+    if outside_linear:
+        return "fails at: " + "; ".join(outside_linear)
+    if outside_exact:
+        return "holds at the linearised level only (exact level outside at: " + "; ".join(outside_exact) + ")"
+    return "holds"

@@ -24,7 +24,7 @@ from ..engine import noise as noise_mod
 from ..engine import rounds as sd_rounds
 from ..engine.fit import FeatureExact, LinearModel
 from ..engine.noise import one_hot
-from ._common import PAPER, Check, block_accuracies, block_sd, pct, rng_for, rnd
+from ._common import PAPER, Check, block_accuracies, block_sd, fd_outside, pct, rng_for, rnd, rule_text, verdict_finite_dim
 
 PAPER_UNIFORM_HALF_WIDTH = 0.05  # the paper's perturbation: i.i.d. uniform(-0.05, 0.05) entries
 
@@ -187,6 +187,9 @@ def finding_f3() -> Check:
         "logits depend only on class sums of the residuals, so with balanced labels its prediction is argmax_j C_kj at "
         "every round) is tested in tests/theorems/test_p3_perfect_accuracy.py. P3 reports (a); which of the two the "
         "paper's '100 % population accuracy' denotes is not decided here.",
+        f"- Finite-D verdict: **{fd['verdict']}** (the finite-D theory against the mean over {F3_GRAM_SAMPLES} mixture "
+        f"samples: {len(rounds)} rounds x training and fresh accuracy, z = {fd['z']:.2f}).",
+        f"- Finite-D verdict rule: {rule_text(verdict_finite_dim)}",
     ]
     return Check("F3", "Training-instance accuracy vs accuracy on fresh samples", "-", "(a) and (b)",
                  ["pytest tests/theorems/test_p3_perfect_accuracy.py::test_population_accuracy_constant_in_rounds_when_balanced"],
@@ -195,7 +198,7 @@ def finding_f3() -> Check:
                   "gmm_fresh_t20": rnd(gmm_fresh[2]), "gmm_train_t20": rnd(gmm_train[2]),
                   "finite_dim_fresh_t0": rnd(fd["pred_fresh"][0]), "finite_dim_fresh_t20": rnd(fd["pred_fresh"][2]),
                   "finite_dim_train_t20": rnd(fd["pred_train"][2]), "mc_linear_fresh_t20": rnd(fd["mc_fresh"][2]),
-                  "finite_dim_max_dev": rnd(fd["max_dev"], 2)},
+                  "finite_dim_max_dev": rnd(fd["max_dev"], 2), "finite_dim_verdict": fd["verdict"]},
                  "figures/phase_diagram.png (fresh_accuracy column of its CSV)",
                  "theory.population_accuracy, theory.train_accuracy, theory.fresh_logits; theory.finite_dim")
 
@@ -229,7 +232,11 @@ def _f3_finite_dim(K, n, c, d, lam, D, y, z, X, Xf, yf, rounds, rng) -> dict:
     p_fr = [float(pred.fresh_accuracy[t]) for t in rounds]
     dev = np.abs(np.concatenate([np.subtract(p_tr, tr.mean(axis=0)), np.subtract(p_fr, fr.mean(axis=0))]))
     ses = np.concatenate([se(tr), se(fr)])
-    return {"same_train": same_train, "same_fresh": same_fresh, "mc_train": tr.mean(axis=0), "mc_fresh": fr.mean(axis=0),
+    comparisons = [(f"round {t} {q}", p, m, e) for q, ps, ms, es in (("training", p_tr, tr.mean(axis=0), se(tr)),
+                                                                     ("fresh", p_fr, fr.mean(axis=0), se(fr)))
+                   for t, p, m, e in zip(rounds, ps, ms, es)]
+    bad, z = fd_outside(comparisons)
+    return {"verdict": verdict_finite_dim(bad), "z": z, "same_train": same_train, "same_fresh": same_fresh, "mc_train": tr.mean(axis=0), "mc_fresh": fr.mean(axis=0),
             "mc_train_se": se(tr), "mc_fresh_se": se(fr), "pred_train": p_tr, "pred_fresh": p_fr,
             "max_dev": float(dev.max()), "max_dev_z": float((dev / np.maximum(ses, 1e-12)).max())}
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import theory
 
-from ._common import PAPER, Check, block_accuracies, block_sd, first_perfect, pct, population_counts, rnd, rule_text
+from ._common import (PAPER, Check, block_accuracies, block_sd, fd_outside, first_perfect, pct, population_counts, rnd,
+                      rule_text, verdict_finite_dim)
 
 SYMMETRIC_ETAS = (0.12, 0.3, 0.48, 0.6, 0.72)
 SUPERCLASS_ETAS = (0.1, 0.2, 0.3, 0.4, 0.46)
@@ -63,14 +64,15 @@ def _ratio(v) -> str:
 
 def finite_dim_lines():
     """(lines, numbers): the finite-D theory (theory.finite_dim) against the Gaussian mixture, on the grid of
-    ``python -m sims.finite_dim --quick`` (run here, in a temporary cache); reported, not in the verdict."""
+    ``python -m sims.finite_dim --quick`` (run here, in a temporary cache), with its own verdict
+    (:func:`._common.verdict_finite_dim`), which does not enter P3's."""
     import tempfile
 
     from ..studies import finite_dim as fds
 
     study = fds.Study(**fds.QUICK).validate()
     with tempfile.TemporaryDirectory() as tmp:
-        _, cells, summary = fds.run_study(study, jobs=2, cache_dir=tmp, progress=False)  # same bytes for any jobs
+        rows, cells, summary = fds.run_study(study, jobs=2, cache_dir=tmp, progress=False)  # same bytes for any jobs
     R = study.max_rounds
 
     def r(v):
@@ -79,7 +81,7 @@ def finite_dim_lines():
     ex = summary["exact"]
     lines = [
         "",
-        f"Finite D (reported; not in the verdict): the deterministic-equivalent theory of the Gaussian mixture "
+        f"Finite D (its own verdict below; not in P3's): the deterministic-equivalent theory of the Gaussian mixture "
         f"(theory.finite_dim) against Monte Carlo, on the grid of `python -m sims.finite_dim --quick` (K={study.K}, "
         f"n={study.n}, c={study.c}, d={study.d}, lambda={study.lam:g}, sampled labels, {study.samples} linearised "
         f"samples per cell, the exact softmax on {ex['samples_per_cell'][0]} of them). First perfect round: the "
@@ -117,7 +119,13 @@ def finite_dim_lines():
         "0.05 to 1e5, 200 samples per cell) is too long for CI; its cached result, when present, is under Evidence "
         "from cached runs (finite_dim_default).",
     ]
-    nums = {"fd_median_outside": f"{summary['median_outside_interval']}/{summary['cells_total']}",
+    verdict, acc_checks, z = finite_dim_verdict(rows, cells)
+    lines += [f"- Finite-D verdict: **{verdict}** (the theory's median first perfect round against the linearised Monte "
+              f"Carlo's interval in {len(cells)} cells, its training and fresh accuracy against the Monte Carlo means in "
+              f"{acc_checks} (cell, round) comparisons, z = {z:.2f}; the exact-level theory against the exact softmax's "
+              "interval).",
+              f"- Finite-D verdict rule: {rule_text(verdict_finite_dim)}"]
+    nums = {"fd_verdict": verdict, "fd_median_outside": f"{summary['median_outside_interval']}/{summary['cells_total']}",
             "fd_exact_pred_outside": f"{ex['pred_outside_exact_interval']}/{ex['cells_with_interval']}",
             "fd_combined_outside": f"{ex['combined_outside_exact_interval']}/{ex['combined_cells']}",
             "fd_exact_theory_outside": f"{ex['exact_theory_outside_exact_interval']}/{ex['exact_theory_cells']}",
@@ -128,6 +136,21 @@ def finite_dim_lines():
         nums[f"fd_pred_median_{key}"] = c["pred_median"]
         nums[f"fd_obs_median_{key}"] = c["obs_median"]
     return lines, nums
+
+
+def finite_dim_verdict(rows, cells) -> tuple[str, int, float]:
+    """(verdict, accuracy comparisons, z) of the finite-D level: :func:`._common.verdict_finite_dim` over the cells'
+    median first perfect rounds, every (cell, round)'s training and fresh accuracy, and the exact-level theory's
+    median against the exact softmax's interval (cells with one)."""
+    def where(r):
+        return f"{r['noise']} {r['eta']:g} D/N={r['D_over_N']:.3g}"
+
+    comparisons = [(f"{where(r)} round {r['round']} {q}", r[f"{q}_accuracy_pred"], r[f"{q}_accuracy_obs"],
+                    r[f"{q}_accuracy_se"]) for r in rows for q in ("train", "fresh")]
+    acc_bad, z = fd_outside(comparisons)
+    median_bad = [f"{where(c)} median first round" for c in cells if c["median_outside"]]
+    exact_bad = [f"{where(c)} exact-level median" for c in cells if c["exact_theory_outside_exact"]]
+    return verdict_finite_dim(median_bad + acc_bad, exact_bad), len(comparisons), z
 
 
 def _interval_span(S: int) -> str:

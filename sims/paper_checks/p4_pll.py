@@ -13,7 +13,8 @@ from __future__ import annotations
 import theory
 
 from ..engine.rounds import pll as exact_pll
-from ._common import PAPER, Check, block_accuracies, block_sd, first_perfect, pct, population_counts, rnd, rule_text
+from ._common import (PAPER, Check, block_accuracies, block_sd, fd_outside, first_perfect, pct, population_counts, rnd,
+                      rule_text, verdict_finite_dim)
 from .p6_real_features import ETAS as DIGITS_ETAS
 from .p6_real_features import NOISES as DIGITS_NOISES
 from .p6_real_features import worse
@@ -49,7 +50,8 @@ FD_PLL_SAMPLES = 40
 
 def finite_dim_pll_lines():
     """(lines, numbers): the derived finite-D PLL student (theory.finite_dim_pll) against linearised Monte Carlo on
-    sampled mixture Gram matrices (exact label counts, FD_PLL_SAMPLES samples per D); reported, not in the verdict."""
+    sampled mixture Gram matrices (exact label counts, FD_PLL_SAMPLES samples per D), with its own verdict
+    (:func:`._common.verdict_finite_dim`), which does not enter P4's."""
     import math
 
     import numpy as np
@@ -66,7 +68,7 @@ def finite_dim_pll_lines():
     K, n, c, d, lam = FD_PLL.values()
     N = K * n
     lines = [
-        "", f"Finite D (reported; not in the verdict): the derived PLL student of theory.finite_dim_pll (the runner-up "
+        "", f"Finite D (its own verdict below; not in P4's): the derived PLL student of theory.finite_dim_pll (the runner-up "
         "chosen by the Gram fluctuations, the student's noise jointly Gaussian with the teacher's) against linearised "
         f"SD on {FD_PLL_SAMPLES} sampled mixture Gram matrices per D (K={K}, n={n}, c={c}, d={d}, lambda={lam:g}, exact "
         "label counts; in brackets the Monte Carlo standard error). Without label noise the model has no fluctuation "
@@ -75,7 +77,8 @@ def finite_dim_pll_lines():
         "| noise | D/N | teacher training: theory / MC | PLL training: theory / MC | teacher fresh: theory / MC | PLL fresh: theory / MC |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
-    nums, devs = {}, []
+    nums, devs, comparisons = {}, [], []
+    names = ("teacher training", "PLL training", "teacher fresh", "PLL fresh")
     for noise, eta in FD_PLL_CASES:
         counts = theory.exact_label_counts(noise_mod.noise_matrix(noise, K, eta), n)
         y, z = noise_mod.labels_from_counts(counts)
@@ -98,6 +101,7 @@ def finite_dim_pll_lines():
             th = [pred.teacher_train_accuracy, pred.student_train_accuracy, pred.teacher_fresh_accuracy,
                   pred.student_fresh_accuracy]
             devs += [abs(a - b) for a, b in zip(th, mean)]
+            comparisons += [(f"{noise} {eta} D/N={ratio:g} {name}", a, b, e) for name, a, b, e in zip(names, th, mean, se)]
             lines.append(f"| {noise} {eta} | {ratio:g} | " + " | ".join(
                 f"{pct(a)} / {pct(b)} ({pct(e)})" for a, b, e in zip(th, mean, se)) + " |")
             key = f"{noise}_{eta}_DN{ratio:g}"
@@ -105,7 +109,13 @@ def finite_dim_pll_lines():
             nums[f"fd_pll_student_train_mc_{key}"] = rnd(mean[1])
             nums[f"fd_pll_student_fresh_pred_{key}"] = rnd(th[3])
     nums["fd_pll_max_dev"] = rnd(max(devs), 2)
-    lines += ["", f"- Largest distance between the derived model and the Monte Carlo means: {max(devs) * 100:.1f} points."]
+    bad, z = fd_outside(comparisons)
+    verdict = verdict_finite_dim(bad)
+    nums["fd_pll_verdict"] = verdict
+    lines += ["", f"- Largest distance between the derived model and the Monte Carlo means: {max(devs) * 100:.1f} points.",
+              f"- Finite-D verdict: **{verdict}** ({len(comparisons)} comparisons, z = {z:.2f}; the noisy settings "
+              "above only: without label noise the model refuses, so that case is not covered).",
+              f"- Finite-D verdict rule: {rule_text(verdict_finite_dim)}"]
     return lines, nums
 
 

@@ -101,8 +101,11 @@ POSITIONING = (
     "instead of in a limit. Pareek, Du and Oh (NeurIPS 2024) and Dang, Patil and Rinaldo (arXiv 2602.17565, 2026) study "
     "repeated self-distillation of ridge regression (squared loss, regression targets); their spectral filters are the "
     "ones of the linearised operator here, their risk is a regression error, not classification accuracy. No "
-    "published number of these works is reproduced here: none of their settings is an instance of the paper's softmax "
-    "cross-entropy with a fixed lambda and K >= 3 soft targets."
+    "published number of these works is reproduced here. Takanami et al.'s numbers are for the binary mixture with a "
+    "bias, the loss's exact (not linearised) minimiser and hyperparameters optimised at every stage, in the "
+    "proportional limit; the suite's two-class theory is linearised at a fixed ridge. Pareek et al.'s pure-teacher "
+    "repeated ridge is the linearised operator here (A^(t+1) applied to the targets), but their numbers are excess "
+    "risks of regression with per-step tuned mixing weights; a reproduction was not attempted."
 )
 
 

@@ -12,7 +12,8 @@ import pytest
 
 from sims import paper_checks as pc
 from sims.paper_checks import evidence, findings, report
-from sims.paper_checks._common import Check, confusion, rule_text, t_interval
+from sims.paper_checks._common import (FD_FAMILY_ALPHA, FD_SLACK, Check, confusion, fd_outside, rule_text, t_interval,
+                                      verdict_finite_dim)
 from sims.paper_checks.p1_label_averaging import verdict_p1
 from sims.paper_checks.p2_clustering import verdict_p2
 from sims.paper_checks.p3_perfect_accuracy import verdict_p3
@@ -200,6 +201,29 @@ def test_verdict_rules_every_branch():
     assert verdict_p7({("symmetric", 0.3): False}) == "fails"
     assert verdict_p7({("symmetric", 0.3): True, ("superclass", 0.2): False, ("superclass", 0.4): False}) == \
         "holds only where the PLL student is perfect (not for: superclass)"
+
+
+def test_finite_dim_verdict_every_branch_and_its_interval():
+    assert verdict_finite_dim([]) == "holds" and verdict_finite_dim([], []) == "holds"
+    assert verdict_finite_dim([], ["a"]) == "holds at the linearised level only (exact level outside at: a)"
+    assert verdict_finite_dim(["a", "b"], ["c"]) == "fails at: a; b"
+    # z: two-sided Bonferroni at family level 1 %: 2.576 for one comparison, 3.023 for four (normal table values)
+    bad, z = fd_outside([("x", 0.5, 0.5, 0.01)])
+    assert bad == [] and math.isclose(z, 2.5758, abs_tol=1e-4)
+    _, z4 = fd_outside([("x", 0.5, 0.5, 0.01)] * 4)
+    assert math.isclose(z4, 3.0233, abs_tol=1e-4)
+    # just inside and just outside z SE + slack; a zero-spread comparison is allowed the slack only
+    se = 0.01
+    inside, outside = z * se + FD_SLACK - 1e-9, z * se + FD_SLACK + 1e-9
+    assert fd_outside([("in", 0.5 + inside, 0.5, se)])[0] == []
+    assert fd_outside([("out", 0.5 - outside, 0.5, se)])[0] == ["out"]
+    assert fd_outside([("flat", 1.0 - 1.5 * FD_SLACK, 1.0, 0.0)])[0] == ["flat"]
+    assert fd_outside([("nan", float("nan"), 1.0, 0.0)])[0] == ["nan"]  # never counted as inside
+    # the printed rule states the constants it uses
+    rule = rule_text(verdict_finite_dim)
+    assert f"+ {FD_SLACK:g}" in rule and f"{FD_FAMILY_ALPHA:.0%}".replace("%", " %") in rule
+    with pytest.raises(ValueError, match="comparisons"):
+        fd_outside([])
 
 
 def test_rule_text_is_the_docstring_on_one_line():
