@@ -402,6 +402,23 @@ def test_dependent_components_bound_earlier_variables_and_report_what_they_drop(
         fd.orthant_probability(np.array([0.1, 0.2]), np.array([[1.0, 1.2], [1.2, 1.0]]))
 
 
+def test_a_dropped_trailing_coefficient_is_added_to_the_bias():
+    """A dependent component that is almost a copy of the first (coefficient 1e-8 on the second pivot, below the
+    drop threshold pi tol / (16 p)) bounds the first variable, and the bias grows by the bound on the dropped part,
+    2 |coefficient| / (pi |kept coefficient|): leaving it out (a mutant) under-reports the error."""
+    T = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1e-8]])
+    S = T @ _BASE @ T.T
+    sd = np.sqrt(np.diag(S))
+    R = S / np.outer(sd, sd)
+    L, piv, tgt, bias, dropped = fd._dependent_factor(R[None], 1e-5)
+    assert dropped[0] == 1 and piv[0].tolist() == [True, True, False] and tgt[0, 2] == 0 and L[0, 2, 1] == 0.0
+    C = np.linalg.cholesky(R[:2, :2])
+    first = R[2, 0] / C[0, 0]
+    second = (R[2, 1] - first * C[1, 0]) / C[1, 1]
+    want = 2.0 * abs(second) / (math.pi * abs(first))
+    assert want > 1e-10 and 0.99 * want <= bias[0] <= want + 1e-12
+
+
 def test_identical_problems_are_integrated_once_with_the_same_estimates(monkeypatch):
     """Duplicates in a batch (after ordering: here a permuted copy) are integrated once, and every problem's estimate
     is bitwise the one it gets alone: it depends only on its inputs and the shifts, drawn the same way per pass."""

@@ -10,7 +10,7 @@ property test_property_valid_outputs.
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 
 from theory import finite_dim as fd
 
@@ -31,6 +31,7 @@ def test_property_covariances_scale_like_one_over_D(setting):
         ok = np.isfinite(b)
         assert np.array_equal(ok, np.isfinite(a))
         top = float(np.abs(b[ok]).max())
+        event(f"{name} margins {'fluctuate' if top > 1e-12 else 'do not fluctuate'}")
         if name == "training" and top <= 1e-12:
             # some label patterns leave the training margins without fluctuation (every instance given the same
             # label with n = 2, where the (1 - 2/m) Haar factor is 0): then exactly zero at both D
