@@ -6,8 +6,8 @@ J all ones, B block-diagonal ones. Linearised SD with one-hot given labels Y:
 P_t = U + (Y - U) f_s(G), f_s(x) = (x / (x + mu))^s, mu = K N lambda, s = t + 1.
 The block model is the D -> infinity limit (W -> I).
 
-Derivation (summary; :func:`derive_fluctuation_structure` redoes the symbolic
-steps in sympy, the tests compare them with the numeric code)
+Derivation (summary; :mod:`theory.symbolic_finite_dim` derives the symbolic steps 3, 4 and 6 in sympy
+and :mod:`theory.generate` prints them into theory._generated, which this module calls)
 --------------------------------------------------------------------------
 1. Split R^N = E + E^perp, E = span of the K class indicators (dim K),
    m = N - K. The mean part d J + (c - d) B lives in E with eigenvalues
@@ -110,6 +110,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ._generated import fresh_logit_cov, fresh_logit_mean, haar_bracket, haar_kappa, type_output_mean, within_part
 from .validate import (
     check_array,
     check_block_correlations,
@@ -132,7 +133,6 @@ __all__ = [
     "FiniteDimPrediction",
     "finite_dim_prediction",
     "first_perfect_quantiles",
-    "derive_fluctuation_structure",
 ]
 
 _MAX_NODES = 1 << 18
@@ -258,7 +258,7 @@ def within_spectrum(K: int, n: int, c: float, lam: float, D: float, rounds: int,
 
     # relative tolerance: q_s ~ 1/(1-c) at most
     fq, e3 = mp_average(q_vals, ratio, quad_tol)
-    kappa = m * var / ((m - 1.0) * (m + 2.0))
+    kappa = haar_kappa(m * var, m)
     return WithinSpectrum(phi, var, kappa, fq, ratio, max(e1, e2, e3))
 
 
@@ -803,21 +803,17 @@ def finite_dim_prediction(
     # the contour integral's round-off floor is ~1e-13 relative: its tolerance is at least 1e-10
     f_class, f_const, hs_class, hs_const, spike_err = spike_filters(K, n, c, d, lam, D, rounds, max(quad_tol, 1e-10))
     eye = np.eye(K)
-    # output means, [t, k, l, r]
-    dev = eye[None, :, :] - C[:, None, :]  # e_l - C_k, (K, K, K) [k, l, r]
-    out_mean = (
-        1.0 / K
-        + spec.phi[:, None, None, None] * dev[None]
-        + f_class[:, None, None, None] * (C - Cbar)[None, :, None, :]
-        + f_const[:, None, None, None] * (Cbar - 1.0 / K)[None, None, None, :]
+    # output means, [t, k, l, r] (the closed forms are theory.symbolic_finite_dim's, printed into theory._generated)
+    dev = within_part(eye[None, :, :], C[:, None, :])  # e_l - C_k, (K, K, K) [k, l, r]
+    out_mean = type_output_mean(
+        K, spec.phi[:, None, None, None], f_class[:, None, None, None], f_const[:, None, None, None],
+        eye[None, None, :, :], C[None, :, None, :], Cbar[None, None, None, :],
     )
-    margin_mean = out_mean[:, :, :, :].copy()
     own = np.take_along_axis(out_mean, np.arange(K)[None, :, None, None].repeat(T, 0).repeat(K, 2), axis=3)
     margin_mean = own - out_mean  # [t, k, l, j]
     Gam = _gamma_matrix(C, n)
-    out_cov = spec.kappa[:, None, None, None, None] * (
-        (1.0 - 1.0 / n) * Gam[None, None, None]
-        + (1.0 - 2.0 / m) * dev[None, :, :, :, None] * dev[None, :, :, None, :]
+    out_cov = spec.kappa[:, None, None, None, None] * haar_bracket(
+        n, m, Gam[None, None, None], dev[None, :, :, :, None], dev[None, :, :, None, :]
     )  # [t, k, l, r, r']
     # margin_j = o_k - o_j: cov(j, j') = S_kk - S_kj' - S_jk + S_jj'
     kk = np.arange(K)
@@ -829,9 +825,8 @@ def finite_dim_prediction(
     # fresh samples: N lambda x logits
     # N lambda x logit_j of a fresh class-k sample:
     # mu n [(c - d) h_class (C_kj - Cbar_j) + (K d + c - d) h_const (Cbar_j - 1/K)]
-    fresh_mean = mu * n * (
-        (c - d) * hs_class[:, None, None] * (C - Cbar)[None]
-        + (K * d + c - d) * hs_const[:, None, None] * (Cbar - 1.0 / K)[None, None, :]
+    fresh_mean = fresh_logit_mean(
+        mu, n, c, d, K, hs_class[:, None, None], hs_const[:, None, None], C[None], Cbar[None, None, :]
     )  # [t, k, j]
     h_class = mu_class ** (fits - 1.0) / (mu_class + mu) ** fits
     h_const = mu_const ** (fits - 1.0) / (mu_const + mu) ** fits
@@ -841,9 +836,9 @@ def finite_dim_prediction(
         Dc = C - Cbar
         E_class = n * Dc.T @ Dc
         E_const = N * np.outer(Cbar - 1.0 / K, Cbar - 1.0 / K)
-        fresh_cov_logit = (mu * mu / D) * (
-            sig2 * spec.fresh_q[:, None, None] * Gam[None]
-            + sig2 * sig2 * (h_class[:, None, None] ** 2 * E_class[None] + h_const[:, None, None] ** 2 * E_const[None])
+        fresh_cov_logit = fresh_logit_cov(
+            mu, D, sig2, spec.fresh_q[:, None, None], Gam[None], h_class[:, None, None], h_const[:, None, None],
+            E_class[None], E_const[None],
         )
     own_f = fresh_mean[:, kk, kk]  # [t, k]
     fresh_margin_mean = own_f[:, :, None] - fresh_mean
@@ -908,49 +903,3 @@ def finite_dim_prediction(
         first_perfect=first_perfect_quantiles(cdf, block_round), probability_error=perr,
     )
     return FiniteDimPrediction(**pred)
-
-
-def derive_fluctuation_structure():
-    """Sympy derivation of the symbolic steps (run by the tests, not at import).
-
-    Returns a dict of sympy objects:
-    * ``kappa``: solving the isotropic, traceless ansatz E[F'_ij F'_kl] =
-      x (d_ik d_jl + d_il d_jk) + y d_ij d_kl with sum_i F'_ii = 0 and
-      E tr F'^2 = S gives x = S / ((m - 1)(m + 2)), y = -2 x / m;
-    * ``gamma``: Y_perp Y_perp^T for symbolic counts (K = 3), equal to
-      n sum_k (diag(C_k) - C_k C_k^T) (``gamma_residual`` is the zero matrix);
-    * ``margin_cov``: the margin covariance from the output covariance
-      (D^T Sigma D with D_j = e_k - e_j), for the symbolic Sigma of a type.
-    """
-    import sympy as sp
-
-    m, S, x, y = sp.symbols("m S x y")
-    # trace condition: sum_i E[F'_ii F'_kl] = x (2 d_kl) + y m d_kl = 0
-    eq_trace = sp.Eq(2 * x + y * m, 0)
-    # E tr F'^2 = sum_ij E[F'_ij F'_ij] = x (m^2 + m) + y m
-    eq_norm = sp.Eq(x * (m**2 + m) + y * m, S)
-    sol = sp.solve([eq_trace, eq_norm], [x, y], dict=True)[0]
-    kappa = sp.factor(sol[x])
-    # Gamma for K = 3 classes with symbolic counts (class k has n_k = sum_l counts[k, l])
-    K = 3
-    cnt = sp.Matrix(K, K, lambda k, l: sp.Symbol(f"n{k}{l}", nonnegative=True))
-    n = sp.Symbol("n", positive=True)
-    gamma = sp.zeros(K, K)
-    for k in range(K):
-        # within class k: label indicator vectors minus class mean; sum over instances of products
-        for r in range(K):
-            for r2 in range(K):
-                mean_r, mean_r2 = cnt[k, r] / n, cnt[k, r2] / n
-                # sum_i (1[l_i = r] - mean_r)(1[l_i = r2] - mean_r2) over the n instances
-                gamma[r, r2] += sum(cnt[k, l] * ((1 if l == r else 0) - mean_r) * ((1 if l == r2 else 0) - mean_r2) for l in range(K))
-    Ck = [sp.Matrix(1, K, lambda _, l: cnt[k, l] / n) for k in range(K)]
-    closed = n * sum((sp.diag(*Ck[k]) - Ck[k].T * Ck[k] for k in range(K)), sp.zeros(K, K))
-    subs = {cnt[k, K - 1]: n - sum(cnt[k, l] for l in range(K - 1)) for k in range(K)}
-    resid = sp.simplify((gamma - closed).subs(subs))
-    # margin covariance for true class 0: D = rows e_0 - e_j
-    Sig = sp.Matrix(K, K, lambda i, j: sp.Symbol(f"s{min(i, j)}{max(i, j)}"))
-    rows = [sp.Matrix(1, K, lambda _, r: (1 if r == 0 else 0) - (1 if r == j else 0)) for j in range(K)]
-    Dmat = sp.Matrix.vstack(*rows)
-    mcov = sp.expand(Dmat * Sig * Dmat.T)
-    return {"kappa": kappa, "kappa_y": sp.factor(sol[y]), "gamma": gamma, "gamma_closed": closed,
-            "gamma_residual": resid, "margin_cov": mcov, "Sigma": Sig, "m": m, "S": S}

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._generated import haar_kappa
 from .validate import check_array, check_int, check_positive, check_real, check_rounds, check_spectrum
 
 __all__ = ["contour_nodes", "silverstein_stieltjes", "AnisoWithin", "aniso_within_spectrum", "aniso_average"]
@@ -163,5 +164,5 @@ def aniso_within_spectrum(sigma, m: int, lam_mu: float, rounds: int, tol: float 
     vals, e1, r1 = aniso_average(lambda z: np.vstack([f(z), f2(z)]), sigma, m, mu, tol)
     phi, second = vals[:fits], vals[fits:]
     var = np.maximum(second - phi**2, 0.0)
-    kappa = m * var / ((m - 1.0) * (m + 2.0))
+    kappa = haar_kappa(m * var, m)
     return AnisoWithin(phi, var, kappa, e1, r1)

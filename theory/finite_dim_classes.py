@@ -65,6 +65,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._generated import haar_bracket, haar_kappa, within_part
 from .finite_dim import orthant_probability
 from .finite_dim_aniso import contour_nodes, silverstein_stieltjes
 from .validate import check_array, check_int, check_label_counts, check_positive, check_rounds, check_spectrum
@@ -262,7 +263,7 @@ def classes_filters(means, sigma, n: int, lam: float, rounds: int = 10, tol: flo
     phi, PsiS, Ht, tau, within, moments, tau_pairs = (x.real for x in cur[:7])
     fits = rounds + 1
     var = np.maximum(within[fits:] - within[:fits] ** 2, 0.0)
-    kappa = m * var / ((m - 1.0) * (m + 2.0))  # the Haar constant of theory.finite_dim step 4
+    kappa = haar_kappa(m * var, m)  # the Haar constant of theory.finite_dim step 4
     return ClassesFilters(mu_k, np.asarray(sigma, dtype=np.float64), n, lam, rounds, V, sig, phi, PsiS, Ht, tau, kappa,
                           moments, tau_pairs, cur[7], max(err, imag, cur[8]))
 
@@ -303,7 +304,7 @@ def classes_prediction(means, sigma, n: int, counts, lam: float, rounds: int = 1
     Rbar = np.einsum("rk,tkd->trd", A, Ht)  # (T, K, D), Sigma's eigenbasis
     weight_cov = np.einsum("trd,d,tjd->trj", Rbar, sig, Rbar)
     fresh_mean = 1.0 / K + np.einsum("trd,kd->tkr", Rbar, mv)
-    dev = eye[None, :, :] - C[:, None, :]  # e_l - C_k [k, l, r]
+    dev = within_part(eye[None, :, :], C[:, None, :])  # e_l - C_k [k, l, r]
     out_mean = (1.0 / K + phi[:, None, None, None] * (eye[None, None] - 1.0 / K)
                 + np.einsum("tkj,jr->tkr", n * PsiS, C - 1.0 / K)[:, :, None, :])
     p_correct = np.full((T, K, K), np.nan)
@@ -319,8 +320,8 @@ def classes_prediction(means, sigma, n: int, counts, lam: float, rounds: int = 1
         fresh_class[:, k] = pf
         ls = np.flatnonzero(present[k])
         u = dev[k, ls]  # (L, K)
-        cov = (weight_cov[:, None] + kappa[:, None, None, None]
-               * ((1.0 - 1.0 / n) * Gam[None, None] + (1.0 - 2.0 / m) * u[None, :, :, None] * u[None, :, None, :]))
+        cov = weight_cov[:, None] + kappa[:, None, None, None] * haar_bracket(
+            n, m, Gam[None, None], u[None, :, :, None], u[None, :, None, :])
         pk, ek = orthant_probability(np.einsum("jr,tlr->tlj", Dm, out_mean[:, k, ls]),
                                      np.einsum("jr,tlrs,is->tlji", Dm, cov, Dm), prob_tol)
         p_correct[:, k, ls] = pk

@@ -50,6 +50,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._generated import centred_norm, haar_bracket, haar_kappa, within_part
 from .finite_dim_classes import ClassesFilters, _check_model, _filters_for, classes_prediction
 from .finite_dim_pll import _pairs, _target_statistics
 from .validate import check_int, check_label_counts, check_positive
@@ -188,7 +189,7 @@ def classes_pll(means, sigma, n: int, counts, lam: float, tol: float = 1e-10, pr
     sig, mv = F.sig, mu_k @ F.V
     phi1, phi2 = float(F.phi[0]), float(F.phi[1])
     nP1, nP2 = n * F.PsiS[0], n * F.PsiS[1]
-    bb, c2 = 1.0 - 1.0 / n, 1.0 - 2.0 / m
+    bb = centred_norm(n)  # |(e_i)_perp|^2
     Gam_Y = n * (np.diag(C.sum(axis=0)) - C.T @ C)
 
     def weights(dev, s):  # W_(L, g) of step 1 from the class-level deviations dev = Lbar - U (K x K), in V's basis
@@ -204,8 +205,8 @@ def classes_pll(means, sigma, n: int, counts, lam: float, tol: float = 1e-10, pr
     covs_o = np.full((K, K, K, K), np.nan)
     for k in range(K):
         for l in np.flatnonzero(present[k]):
-            u = eye[l] - C[k]
-            covs_o[k, l] = cov_w + teacher.kappa[0] * (bb * Gam_Y + c2 * np.outer(u, u))
+            u = within_part(eye[l], C[k])
+            covs_o[k, l] = cov_w + teacher.kappa[0] * haar_bracket(n, m, Gam_Y, u[:, None], u[None, :])
     rng = np.random.default_rng(seed)
     pairs, tvec = _pairs(K)
     pair_prob = np.full((K, K, len(pairs)), np.nan)
@@ -224,8 +225,8 @@ def classes_pll(means, sigma, n: int, counts, lam: float, tol: float = 1e-10, pr
 
     # step 1's constants: Haar covariances of f = f_1 and f^2 = f_2, fresh tau pairs
     Ef = F.moments
-    hk = m / ((m - 1.0) * (m + 2.0))
-    k11, k12, k22 = hk * (Ef[1] - Ef[0] ** 2), hk * (Ef[2] - Ef[0] * Ef[1]), hk * (Ef[3] - Ef[1] ** 2)
+    k11, k12, k22 = (haar_kappa(m * (Ef[1] - Ef[0] ** 2), m), haar_kappa(m * (Ef[2] - Ef[0] * Ef[1]), m),
+                     haar_kappa(m * (Ef[3] - Ef[1] ** 2), m))
     t11, t12, t22 = F.tau_pairs[0, 0], F.tau_pairs[0, 1], F.tau_pairs[1, 1]
 
     # steps 2-3: the chain term's class-level mean and the student's own-noise weights
@@ -244,8 +245,8 @@ def classes_pll(means, sigma, n: int, counts, lam: float, tol: float = 1e-10, pr
             if K == 2:
                 student[k, l] = 0.0  # every target is (1/2, 1/2): the student's outputs are U, a tie
                 continue
-            uY = eye[l] - C[k]
-            GA = bb * Gam_Y + c2 * np.outer(uY, uY)
+            uY = within_part(eye[l], C[k])
+            GA = haar_bracket(n, m, Gam_Y, uY[:, None], uY[None, :])
             SX = np.block([
                 [k11 * GA, k12 * GA, k11 * bb * tt.Gam_AE, Z],
                 [k12 * GA, k22 * GA, k12 * bb * tt.Gam_AE, Z],

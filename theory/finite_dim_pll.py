@@ -53,6 +53,15 @@ from itertools import combinations
 
 import numpy as np
 
+from ._generated import (
+    centred_norm,
+    fresh_logit_cov,
+    fresh_logit_mean,
+    haar_bracket,
+    haar_kappa,
+    type_output_mean,
+    within_part,
+)
 from .validate import check_block_correlations, check_int, check_label_counts, check_positive
 
 __all__ = ["FiniteDimPLL", "pll_finite_dim"]
@@ -301,7 +310,7 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     f_class, f_const, h_class_d, h_const_d, _ = fd.spike_filters(K, n, c, d, lam, D, 0, max(quad_tol, 1e-10))
     f_class, f_const, h_class_d, h_const_d = float(f_class[0]), float(f_const[0]), float(h_class_d[0]), float(h_const_d[0])
     eye = np.eye(K)
-    bb, c2 = 1.0 - 1.0 / n, 1.0 - 2.0 / m
+    bb = centred_norm(n)  # |(e_i)_perp|^2
     Gam_Y = n * (np.diag(C.sum(axis=0)) - C.T @ C)
     if K > 2 and not np.any(np.abs(Gam_Y) > 1e-12 * n):
         # no given label is shared by two true classes (no label noise, or a relabelling): the teacher's output
@@ -313,17 +322,16 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     covs_o = np.full((K, K, K, K), np.nan)
     for k in range(K):
         for l in np.flatnonzero(present[k]):
-            u = eye[l] - C[k]
-            means_o[k, l] = U + phi * u + f_class * (C[k] - Cbar) + f_const * (Cbar - U)
-            covs_o[k, l] = kappa * (bb * Gam_Y + c2 * np.outer(u, u))
+            u = within_part(eye[l], C[k])
+            means_o[k, l] = type_output_mean(K, phi, f_class, f_const, eye[l], C[k], Cbar)
+            covs_o[k, l] = kappa * haar_bracket(n, m, Gam_Y, u[:, None], u[None, :])
     tt = _top_two(counts, means_o, covs_o, prob_tol)
     pairs, tvec, pair_prob, contains, Tbar = tt.pairs, tt.tvec, tt.pair_prob, tt.contains, tt.Tbar
     Tbb, Gam_AE, Gam_EE, Jbar, Gam_nu, perr = Tbar.mean(axis=0), tt.Gam_AE, tt.Gam_EE, tt.Jbar, tt.Gam_nu, tt.error
     # spectral moments of f = f_1 and f^2 over the within-class spectrum (Haar constants kappa_fg)
     mom, qerr = fd.mp_average(lambda x: _powers(sig2 * x, mu), m / D, quad_tol)
     Ef, Ef2, Ef3, Ef4, Eq, Efq, Ef2q = mom
-    hk = m / ((m - 1.0) * (m + 2.0))
-    k11, k12, k22 = hk * (Ef2 - Ef * Ef), hk * (Ef3 - Ef * Ef2), hk * (Ef4 - Ef2 * Ef2)
+    k11, k12, k22 = haar_kappa(m * (Ef2 - Ef * Ef), m), haar_kappa(m * (Ef3 - Ef * Ef2), m), haar_kappa(m * (Ef4 - Ef2 * Ef2), m)
     varf = Ef2 - Ef * Ef
 
     # the student, per type and candidate pair (steps 3 and 5): with the teacher's within output
@@ -337,8 +345,8 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
             if K == 2:
                 student[k, l] = 0.0  # outputs exactly U: a tie
                 continue
-            uY = eye[l] - C[k]
-            GA = bb * Gam_Y + c2 * np.outer(uY, uY)
+            uY = within_part(eye[l], C[k])
+            GA = haar_bracket(n, m, Gam_Y, uY[:, None], uY[None, :])
             SX = np.block([
                 [k11 * GA, k12 * GA, k11 * bb * Gam_AE, Z],
                 [k12 * GA, k22 * GA, k12 * bb * Gam_AE, Z],
@@ -347,9 +355,9 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
             ])
             L = np.block([[eye, Z, Z, Z], [-2.0 * phi * Jbar, Jbar, eye, eye]])
             cov = L @ SX @ L.T
-            meanY = U + phi * uY + f_class * (C[k] - Cbar) + f_const * (Cbar - U)
-            meanT = (U + phi * (tvec - Tbar[k]) + varf * (Jbar @ uY) + f_class * (Tbar[k] - Tbb)
-                     + f_const * (Tbb - U))
+            meanY = type_output_mean(K, phi, f_class, f_const, eye[l], C[k], Cbar)
+            # finite_dim's step 3 with the targets in place of the labels, plus the reaction (step 5)
+            meanT = type_output_mean(K, phi, f_class, f_const, tvec, Tbar[k], Tbb) + varf * (Jbar @ uY)
             student[k, l], er = _student_correct(k, pairs, meanY, meanT, cov, prob_tol)
             perr = max(perr, er)
 
@@ -361,10 +369,11 @@ def pll_finite_dim(K: int, n: int, c: float, d: float, lam: float, D: float, cou
     Eq2 = Ef2q - 2.0 * phi * Efq + phi * phi * Eq  # E[(f - phi)^2 q]
     cross = Eq1 * Gam_AE.T @ Jbar.T
     Gam_fresh = Eq * (Gam_EE + Gam_nu) + Eq2 * Jbar @ Gam_Y @ Jbar.T + cross + cross.T
-    fresh_mean = mu * n * ((c - d) * h_class_d * (Tbar - Tbb) + (K * d + c - d) * h_const_d * (Tbb - U)[None, :])
+    fresh_mean = fresh_logit_mean(mu, n, c, d, K, h_class_d, h_const_d, Tbar, Tbb[None, :])
     Dc = Tbar - Tbb
-    fresh_cov = (mu * mu / D) * (sig2 * Gam_fresh + sig2 * sig2 * (
-        h_class**2 * n * Dc.T @ Dc + h_const**2 * N * np.outer(Tbb - U, Tbb - U)))
+    # Gam_fresh already carries the spectral weights (q = 1 in the printed form)
+    fresh_cov = fresh_logit_cov(mu, D, sig2, 1.0, Gam_fresh, h_class, h_const, n * Dc.T @ Dc,
+                                N * np.outer(Tbb - U, Tbb - U))
     if K == 2:
         fresh_st = np.zeros(K)
     else:

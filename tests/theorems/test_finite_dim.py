@@ -3,7 +3,7 @@
 * the D -> infinity limit is the block model exactly (theory.type_outputs, correct_types,
   min_rounds, population_accuracy);
 * the variance scales like 1/D at large D;
-* the sympy derivation of the fluctuation structure agrees with the shipped numbers;
+* the sympy derivations: tests/theorems/test_symbolic_finite_dim.py;
 * the spectral quadrature converges (two orders, exact MP moments, scipy.integrate.quad);
 * Monte Carlo on sampled mixture Gram matrices (own sampler below, the law of
   sims.features.sample_gmm_gram) stays inside Bonferroni-corrected 99 % intervals.
@@ -525,33 +525,6 @@ def test_lattice_is_rank_one_with_rationally_independent_coordinates():
 
 
 # ------------------------------------------------------------------ sympy derivation
-
-
-def test_sympy_derivation_matches_shipped_structure():
-    import sympy as sp
-
-    der = fd.derive_fluctuation_structure()
-    m, S = der["m"], der["S"]
-    assert sp.simplify(der["kappa"] - S / ((m - 1) * (m + 2))) == 0
-    assert sp.simplify(der["kappa_y"] + 2 * der["kappa"] / m) == 0
-    assert der["gamma_residual"] == sp.zeros(3, 3)
-    # Gamma: the numeric twin against the sympy closed form at drawn counts
-    counts = np.array([[5, 2, 1], [0, 6, 2], [3, 0, 5]])
-    n = 8
-    subs = {sp.Symbol(f"n{k}{l}", nonnegative=True): int(counts[k, l]) for k in range(3) for l in range(3)}
-    subs[sp.Symbol("n", positive=True)] = n
-    G_sym = np.array(der["gamma_closed"].subs(subs).evalf(), dtype=float)
-    assert np.allclose(G_sym, fd._gamma_matrix(counts / n, n), atol=1e-12)
-    # margin covariance = D Sigma D^T with D_j = e_k - e_j: compare the module with the sympy form
-    pred = fd.finite_dim_prediction(3, n, 0.4, 0.1, 1e-3, 50.0, counts, rounds=2, probabilities=False)
-    t, k, l = 2, 0, 1
-    C = counts / n
-    u = np.eye(3)[l] - C[k]
-    m_val = 3 * n - 3
-    Sig = pred.kappa[t] * ((1 - 1 / n) * fd._gamma_matrix(C, n) + (1 - 2 / m_val) * np.outer(u, u))
-    sig_subs = {der["Sigma"][i, j]: Sig[i, j] for i in range(3) for j in range(3)}
-    M_sym = np.array(der["margin_cov"].subs(sig_subs).evalf(), dtype=float)
-    assert np.allclose(pred.margin_cov[t, k, l], M_sym, rtol=1e-12, atol=1e-18)
 
 
 def test_haar_second_moment_by_monte_carlo():

@@ -406,7 +406,6 @@ TABLE = {
             "probabilities": [Bad(1), Bad(0), Bad("yes"), Bad(None)],
         },
     ),
-    fd.derive_fluctuation_structure: (dict(), dict()),
     # theory.finite_dim_pll: D must be finite (D = infinity is theory.pll_analysis)
     fdp.pll_finite_dim: (
         {**FD, "counts": FD_COUNTS, "prob_tol": 1e-4, "quad_tol": 1e-12},
