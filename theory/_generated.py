@@ -80,6 +80,10 @@ def type_output_mean(K, phi, f_class, f_const, delta, C, Cbar):
     return f_class*(C - Cbar) + f_const*(Cbar - 1/K) + phi*(-C + delta) + K**(-1.0)
 
 
+def type_output_shift(K, phi, f_class, f_const, delta, C, Cbar):
+    return f_class*(C - Cbar) + f_const*(Cbar - 1/K) + phi*(-C + delta)
+
+
 def fresh_logit_mean(mu, n, c, d, K, h_class, h_const, C, Cbar):
     return h_class*mu*n*(C - Cbar)*(c - d) + h_const*mu*n*(Cbar*K - 1)*(K*d + c - d)/K
 
@@ -88,6 +92,14 @@ def fresh_logit_cov(mu, D, sig2, q, Gamma, h_class, h_const, E_class, E_const):
     return mu**2*(Gamma*q*sig2 + sig2**2*(E_class*h_class**2 + E_const*h_const**2))/D
 
 
+def leak_output_cov(m, n, K, V_class, V_const, Gamma, E_class, E_const, u, u2, C, C2, Cbar, Cbar2):
+    return V_class*(E_class*(n - 1)/n + Gamma*(K - 1)/(K*n) + u*(C2 - Cbar2) + u2*(C - Cbar))/m + V_const*(E_const*(n - 1)/n + Gamma/(K*n) + u*(Cbar2 - 1/K) + u2*(Cbar - 1/K))/m
+
+
+def leak_fresh_cov(mu, m, n, K, c, d, Vh_class, Vh_const, Gamma):
+    return Gamma*mu**2*n*(Vh_class*(c - d)*(K*c - K*d - c + d) + Vh_const*(K*d + c - d)**2)/(K*m)
+
+
 NOISE_THRESHOLDS = {"symmetric": noise_threshold_symmetric, "asymmetric": noise_threshold_asymmetric, "superclass": noise_threshold_superclass}
 
-__all__ = ["block_eigenvalues_np", "filters_np", "filters_arith", "balanced_threshold_np", "noise_threshold_symmetric", "noise_threshold_asymmetric", "noise_threshold_superclass", "type_score_np", "type_score_arith", "margin_coefficients_arith", "fresh_logits_arith", "mixing_entry", "haar_kappa", "centred_norm", "haar_bracket", "within_part", "type_output_mean", "fresh_logit_mean", "fresh_logit_cov", "NOISE_THRESHOLDS"]
+__all__ = ["block_eigenvalues_np", "filters_np", "filters_arith", "balanced_threshold_np", "noise_threshold_symmetric", "noise_threshold_asymmetric", "noise_threshold_superclass", "type_score_np", "type_score_arith", "margin_coefficients_arith", "fresh_logits_arith", "mixing_entry", "haar_kappa", "centred_norm", "haar_bracket", "within_part", "type_output_mean", "type_output_shift", "fresh_logit_mean", "fresh_logit_cov", "leak_output_cov", "leak_fresh_cov", "NOISE_THRESHOLDS"]

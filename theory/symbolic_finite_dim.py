@@ -1,8 +1,8 @@
 """Sympy derivations of the symbolic steps of the finite-D theory (:mod:`theory.finite_dim` and its siblings).
 
 The closed forms derived here are printed by :mod:`theory.generate` into :mod:`theory._generated`
-(``haar_kappa``, ``centred_norm``, ``haar_bracket``, ``within_part``, ``type_output_mean``, ``fresh_logit_mean``,
-``fresh_logit_cov``), and the numeric modules call those printed functions, so that the algebra of the
+(``haar_kappa``, ``centred_norm``, ``haar_bracket``, ``within_part``, ``type_output_mean``, ``type_output_shift``, ``fresh_logit_mean``,
+``fresh_logit_cov``, ``leak_output_cov``, ``leak_fresh_cov``), and the numeric modules call those printed functions, so that the algebra of the
 finite-D theory is written once, here. What stays numeric is what no closed form gives: the spectral
 averages over the Marchenko-Pastur law and the deformed filters (quadratures with a stated error).
 
@@ -29,6 +29,8 @@ Steps (finite_dim's module doc, steps 3, 4 and 6):
 (e) :func:`derive_label_grams`: Gamma = Y_perp^T Y_perp, E_class = (Y - U)^T P_class (Y - U) and
     E_const = (Y - U)^T P_const (Y - U) for K = 3 classes with symbolic counts, against the closed forms
     the numeric code uses (residuals zero).
+(g) :func:`derive_leak_moments`: the spike directions' leak into E^perp (isotropic there), as seen by a
+    training instance (its output covariance gains a term per spike block) and by a fresh sample.
 (f) :func:`derive_margin_covariance`: margins o_k - o_j have covariance R Sigma R^T (R_j = e_k - e_j).
 """
 
@@ -42,6 +44,7 @@ __all__ = [
     "derive_type_projections",
     "derive_fresh_moments",
     "derive_label_grams",
+    "derive_leak_moments",
     "derive_margin_covariance",
     "generated_functions",
 ]
@@ -196,6 +199,44 @@ def derive_fresh_moments() -> dict:
     return {"mean": mean, "cov": cov, "perp_part": perp_part, "q_identity": q_identity}
 
 
+def derive_leak_moments() -> dict:
+    """(g): the covariance added by the leak of the spike directions into E^perp (the E <-> E^perp cross blocks of
+    f(G), finite_dim step 2b). For a block of spike directions with projector P (P_class or P_const) whose
+    leaks x_a = P_perp f(G) e_a are, by the invariance of G under rotations of E^perp, isotropic in E^perp with
+    E[x_a x_b^T] = delta_ab (V / m) P_perp (V = E|x_a|^2 = Var of f under e_a's spectral measure), instance i's
+    output gains alpha_a (x_a . b) + beta_a Y_perp^T x_a with alpha_a = (Y - U)^T e_a, beta_a = e_a . 1_k / n,
+    b = (e_i)_perp, so that its covariance gains
+    (V / m) [|b|^2 (Y - U)^T P (Y - U) + (1_k/n . P 1_k/n) Gamma + ((Y - U)^T P 1_k/n) u^T + u (...)^T].
+    A fresh class-k sample's logits gain mu (Y - U)^T P_perp h(G) P_E m_x, covariance
+    mu^2 (V_h / m) |P m_x|^2 Gamma per block. Returns ``output`` (entry r, r2; E_class, E_const the label Grams of
+    (e)) and ``fresh`` (per Gamma entry), and the derived coefficients."""
+    ops = _span_operators()
+    one_k = sp.Matrix([0, 1 / n, 0])  # 1_k / n
+    m_x = sp.Matrix([0, c - d, d])
+    YU = ops["Y_r"] - ops["U_r"]
+
+    def quad(P, v):
+        return sp.simplify((v.T * _GRAM * P * v)[0])  # v . P v (P orthogonal in the Gram metric)
+
+    bb = derive_type_projections()["bb"]
+    V_class, V_const, Vh_class, Vh_const = sp.symbols("V_class V_const Vh_class Vh_const", nonnegative=True)
+    C2, Cbar2 = sp.symbols("C2 Cbar2", real=True)
+    out = 0
+    fresh = 0
+    coef = {}
+    for name, P, V, Vh, E_P in (("class", ops["P_class"], V_class, Vh_class, E_class),
+                                ("const", ops["P_const"], V_const, Vh_const, E_const)):
+        beta2 = quad(P, one_k)
+        ab = sp.simplify((YU * P * one_k)[0])  # entry r of (Y - U)^T P 1_k / n
+        ab2 = ab.subs({C: C2, Cbar: Cbar2}, simultaneous=True)
+        out += V / m * (bb * E_P + beta2 * Gamma + ab * u2 + u * ab2)
+        px = quad(P, m_x)
+        fresh += mu**2 * Vh / m * px * Gamma
+        coef[name] = {"beta2": beta2, "alpha_beta": ab, "m_x_norm2": px}
+    return {"output": out, "fresh": sp.factor_terms(fresh), "coefficients": coef,
+            "symbols": (V_class, V_const, Vh_class, Vh_const, C2, Cbar2)}
+
+
 def derive_label_grams(classes: int = 3) -> dict:
     """(e): the label Gram matrices for ``classes`` classes with symbolic counts n_kl (rows sum to n),
     built instance by instance, and their residuals against the closed forms
@@ -246,12 +287,20 @@ def generated_functions() -> list[tuple[str, tuple, sp.Expr]]:
     hm = derive_haar_fourth_moment()
     tp = derive_type_projections()
     fr = derive_fresh_moments()
+    lk = derive_leak_moments()
     return [
         ("haar_kappa", (S, m), hm["x"]),
         ("centred_norm", (n,), tp["bb"]),
         ("haar_bracket", (n, m, Gamma, u, u2), tp["bracket"]),
         ("within_part", (delta, C), tp["within"]),
         ("type_output_mean", (K, phi, f_class, f_const, delta, C, Cbar), tp["mean"]),
+        # the mean minus U = 1/K: margins taken as differences of shifts keep their relative precision when the
+        # filters have decayed below the rounding of 1/K (many rounds at a large lambda)
+        ("type_output_shift", (K, phi, f_class, f_const, delta, C, Cbar),
+         _collected(tp["mean"] - 1 / K, (phi, f_class, f_const), factor=False)),
         ("fresh_logit_mean", (mu, n, c, d, K, h_class, h_const, C, Cbar), fr["mean"]),
         ("fresh_logit_cov", (mu, D, sig2, q, Gamma, h_class, h_const, E_class, E_const), fr["cov"]),
+        ("leak_output_cov", (m, n, K, lk["symbols"][0], lk["symbols"][1], Gamma, E_class, E_const, u, u2, C, lk["symbols"][4],
+                             Cbar, lk["symbols"][5]), lk["output"]),
+        ("leak_fresh_cov", (mu, m, n, K, c, d, lk["symbols"][2], lk["symbols"][3], Gamma), lk["fresh"]),
     ]

@@ -629,8 +629,15 @@ MC_ROUNDS = (0, 2, 6)
 MC_SAMPLES = 300
 
 
+SMALL_D = 25  # at D <= 25 the theory's margin variances are too high by a few per cent (module doc)
+SMALL_D_SLACK = 0.02  # measured: fresh accuracy 1.5 points low at D = 12, round 0 (with the leak of step 2b)
+
+
 def test_monte_carlo_within_bonferroni_intervals():
-    """Mean and variance of two margins, training and fresh accuracy, per case and round."""
+    """Mean and variance of two margins, training and fresh accuracy, per case and round. Accuracies of the cases
+    with D <= SMALL_D get SMALL_D_SLACK beyond z s.e.: there the theory's variances are overstated (the module
+    doc's known failures), which lowers its accuracies (without the leak of step 2b the same row was 2.5 s.e. low,
+    with it 4.0)."""
     rows = []
     for case_no, (K, n, c, d, lam, eta, ratio) in enumerate(MC_CASES):
         counts = eta if isinstance(eta, np.ndarray) else exact_label_counts(symmetric(K, eta), n)
@@ -653,7 +660,12 @@ def test_monte_carlo_within_bonferroni_intervals():
             rows.append((case_no, t, "fresh acc", fresh[:, i].mean(), pred.fresh_accuracy[t], se))
     informative = [r for r in rows if r[5] > 1e-9]
     z = z_bonferroni(len(informative))
-    bad = [r for r in informative if abs(r[3] - r[4]) > z * r[5]]
+    dims = [int(round(case[-1] * case[0] * case[1])) for case in MC_CASES]
+
+    def slack(row):
+        return SMALL_D_SLACK if dims[row[0]] <= SMALL_D and row[2].endswith("acc") else 0.0
+
+    bad = [r for r in informative if abs(r[3] - r[4]) > z * r[5] + slack(r)]
     # degenerate rows (no Monte Carlo spread): the prediction must agree within the probability tolerance
     bad += [r for r in rows if r[5] <= 1e-9 and abs(r[3] - r[4]) > 1e-4]
     assert not bad, f"{len(bad)} of {len(rows)} checks outside the {1 - FAMILY_ALPHA:.0%} family interval (z {z:.2f}): {bad}"
@@ -811,16 +823,19 @@ def test_fresh_weight_is_continuous_at_infinite_D():
     assert np.all(inf.fresh_q > 0) and np.ptp(inf.fresh_q) > 1e-3 * inf.fresh_q.max()  # depends on the round
 
 
-@pytest.mark.parametrize("d, lam", [(0.1, 5e-4), (0.38, 5e-5)])
-def test_spike_filters_against_the_spectral_density(d, lam):
+@pytest.mark.parametrize("d, lam, rounds", [(0.1, 5e-4, 4), (0.38, 5e-5, 4), (0.1, 0.05, 40)])
+def test_spike_filters_against_the_spectral_density(d, lam, rounds):
     """e^T phi(G) e by real quadrature of the deformed model's spectral measure of e, independent of the contour:
     density (1/pi) Im[g / (1 + l g)](x + i0) on the bulk (scipy.quad) plus, above the BBP threshold, the outlier at
     the root of 1 + l g = 0 (scipy.brentq) with weight 1 / (l^2 g'). D > N, so there is no atom at 0. The second
-    case has the class spike n (c - d) below its threshold (no outlier), the first has both outliers."""
+    case has the class spike n (c - d) below its threshold (no outlier), the first has both outliers. The third has
+    a large lambda and 41 fits, where the values fall to ~1e-40, far below the contour's round-off floor (the
+    contour gave f_class = -1e-17 at round 22 of a like case): relative agreement at every round, no absolute
+    allowance."""
     from scipy.integrate import quad
     from scipy.optimize import brentq
 
-    K, n, c, D, rounds = 3, 20, 0.4, 150.0, 4
+    K, n, c, D = 3, 20, 0.4, 150.0
     N, sig2 = K * n, 1.0 - c
     mu, ratio = K * N * lam, N / D
     a, b = sig2 * (1 - math.sqrt(ratio)) ** 2, sig2 * (1 + math.sqrt(ratio)) ** 2
@@ -838,8 +853,8 @@ def test_spike_filters_against_the_spectral_density(d, lam):
 
         parts = []
         for s in range(1, rounds + 2):
-            f_bulk = quad(lambda x: (x / (x + mu)) ** s * dens(x), a, b, limit=400, epsabs=1e-13, epsrel=1e-11)[0]
-            h_bulk = quad(lambda x: x ** (s - 1) / (x + mu) ** s * dens(x), a, b, limit=400, epsabs=1e-13, epsrel=1e-11)[0]
+            f_bulk = quad(lambda x: (x / (x + mu)) ** s * dens(x), a, b, limit=400, epsabs=0.0, epsrel=1e-11)[0]
+            h_bulk = quad(lambda x: x ** (s - 1) / (x + mu) ** s * dens(x), a, b, limit=400, epsabs=0.0, epsrel=1e-11)[0]
             parts.append((f_bulk, h_bulk))
         f_ref, h_ref = np.array(parts).T
         if 1.0 + ell * g(b * (1 + 1e-12)).real < 0:  # above the threshold: an outlier
@@ -852,8 +867,8 @@ def test_spike_filters_against_the_spectral_density(d, lam):
             f_ref = f_ref + w * (lam_star / (lam_star + mu)) ** s
             h_ref = h_ref + w * lam_star ** (s - 1) / (lam_star + mu) ** s
         # quad's error and the finite-difference derivative (relative ~1e-9): 1e-7 relative is loose
-        assert np.allclose(got[idx], f_ref, rtol=1e-7, atol=1e-12), (idx, got[idx], f_ref)
-        assert np.allclose(got[2 + idx], h_ref, rtol=1e-7, atol=1e-12), (idx, got[2 + idx], h_ref)
+        assert np.allclose(got[idx], f_ref, rtol=1e-7, atol=0.0), (idx, got[idx], f_ref)
+        assert np.allclose(got[2 + idx], h_ref, rtol=1e-7, atol=0.0), (idx, got[2 + idx], h_ref)
     assert outliers == (2 if d == 0.1 else 1)  # informative: both branches of the outlier test
 
 
@@ -872,15 +887,18 @@ REVIEW_COUNTS = np.array([[15, 10, 0, 0], [10, 15, 0, 0], [0, 0, 15, 10], [0, 0,
 
 def test_superclass_noise_at_the_low_end_of_D_converges_and_agrees_with_monte_carlo():
     """K = 4, n = 25, c = 0.3, d = 0.05, lam = 1e-3, superclass pairs, D = 0.05 N = 5, 60 rounds (a review's case).
-    Gamma and u live in the span of e_0 - e_1 and e_2 - e_3, so the training margins' covariance has rank 2 < K - 1
-    (o_0 - o_1 = (o_0 - o_2) + (o_0 - o_3) for class 0), which made the orthant integrand a step along a slanted line:
-    RuntimeError after ~85 s CPU (3 s.e. 1.5e-5 > tol 1e-5 at 2^18 points). Now it converges at the default prob_tol
-    (about 2.5 s), the type probabilities of rounds 0 and 60 within their error (plus 1e-6, the 3-sigma allowance) of
-    an independent quadrature, and the training accuracy of rounds 0, 5 and 20 within 0.03 + z s.e. of the linearised
-    Monte Carlo (400 samples, z Bonferroni over 3). 0.03 allows for the theory's own error at D = 5, far below N:
-    with 2000 samples the theory is 0.014, 0.022 and 0.019 low at these rounds (the margin variances are overstated
-    when D << N; at round 60 it is 0.12 high, the module doc's known failures)."""
-    p = fd.finite_dim_prediction(4, 25, 0.3, 0.05, 1e-3, 5, REVIEW_COUNTS, rounds=60)
+    Without the leak of step 2b, Gamma and u live in the span of e_0 - e_1 and e_2 - e_3, so the training margins'
+    covariance has rank 2 < K - 1 (o_0 - o_1 = (o_0 - o_2) + (o_0 - o_3) for class 0), which made the orthant
+    integrand a step along a slanted line: RuntimeError after ~85 s CPU (3 s.e. 1.5e-5 > tol 1e-5 at 2^18 points).
+    That model (leak=False) converges at the default prob_tol, its type probabilities of rounds 0 and 60 within their
+    error (plus 1e-6, the 3-sigma allowance) of an independent quadrature. With the leak (the default; the margins'
+    covariance is then full rank, smallest eigenvalue ~2e-3 of the largest at round 0) the training accuracy of
+    rounds 0, 5, 20 and 60 is within 0.035 + z s.e. of the linearised Monte Carlo (400 samples, z Bonferroni over 4).
+    0.035 allows for the theory's own error at D = 5, far below N: with 2000 samples it is 0.013, 0.021, 0.030 and
+    0.016 low at these rounds (the margin variances are overstated when D << N; without the leak round 60 was 0.12
+    high). The spikes sit below the bulk here (an outlier in MP's gap at D < N), which the leak's quadrature must
+    find: its mass check failed (0.84 missing) before the gap was searched."""
+    p = fd.finite_dim_prediction(4, 25, 0.3, 0.05, 1e-3, 5, REVIEW_COUNTS, rounds=60, leak=False)
     assert p.probability_error <= 1e-5
     o = [1, 2, 3]
     for t in (0, 60):
@@ -890,12 +908,14 @@ def test_superclass_noise_at_the_low_end_of_D_converges_and_agrees_with_monte_ca
             assert abs(ev[0]) <= 1e-12 * ev[-1] and ev[1] > 1e-3 * ev[-1]  # rank 2: the edge case
             exact, _ = _rank2_orthant(mm, cc)
             assert abs(p.p_correct[t, 0, l] - exact) <= p.probability_error + 1e-6, (t, l, p.p_correct[t, 0, l], exact)
-    rounds = (0, 5, 20)
+    p = fd.finite_dim_prediction(4, 25, 0.3, 0.05, 1e-3, 5, REVIEW_COUNTS, rounds=60)
+    assert p.probability_error <= 1e-5 and p.quadrature_error <= 1e-10
+    rounds = (0, 5, 20, 60)
     acc, _, _ = linearised_mc(4, 25, 0.3, 0.05, 1e-3, 5, REVIEW_COUNTS, rounds, 400, seed=2024)
     z = z_bonferroni(len(rounds))
     for i, t in enumerate(rounds):
         se = acc[:, i].std(ddof=1) / math.sqrt(len(acc))
-        assert abs(acc[:, i].mean() - p.train_accuracy[t]) <= 0.03 + z * se, (t, acc[:, i].mean(), p.train_accuracy[t])
+        assert abs(acc[:, i].mean() - p.train_accuracy[t]) <= 0.035 + z * se, (t, acc[:, i].mean(), p.train_accuracy[t])
 
 
 def test_thirty_classes(monkeypatch):
@@ -933,7 +953,9 @@ def test_fresh_margin_covariance_at_large_D_is_the_block_grams_noise(lam):
     counts = np.array([[8, 3, 1], [2, 9, 1], [0, 4, 8]])
     N, mu = K * n, K * K * n * lam
     D = 1e7 * N
-    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=rounds, probabilities=False)
+    # leak=False: the quantity here is the covariance given the training sample; the leak of step 2b is the training
+    # sample's own fluctuation (test_the_collapse_to_one_class_... and the Monte Carlo tests check it)
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=rounds, probabilities=False, leak=False)
     y = np.repeat(np.arange(K), n)
     z = np.concatenate([np.repeat(np.arange(K), counts[k]) for k in range(K)])
     Y = np.zeros((K, N))
@@ -948,3 +970,56 @@ def test_fresh_margin_covariance_at_large_D_is_the_block_grams_noise(lam):
         brute = np.einsum("kja,ab,kib->kji", rows, F, rows)
         # relative 1e-6: the finite-D corrections are O(N / D) = 1e-7 (measured up to 6e-8)
         np.testing.assert_allclose(D * pred.fresh_margin_cov[t], brute, rtol=0, atol=1e-6 * np.abs(brute).max())
+
+
+def test_many_rounds_at_a_large_lambda_keep_the_margins_and_the_filters_precise():
+    """lambda = 0.1 (mu = K N lambda = 40 above the class eigenvalue 8.1), 41 fits: the filters fall to ~1e-32,
+    below the rounding of U = 1/K and below the contour's round-off floor. The margins are taken as differences of
+    the outputs' shifts from U and the floor-dominated filters are recomputed on the real line, so that at
+    D = 1e7 (D / N = 1e5) the theory is the block model's answer (every instance correct, exact arithmetic) at
+    every round, its filters positive and falling geometrically. Before, the margins collapsed to 0 (training
+    accuracy 0 from round 20 on) and the fresh accuracy alternated 1, 0, 1 from round 23 on (K = 4, n = 100,
+    d = 0.1). Here d = 0: the shared-mean direction has the class eigenvalue, so no direction outgrows the
+    signal and the collapse of the next test does not happen (with d = 0.1 it does, at round ~20)."""
+    K, n, c, d, lam, rounds = 4, 25, 0.4, 0.0, 0.1, 40
+    counts = exact_label_counts(symmetric(K, 0.36), n)
+    C = counts / n
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, 1e7, counts, rounds=rounds)
+    for t in range(rounds + 1):
+        assert bool(np.all(theory.correct_types(K, n, c, d, lam, C, t)[counts > 0]))
+    assert np.all(pred.train_accuracy == 1.0) and np.all(pred.fresh_accuracy == 1.0)
+    off = ~np.eye(K, dtype=bool)
+    assert np.all(pred.margin_mean[:, :, :, :][:, np.broadcast_to(off[:, None, :], (K, K, K))] > 0)
+    f_class, f_const, h_class, h_const, err = fd.spike_filters(K, n, c, d, lam, 1e3, rounds)
+    assert err <= 1e-10
+    for f in (f_class, f_const, h_class, h_const):
+        assert np.all(f > 0)
+        step = f[1:] / f[:-1]
+        assert np.all(np.diff(step[10:]) >= -1e-9 * step[10:-1])  # tends to the outlier's ratio l* / (l* + mu)
+
+
+def test_the_collapse_to_one_class_after_many_rounds_at_a_large_lambda_is_predicted():
+    """Step 2b of the module doc: with d > 0 the shared-mean direction's filter decays slowest, and the leak of
+    its sampled eigenvector into the label directions, O(sqrt(N / D)), grows against the class signal like
+    ((l_const / (l_const + mu)) / (l_class / (l_class + mu)))^s: the linearised Monte Carlo predicts one class
+    for everything (accuracy 1/K) after ~10 rounds at D / N = 1 and ~20 at D / N = 1e5; without the leak term
+    the theory (and the block model) said 100 % at every round.
+    Checked: training and fresh accuracy at rounds 0..25 within z SE + 0.17 (z Bonferroni over the 2 x 2 x 26
+    comparisons) and the round where each first falls below 0.625 (half-way to 1/K) within one round. The 0.17 is
+    the largest gap measured during the transition with 200 samples (0.16 at round 8, D / N = 1: the theory
+    collapses about half a round late; pieces still neglected: the E-block fluctuations, which mix the
+    shared-mean and class directions at the same order)."""
+    K, n, c, d, lam = 4, 25, 0.4, 0.1, 0.1
+    counts = exact_label_counts(symmetric(K, 0.36), n)
+    rounds = list(range(26))
+    z = z_bonferroni(2 * 2 * len(rounds))
+    for D in (100, 10**7):
+        acc, fresh, _ = linearised_mc(K, n, c, d, lam, D, counts, rounds, 100, 7, fresh_per_class=10)
+        pred = fd.finite_dim_prediction(K, n, c, d, lam, float(D), counts, rounds=rounds[-1])
+        for obs, theo in ((acc, pred.train_accuracy), (fresh, pred.fresh_accuracy)):
+            se = obs.std(axis=0) / math.sqrt(len(obs))
+            assert np.all(np.abs(obs.mean(axis=0) - theo) <= z * se + 0.17), (D, obs.mean(axis=0), theo)
+            assert theo[0] > 0.99 and theo[-1] < 0.26  # informative: it starts perfect and ends at 1/K
+            first_obs = int(np.argmax(obs.mean(axis=0) < 0.625))
+            first_theo = int(np.argmax(theo < 0.625))
+            assert abs(first_obs - first_theo) <= 1, (D, first_obs, first_theo)

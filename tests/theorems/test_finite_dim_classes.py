@@ -115,7 +115,9 @@ def test_orthogonal_means_reduce_to_the_mixture_theory():
     sigma[K + 1:, K + 1:] = (1 - c) / D * np.eye(D)
     counts = noisy_counts(K, n, eta)
     p = classes_prediction(mixture_means(K, c, d, dims), sigma, n, counts, lam, 6, prob_tol=1e-4)
-    q = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=6, prob_tol=1e-4)
+    # leak=False: this module has no step 2b of theory.finite_dim (the spike directions' leak into E^perp); with
+    # it the fresh accuracies differ by 6.7e-3 here
+    q = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=6, prob_tol=1e-4, leak=False)
     # same within-class law, two quadratures
     assert np.abs(p.kappa - q.kappa).max() <= 1e-9 * q.kappa.max()
     # the two theories differ at O(1/n) (finite_dim decouples E and E^perp and takes phi from the within-class

@@ -396,7 +396,8 @@ TABLE = {
         ),
     ),
     fd.finite_dim_prediction: (
-        {**FD, "counts": FD_COUNTS, "rounds": 2, "quad_tol": 1e-12, "prob_tol": 1e-5, "probabilities": True},
+        {**FD, "counts": FD_COUNTS, "rounds": 2, "quad_tol": 1e-12, "prob_tol": 1e-5, "probabilities": True,
+         "leak": True},
         {
             **FD_BAD,
             "counts": FD_COUNTS_BAD,
@@ -404,6 +405,7 @@ TABLE = {
             "quad_tol": _reals(0.0, -1e-12),
             "prob_tol": _reals(0.0, -1e-5),
             "probabilities": [Bad(1), Bad(0), Bad("yes"), Bad(None)],
+            "leak": [Bad(1), Bad(0), Bad("yes"), Bad(None)],
         },
     ),
     # theory.finite_dim_pll: D must be finite (D = infinity is theory.pll_analysis)

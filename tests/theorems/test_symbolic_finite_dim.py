@@ -150,7 +150,8 @@ def test_finite_dim_moments_are_the_printed_forms():
     arguments, differs here. The margin covariance also against the sympy form R Sigma R^T."""
     counts = COUNTS
     c, d, lam, D, t = 0.4, 0.1, 1e-3, 50.0, 2
-    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=t, probabilities=False)
+    pred = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=t, probabilities=False, leak=False)
+    with_leak = fd.finite_dim_prediction(K, n, c, d, lam, D, counts, rounds=t, probabilities=False)
     C = counts / n
     Cbar = C.mean(axis=0)
     N, m = K * n, K * n - K
@@ -174,3 +175,24 @@ def test_finite_dim_moments_are_the_printed_forms():
                 assert np.allclose(pred.margin_cov[t, k, l], M, rtol=1e-12, atol=1e-18)
     fresh = G.fresh_logit_mean(K * N * lam, n, c, d, K, hsc[t], hsk[t], C, Cbar[None, :])
     assert np.allclose(pred.fresh_margin_mean[t], np.diag(fresh)[:, None] - fresh, rtol=0, atol=1e-15)
+    # the leak (step 2b) adds the printed leak_output_cov (times m / N) to every present type's margins, and
+    # leak_fresh_cov to the fresh ones; the means do not move
+    Vf, Vh, _ = fd._spike_variances(np.array([n * (c - d), n * (c - d) + N * d]), 1 - c, N / D, K * N * lam,
+                                    np.arange(1, t + 2.0), 1e-12)
+    Vf, Vh = Vf[t] * m / N, Vh[t] * m / N
+    E_class = n * (C - Cbar).T @ (C - Cbar)
+    E_const = N * np.outer(Cbar - 1 / K, Cbar - 1 / K)
+    R = [np.eye(K)[k][None, :] - np.eye(K) for k in range(K)]
+    for k in range(K):
+        for l in range(K):
+            if counts[k, l] == 0:
+                continue
+            u = G.within_part(eye[l], C[k])
+            L = G.leak_output_cov(m, n, K, Vf[0], Vf[1], Gam, E_class, E_const, u[:, None], u[None, :], C[k][:, None],
+                                  C[k][None, :], Cbar[:, None], Cbar[None, :])
+            assert np.allclose(with_leak.margin_cov[t, k, l] - pred.margin_cov[t, k, l], R[k] @ L @ R[k].T,
+                               rtol=1e-9, atol=1e-18)
+        Lf = G.leak_fresh_cov(K * N * lam, m, n, K, c, d, Vh[0], Vh[1], Gam)
+        assert np.allclose(with_leak.fresh_margin_cov[t, k] - pred.fresh_margin_cov[t, k], R[k] @ Lf @ R[k].T,
+                           rtol=1e-9, atol=1e-18)
+    assert np.array_equal(with_leak.margin_mean, pred.margin_mean)
