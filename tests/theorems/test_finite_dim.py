@@ -1083,3 +1083,35 @@ def test_the_leak_covariance_is_the_exact_cross_blocks_covariance():
                                    np.arange(1, s + 1.0), 1e-12)
     sampled = np.array([V_class.mean(), V_const.mean()])
     assert np.all(np.abs(Vf[s - 1] * m / N / sampled - 1) <= 0.02), Vf[s - 1] * m / N / sampled
+
+
+def test_the_leak_near_a_bbp_threshold_falls_back_to_the_contour_and_is_continuous():
+    """The shared-mean spike 1e-9 on either side of its BBP threshold (the setting of
+    test_spike_filters_converge_and_are_continuous_at_the_bbp_threshold): e's density peaks at the bulk's edge and
+    the leak's real-line rule raises (RuntimeError: it did, from finite_dim_prediction, before the fallback); the
+    contour moments take over, the prediction converges on both sides and is continuous (accuracies within 1e-6
+    across the threshold, 40 rounds, lambda 1e-3 and 0.1). Where both work the two ways agree to 1e-9 relative
+    (measured 1e-12 and 1e-11)."""
+    K, n, c, lam, D = 2, 5, 0.268, 0.1, 10.0
+    N, sig2 = K * n, 1.0 - c
+    edge = sig2 * (1.0 + math.sqrt(N / D)) ** 2
+    ell_star = -1.0 / float(fd.mp_stieltjes(edge + 0j, N / D, sig2).real)
+    d_star = (ell_star - n * c) / (N - n)
+    counts = np.array([[4, 1], [1, 4]])
+    with pytest.raises(RuntimeError, match="did not converge"):
+        d = d_star - 1e-9
+        fd._spike_variances(np.array([n * (c - d), n * (c - d) + N * d]), sig2, N / D, K * N * 1e-3,
+                            np.arange(1, 42.0), 1e-12)
+    for lam_ in (1e-3, lam):
+        below = fd.finite_dim_prediction(K, n, c, d_star - 1e-9, lam_, D, counts, rounds=40)
+        above = fd.finite_dim_prediction(K, n, c, d_star + 1e-9, lam_, D, counts, rounds=40)
+        assert below.quadrature_error <= 1e-5 and above.quadrature_error <= 1e-5
+        for a, b in ((below.train_accuracy, above.train_accuracy), (below.fresh_accuracy, above.fresh_accuracy)):
+            assert np.abs(a - b).max() <= 1e-6
+        assert np.abs(below.fresh_accuracy[-1] - below.fresh_accuracy[0]) > 0.05  # informative: the rounds move it
+    d = 0.025
+    ells = np.array([n * (c - d), n * (c - d) + N * d])
+    real = fd._spike_variances(ells, sig2, N / D, K * N * 1e-3, np.arange(1, 8.0), 1e-12)
+    contour = fd._spike_variances_contour(K, n, c, d, 1e-3, D, 6, 1e-12)
+    for x, y in zip(real[:2], contour[:2]):
+        assert np.allclose(x, y, rtol=1e-9, atol=0.0)
